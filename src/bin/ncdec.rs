@@ -1,0 +1,58 @@
+//! `ncdec`: decode an `.ncod` bitstream to an image.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use ncodec::codec::Codec;
+use ncodec::container::Container;
+
+#[derive(Parser)]
+#[command(
+    name = "ncdec",
+    version,
+    about = "Decode an ncodec .ncod bitstream to an image",
+    after_help = "Examples:\n  ncdec photo.ncod -o photo.png\n  ncdec - -o - < photo.ncod > photo.png\n\nThe output format follows the extension (PNG for stdout)."
+)]
+struct Args {
+    /// Input .ncod file, or - for stdin.
+    input: PathBuf,
+    /// Output image (.png, .ppm, .bmp, .tif), or - for PNG on stdout.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Use this weight file instead of the zoo's.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ncdec: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> ncodec::Result<()> {
+    let bytes = ncodec::io::read_input(&args.input)?;
+    let container = Container::parse(&bytes)?;
+    let codec = match &args.weights {
+        Some(w) => Codec::from_weights(&container.header.codec, w)?,
+        None => Codec::load(&container.header.codec)?,
+    };
+    let start = Instant::now();
+    let img = codec.decode(&container)?;
+    let secs = start.elapsed().as_secs_f64();
+    let out = ncodec::io::encode_for_path(&img, &args.output)?;
+    ncodec::io::write_atomic(&args.output, &out)?;
+    if !args.quiet {
+        eprintln!("{}x{} {} q{}: decoded in {:.2} s", img.width(), img.height(), codec.name, container.header.quality, secs);
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The public codec API: the zoo of shipped codecs, and image encode/decode to `.ncod` bytes.
+//!
+//! ```text
+//!  RgbImage ──pad to ×64──► tensor ──ImageModel::compress(q)──► sections ──Container──► bytes
+//!  bytes ──Container::parse──► (codec, digest, q, W×H) ──ImageModel::decompress──► crop ──► RgbImage
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use burn::prelude::*;
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::container::{Container, Header, Kind};
+use crate::error::{Error, Result};
+use crate::models::{PAD_MULTIPLE, Y_STRIDE, from_host, to_host};
+use crate::weights::{self, LoadedModel};
+
+/// The codec used when none is named.
+pub const DEFAULT_CODEC: &str = "mean-scale";
+
+/// Where shipped codecs live: `$NCODEC_CODECS`, else the `codecs/` folder of this source tree.
+pub fn zoo_dir() -> PathBuf {
+    std::env::var_os("NCODEC_CODECS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("codecs"))
+}
+
+/// A codec card (`codecs/<name>/card.toml`): what the model is, how it was trained, what it
+/// measures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Card {
+    pub name: String,
+    pub architecture: String,
+    pub description: String,
+    /// Weight file, relative to the card.
+    pub weights: String,
+    pub weights_sha256: String,
+    pub parameters: usize,
+    pub training: Training,
+    /// Kodak results measured from real bitstreams, one entry per quality level.
+    #[serde(default)]
+    pub kodak: Vec<RatePoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Training {
+    pub data: String,
+    pub images: usize,
+    pub steps: usize,
+    pub batch: usize,
+    pub crop: usize,
+    pub learning_rate: String,
+    pub lambdas: Vec<f64>,
+    pub hours: f64,
+    pub hardware: String,
+    pub command: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RatePoint {
+    pub quality: u8,
+    pub lambda: f64,
+    pub bpp: f64,
+    pub psnr: f64,
+    pub ms_ssim: f64,
+}
+
+impl Card {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Format(format!("{}: {e}", path.display())))
+    }
+}
+
+/// Names of the shipped codecs (folders of the zoo with a card), sorted.
+pub fn list_codecs() -> Result<Vec<(String, Card)>> {
+    let dir = zoo_dir();
+    let mut out = vec![];
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    for entry in entries.flatten() {
+        let card = entry.path().join("card.toml");
+        if card.exists() {
+            out.push((entry.file_name().to_string_lossy().into_owned(), Card::load(&card)?));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// A loaded codec: weights, integer tables and the device it runs on.
+pub struct Codec {
+    pub name: String,
+    pub card: Option<Card>,
+    loaded: LoadedModel,
+    device: Device,
+}
+
+impl Codec {
+    /// Loads a shipped codec by name from the zoo.
+    pub fn load(name: &str) -> Result<Self> {
+        let dir = zoo_dir().join(name);
+        let card_path = dir.join("card.toml");
+        if !card_path.exists() {
+            let known: Vec<String> = list_codecs().unwrap_or_default().into_iter().map(|c| c.0).collect();
+            return Err(Error::Unsupported(format!("unknown codec '{name}' (shipped: {})", known.join(", "))));
+        }
+        let card = Card::load(&card_path)?;
+        let mut codec = Self::from_weights(name, &dir.join(&card.weights))?;
+        codec.card = Some(card);
+        Ok(codec)
+    }
+
+    /// A codec from any weight file (e.g. a fresh export), named `name` in the streams it writes.
+    pub fn from_weights(name: &str, path: &Path) -> Result<Self> {
+        let device = crate::backend::device();
+        let loaded = weights::load(path, &device)?;
+        Ok(Self { name: name.to_string(), card: None, loaded, device })
+    }
+
+    /// Number of quality levels (ncenc -q 1..=levels).
+    pub fn qualities(&self) -> u8 {
+        self.loaded.config.qualities() as u8
+    }
+
+    pub fn digest(&self) -> [u8; 32] {
+        self.loaded.digest
+    }
+
+    /// Encodes an 8-bit RGB image at `quality` (1 = smallest file … `qualities()` = best).
+    pub fn encode(&self, img: &RgbImage, quality: u8) -> Result<Vec<u8>> {
+        crate::io::check_dimensions(img.width(), img.height())?;
+        if !(1..=self.qualities()).contains(&quality) {
+            return Err(Error::Unsupported(format!("quality {quality} out of range 1..={}", self.qualities())));
+        }
+        let x = image_to_tensor(img, &self.device);
+        let sections = self.loaded.model.compress(x, quality as usize - 1, &self.loaded.tables)?;
+        let header = Header {
+            kind: Kind::Image,
+            codec: self.name.clone(),
+            weights_digest: self.loaded.digest[..8].try_into().unwrap(),
+            quality,
+            width: img.width(),
+            height: img.height(),
+        };
+        Ok(Container { header, sections }.to_bytes())
+    }
+
+    /// Decodes a parsed container made by this codec.
+    pub fn decode(&self, c: &Container) -> Result<RgbImage> {
+        let h = &c.header;
+        if h.codec != self.name {
+            return Err(Error::Unsupported(format!("stream was made by codec '{}', not '{}'", h.codec, self.name)));
+        }
+        if h.weights_digest[..] != self.loaded.digest[..8] {
+            return Err(Error::Unsupported(format!(
+                "stream was made with other '{}' weights (digest {}, installed {}): decoding it would give garbage",
+                h.codec,
+                hex(&h.weights_digest),
+                hex(&self.loaded.digest[..8])
+            )));
+        }
+        if !(1..=self.qualities()).contains(&h.quality) {
+            return Err(Error::Format(format!("quality {} out of range", h.quality)));
+        }
+        let (pw, ph) = (padded(h.width), padded(h.height));
+        let y_hw = [ph / Y_STRIDE, pw / Y_STRIDE];
+        let x_hat = self.loaded.model.decompress(&c.sections, h.quality as usize - 1, y_hw, &self.loaded.tables, &self.device)?;
+        Ok(tensor_to_image(x_hat, h.width, h.height))
+    }
+}
+
+/// Encodes with a shipped codec by name.
+pub fn encode_image(img: &RgbImage, codec: &str, quality: u8) -> Result<Vec<u8>> {
+    shared_codec(codec)?.encode(img, quality)
+}
+
+/// Decodes any `.ncod` image stream, loading the codec its header names.
+pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
+    let c = Container::parse(bytes)?;
+    shared_codec(&c.header.codec)?.decode(&c)
+}
+
+/// Loaded codecs are cached per process: loading builds the network and tables.
+fn shared_codec(name: &str) -> Result<Arc<Codec>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Codec>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(c) = cache.lock().unwrap().get(name) {
+        return Ok(c.clone());
+    }
+    let codec = Arc::new(Codec::load(name)?);
+    cache.lock().unwrap().insert(name.to_string(), codec.clone());
+    Ok(codec)
+}
+
+fn padded(v: u32) -> usize {
+    (v as usize).div_ceil(PAD_MULTIPLE) * PAD_MULTIPLE
+}
+
+/// [1, 3, H', W'] in [0, 1], padded to multiples of 64 by repeating the last row/column
+/// (cheaper to code than a hard edge to zero).
+pub fn image_to_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let (pw, ph) = (padded(img.width()), padded(img.height()));
+    let mut v = vec![0f32; 3 * pw * ph];
+    for y in 0..ph {
+        for x in 0..pw {
+            let p = img.get_pixel(x.min(w - 1) as u32, y.min(h - 1) as u32).0;
+            for c in 0..3 {
+                v[(c * ph + y) * pw + x] = p[c] as f32 / 255.0;
+            }
+        }
+    }
+    from_host(v, [1, 3, ph, pw], device)
+}
+
+/// Crops the top-left `width`x`height` and rounds to 8-bit.
+pub fn tensor_to_image(x: Tensor<4>, width: u32, height: u32) -> RgbImage {
+    let [_, _, ph, pw] = x.dims();
+    let v = to_host(x);
+    RgbImage::from_fn(width, height, |x, y| {
+        let px = |c: usize| {
+            let f = v[(c * ph + y as usize) * pw + x as usize];
+            (f * 255.0).round().clamp(0.0, 255.0) as u8
+        };
+        image::Rgb([px(0), px(1), px(2)])
+    })
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

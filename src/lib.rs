@@ -1,0 +1,20 @@
+//! ncodec: learned image codecs with real bitstreams.
+
+pub mod backend;
+pub mod data;
+pub mod entropy;
+pub mod error;
+pub mod io;
+pub mod models;
+pub mod nn;
+pub mod train;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub mod codec;
+pub mod container;
+pub mod metrics;
+
+pub use codec::{Codec, decode_image, encode_image};
+pub mod bench;
+pub mod synthetic;

@@ -1,0 +1,29 @@
+//! Building blocks shared by every learned transform: padded convolutions and GDN.
+
+mod gdn;
+
+pub use gdn::Gdn;
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::prelude::*;
+
+/// `k`x`k` convolution with "same" padding and the given stride (output = input / stride).
+pub fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
+    let p = k / 2;
+    Conv2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .init(device)
+}
+
+/// `k`x`k` transposed convolution that exactly inverts the geometry of [`conv`]
+/// (output = input * stride).
+pub fn deconv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> ConvTranspose2d {
+    let p = k / 2;
+    ConvTranspose2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_padding([p, p])
+        .with_padding_out([stride - 1, stride - 1])
+        .init(device)
+}

@@ -1,0 +1,240 @@
+//! `ncodec train`: rate-distortion training with burn autodiff, resumable checkpoints, and
+//! export of shippable weights (fp16 + integer tables) into the codec zoo.
+//!
+//! Loss per sample: λ_q·255²·MSE(x, x̂) + bpp, with the quality level q drawn per sample so one
+//! gain-conditioned model learns every rate point at once.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::Int;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::TrainSet;
+use crate::error::{Error, Result};
+use crate::models::{ImageModel, ModelConfig};
+use crate::weights::{self, Precision};
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub config: ModelConfig,
+    pub data: PathBuf,
+    /// Checkpoints, log and state live here.
+    pub ckpt_dir: PathBuf,
+    /// Stop at this (global) step.
+    pub steps: usize,
+    /// Stop after this much wall time in this run.
+    pub minutes: Option<f64>,
+    pub batch: usize,
+    pub crop: usize,
+    pub lr: f64,
+    pub checkpoint_every: usize,
+    pub resume: bool,
+    /// Start from a shipped `.ncw` (fresh optimizer state).
+    pub init_from: Option<PathBuf>,
+    pub seed: u64,
+    pub progress: bool,
+}
+
+/// What a checkpoint directory records besides the tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub config: ModelConfig,
+    pub step: usize,
+    /// Wall-clock seconds spent training, over all runs.
+    pub seconds: f64,
+    pub batch: usize,
+    pub crop: usize,
+    pub lr: f64,
+    pub data: String,
+    pub images: usize,
+    pub hardware: String,
+}
+
+pub struct StepStats {
+    pub loss: f64,
+    pub bpp: f64,
+    pub mse: f64,
+}
+
+/// One optimization step; returns the batch statistics.
+pub fn train_step(
+    model: ImageModel,
+    optim: &mut ModuleOptimizer,
+    x: Tensor<4>,
+    q: &[usize],
+    lambdas: &[f64],
+    lr: f64,
+) -> (ImageModel, StepStats) {
+    let device = x.device();
+    let [b, _, h, w] = x.dims();
+    let qt = Tensor::<1, Int>::from_ints(q.iter().map(|&v| v as i64).collect::<Vec<_>>().as_slice(), &device);
+    let lam: Vec<f32> = q.iter().map(|&v| (lambdas[v] * 255.0 * 255.0) as f32).collect();
+    let lam = Tensor::<1>::from_data(TensorData::new(lam, [b]), &device);
+    let out = model.forward(x.clone(), qt);
+    let mse = (out.x_hat - x).powi_scalar(2).reshape([b as i32, -1]).mean_dim(1).reshape([b]);
+    let mut rate = Tensor::<1>::zeros([b], &device);
+    for lik in out.likelihoods {
+        rate = rate + lik.log().reshape([b as i32, -1]).sum_dim(1).reshape([b]);
+    }
+    let bpp = rate.neg().div_scalar(std::f64::consts::LN_2 * (h * w) as f64);
+    let loss = (lam * mse.clone() + bpp.clone()).mean();
+    let stats = StepStats {
+        loss: loss.clone().into_scalar_f64(),
+        bpp: bpp.detach().mean().into_scalar_f64(),
+        mse: mse.detach().mean().into_scalar_f64(),
+    };
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    (optim.step(lr, model, grads), stats)
+}
+
+trait ScalarF64 {
+    fn into_scalar_f64(self) -> f64;
+}
+
+impl ScalarF64 for Tensor<1> {
+    fn into_scalar_f64(self) -> f64 {
+        crate::models::to_host(self)[0] as f64
+    }
+}
+
+fn optimizer() -> ModuleOptimizer {
+    AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))).init()
+}
+
+pub fn hardware_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpu}, {} threads, burn {} backend", rayon::current_num_threads(), crate::backend::NAME)
+}
+
+pub fn train(opts: &TrainOptions) -> Result<TrainState> {
+    let device = crate::backend::device().autodiff();
+    std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
+    let state_path = opts.ckpt_dir.join("state.json");
+    let model_path = opts.ckpt_dir.join("model.bpk");
+    let optim_path = opts.ckpt_dir.join("optim.bpk");
+
+    let set = TrainSet::load(&opts.data, opts.crop)?;
+    let mut state = TrainState {
+        config: opts.config.clone(),
+        step: 0,
+        seconds: 0.0,
+        batch: opts.batch,
+        crop: opts.crop,
+        lr: opts.lr,
+        data: opts.data.display().to_string(),
+        images: set.len(),
+        hardware: hardware_description(),
+    };
+    let mut optim = optimizer();
+    let mut model;
+    if opts.resume && state_path.exists() {
+        let prev: TrainState = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?)
+            .map_err(|e| Error::Format(format!("{}: {e}", state_path.display())))?;
+        if prev.config != opts.config {
+            return Err(Error::Unsupported(format!("checkpoint in {} is for a different model configuration", opts.ckpt_dir.display())));
+        }
+        state.step = prev.step;
+        state.seconds = prev.seconds;
+        model = opts.config.init(&device).load_file(&model_path);
+        if optim_path.exists() {
+            optim = optim.load(&optim_path).map_err(|e| Error::Format(format!("{}: {e:?}", optim_path.display())))?;
+        }
+        eprintln!("resuming at step {} ({:.1} h trained so far)", state.step, state.seconds / 3600.0);
+    } else if let Some(init) = &opts.init_from {
+        let loaded = weights::load(init, &device)?;
+        if loaded.config != opts.config {
+            return Err(Error::Unsupported(format!("{} has a different model configuration", init.display())));
+        }
+        model = loaded.model;
+        eprintln!("initialised from {}", init.display());
+    } else {
+        model = opts.config.init(&device);
+    }
+    device.seed(opts.seed.wrapping_add(state.step as u64));
+    let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_add(state.step as u64));
+
+    let log_path = opts.ckpt_dir.join("log.csv");
+    let new_log = !log_path.exists();
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    if new_log {
+        writeln!(log, "step,seconds,loss,bpp,mse,psnr").ok();
+    }
+
+    let bar = if opts.progress { ProgressBar::new(opts.steps as u64) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {per_sec} eta {eta} {msg}").unwrap());
+    bar.set_position(state.step as u64);
+    let start = Instant::now();
+    let base_seconds = state.seconds;
+    let q_levels = opts.config.qualities();
+    let (mut acc_loss, mut acc_bpp, mut acc_mse, mut acc_n) = (0.0, 0.0, 0.0, 0usize);
+    while state.step < opts.steps {
+        if opts.minutes.is_some_and(|m| start.elapsed().as_secs_f64() > m * 60.0) {
+            break;
+        }
+        let x = set.batch(&mut rng, opts.batch, opts.crop, &device);
+        let q: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..q_levels)).collect();
+        let (m, stats) = train_step(model, &mut optim, x, &q, &opts.config.lambdas, opts.lr);
+        model = m;
+        state.step += 1;
+        state.seconds = base_seconds + start.elapsed().as_secs_f64();
+        if !stats.loss.is_finite() {
+            return Err(Error::Codec(format!("loss became {} at step {}", stats.loss, state.step)));
+        }
+        acc_loss += stats.loss;
+        acc_bpp += stats.bpp;
+        acc_mse += stats.mse;
+        acc_n += 1;
+        if state.step % 25 == 0 || state.step == opts.steps {
+            let n = acc_n as f64;
+            let psnr = 10.0 * (1.0 / (acc_mse / n)).log10();
+            writeln!(log, "{},{:.1},{:.5},{:.4},{:.6},{:.3}", state.step, state.seconds, acc_loss / n, acc_bpp / n, acc_mse / n, psnr).ok();
+            bar.set_message(format!("loss {:.4} bpp {:.3} psnr {:.2}", acc_loss / n, acc_bpp / n, psnr));
+            (acc_loss, acc_bpp, acc_mse, acc_n) = (0.0, 0.0, 0.0, 0);
+        }
+        bar.set_position(state.step as u64);
+        if state.step % opts.checkpoint_every == 0 {
+            checkpoint(&model, &optim, &state, &opts.ckpt_dir)?;
+        }
+    }
+    checkpoint(&model, &optim, &state, &opts.ckpt_dir)?;
+    bar.finish();
+    Ok(state)
+}
+
+fn checkpoint(model: &ImageModel, optim: &ModuleOptimizer, state: &TrainState, dir: &Path) -> Result<()> {
+    // Write next to the old files, then rename: a kill mid-write keeps the previous checkpoint.
+    let tmp_model = dir.join("model.tmp.bpk");
+    let tmp_optim = dir.join("optim.tmp.bpk");
+    model.clone().save_file(&tmp_model).map_err(|e| Error::Codec(format!("saving checkpoint: {e:?}")))?;
+    optim.save(&tmp_optim).map_err(|e| Error::Codec(format!("saving optimizer: {e:?}")))?;
+    std::fs::rename(&tmp_model, dir.join("model.bpk")).map_err(|e| Error::io(dir, e))?;
+    std::fs::rename(&tmp_optim, dir.join("optim.bpk")).map_err(|e| Error::io(dir, e))?;
+    crate::io::write_atomic(&dir.join("state.json"), &serde_json::to_vec_pretty(state).unwrap())
+}
+
+/// Loads a checkpoint directory's model (inference device) for export or evaluation.
+pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(TrainState, ImageModel)> {
+    let state_path = dir.join("state.json");
+    let state: TrainState = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?)
+        .map_err(|e| Error::Format(format!("{}: {e}", state_path.display())))?;
+    let model = state.config.init(device).load_file(dir.join("model.bpk"));
+    Ok((state, model))
+}
+
+/// Exports a checkpoint as a shippable weight file (fp16 or fp32) with its integer tables.
+pub fn export(model: &ImageModel, config: &ModelConfig, out: &Path, precision: Precision) -> Result<[u8; 32]> {
+    let tables = model.export_tables();
+    weights::save(out, config, model, &tables, precision)
+}

@@ -1,0 +1,208 @@
+//! The `.ncw` weight file: model structure, parameters (fp16 or fp32) and the integer
+//! entropy-coding tables, identified by its SHA-256 digest.
+//!
+//! ```text
+//!  "NCW1" | u32 header length | header (JSON: ModelConfig, dtype)
+//!  | u32 tensor count | per tensor: u8 rank, u32 dims[rank], values (f16/f32 LE)
+//!  | u32 channels | per channel: f32 median, i32 offset, u32 n, u32 freqs[n]
+//! ```
+//! Parameters are stored in the module's visit order; loading checks every shape.
+
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::prelude::*;
+use half::f16;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::entropy::{BottleneckTables, GaussianConditional};
+use crate::error::{Error, Result};
+use crate::models::{CodingTables, ImageModel, ModelConfig, from_host, to_host};
+
+const MAGIC: &[u8; 4] = b"NCW1";
+/// Refuse absurd files before allocating for them.
+const MAX_TENSORS: usize = 4096;
+const MAX_ELEMENTS: usize = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F16,
+    F32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Header {
+    config: ModelConfig,
+    precision: Precision,
+}
+
+/// A loaded model ready to code: network, integer tables and the weight digest.
+pub struct LoadedModel {
+    pub config: ModelConfig,
+    pub model: ImageModel,
+    pub tables: CodingTables,
+    pub digest: [u8; 32],
+}
+
+struct Collect(Vec<(Vec<usize>, Vec<f32>)>);
+
+impl ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push((param.dims().to_vec(), to_host(param.val())));
+    }
+}
+
+struct Assign {
+    tensors: std::vec::IntoIter<(Vec<usize>, Vec<f32>)>,
+    error: Option<String>,
+}
+
+impl ModuleMapper for Assign {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let want = param.dims();
+        match self.tensors.next() {
+            Some((dims, values)) if dims == want => param.map(|t| {
+                let grad = t.is_require_grad();
+                let new = from_host(values, want, &t.device());
+                if grad { new.require_grad() } else { new }
+            }),
+            Some((dims, _)) => {
+                self.error.get_or_insert(format!("parameter shape {dims:?} where the model has {want:?}"));
+                param
+            }
+            None => {
+                self.error.get_or_insert("weight file has too few parameters".into());
+                param
+            }
+        }
+    }
+}
+
+/// Serializes a model and its tables. Returns the file bytes.
+pub fn to_bytes(config: &ModelConfig, model: &ImageModel, tables: &CodingTables, precision: Precision) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    let header = serde_json::to_vec(&Header { config: config.clone(), precision }).unwrap();
+    put_u32(&mut out, header.len() as u32);
+    out.extend_from_slice(&header);
+    let mut collect = Collect(vec![]);
+    model.visit(&mut collect);
+    put_u32(&mut out, collect.0.len() as u32);
+    for (dims, values) in &collect.0 {
+        out.push(dims.len() as u8);
+        for &d in dims {
+            put_u32(&mut out, d as u32);
+        }
+        for &v in values {
+            match precision {
+                Precision::F16 => out.extend_from_slice(&f16::from_f32(v).to_le_bytes()),
+                Precision::F32 => out.extend_from_slice(&v.to_le_bytes()),
+            }
+        }
+    }
+    let (medians, offsets, freqs) = tables.bottleneck.parts();
+    put_u32(&mut out, medians.len() as u32);
+    for c in 0..medians.len() {
+        out.extend_from_slice(&medians[c].to_le_bytes());
+        out.extend_from_slice(&offsets[c].to_le_bytes());
+        put_u32(&mut out, freqs[c].len() as u32);
+        for &f in &freqs[c] {
+            put_u32(&mut out, f);
+        }
+    }
+    out
+}
+
+pub fn save(path: &Path, config: &ModelConfig, model: &ImageModel, tables: &CodingTables, precision: Precision) -> Result<[u8; 32]> {
+    let bytes = to_bytes(config, model, tables, precision);
+    crate::io::write_atomic(path, &bytes)?;
+    Ok(Sha256::digest(&bytes).into())
+}
+
+pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes(&bytes, device).map_err(|e| Error::Format(format!("{}: {e}", path.display())))
+}
+
+pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
+    let digest: [u8; 32] = Sha256::digest(bytes).into();
+    let mut r = Reader { buf: bytes, pos: 0 };
+    if r.take(4)? != MAGIC {
+        return Err(Error::Format("not an ncodec weight file".into()));
+    }
+    let hlen = r.u32()? as usize;
+    let header: Header = serde_json::from_slice(r.take(hlen)?).map_err(|e| Error::Format(format!("weight header: {e}")))?;
+    let count = r.u32()? as usize;
+    if count > MAX_TENSORS {
+        return Err(Error::Format("too many tensors".into()));
+    }
+    let mut tensors = Vec::with_capacity(count);
+    for _ in 0..count {
+        let rank = r.take(1)?[0] as usize;
+        let dims: Vec<usize> = (0..rank).map(|_| r.u32().map(|d| d as usize)).collect::<Result<_>>()?;
+        let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS);
+        let n = n.ok_or_else(|| Error::Format("tensor too large".into()))?;
+        let values = match header.precision {
+            Precision::F16 => r.take(n * 2)?.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Precision::F32 => r.take(n * 4)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+        };
+        tensors.push((dims, values));
+    }
+    let channels = r.u32()? as usize;
+    if channels > 1 << 16 {
+        return Err(Error::Format("too many bottleneck channels".into()));
+    }
+    let (mut medians, mut offsets, mut freqs) = (vec![], vec![], vec![]);
+    for _ in 0..channels {
+        medians.push(f32::from_le_bytes(r.take(4)?.try_into().unwrap()));
+        offsets.push(i32::from_le_bytes(r.take(4)?.try_into().unwrap()));
+        let n = r.u32()? as usize;
+        let f: Vec<u32> = r.take(n.checked_mul(4).ok_or_else(|| Error::Format("table too large".into()))?)?
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        freqs.push(f);
+    }
+    if r.pos != bytes.len() {
+        return Err(Error::Format("trailing bytes in weight file".into()));
+    }
+    let config = header.config;
+    if config.lambdas.is_empty() || config.n == 0 || config.m == 0 || config.n > 1024 || config.m > 1024 {
+        return Err(Error::Format("implausible model configuration".into()));
+    }
+    let mut assign = Assign { tensors: tensors.into_iter(), error: None };
+    let model = config.init(device).map(&mut assign);
+    if let Some(e) = assign.error {
+        return Err(Error::Format(e));
+    }
+    if assign.tensors.next().is_some() {
+        return Err(Error::Format("weight file has too many parameters".into()));
+    }
+    let bottleneck = BottleneckTables::new(medians, offsets, freqs)?;
+    Ok(LoadedModel { config, model, tables: CodingTables { bottleneck, gaussian: GaussianConditional::new() }, digest })
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        let end = end.ok_or_else(|| Error::Format("weight file is truncated".into()))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+}

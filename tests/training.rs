@@ -1,0 +1,56 @@
+//! Training runs, checkpoints, resumes and exports (a tiny model on generated images).
+
+mod common;
+
+use ncodec::models::{Architecture, ModelConfig};
+use ncodec::train::{TrainOptions, load_checkpoint, train};
+
+#[test]
+fn train_checkpoint_resume_export() {
+    let dir = common::tempdir();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    for i in 0..3 {
+        common::test_image(80, 72, i).save(data.join("sub").join(format!("{i}.png"))).unwrap();
+    }
+    let config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 8, lambdas: vec![0.01, 0.05] };
+    let mut opts = TrainOptions {
+        config: config.clone(),
+        data,
+        ckpt_dir: dir.path().join("ckpt"),
+        steps: 3,
+        minutes: None,
+        batch: 2,
+        crop: 64,
+        lr: 1e-3,
+        checkpoint_every: 2,
+        resume: false,
+        init_from: None,
+        seed: 1,
+        progress: false,
+    };
+    let s = train(&opts).unwrap();
+    assert_eq!(s.step, 3);
+    opts.steps = 5;
+    opts.resume = true;
+    let s = train(&opts).unwrap();
+    assert_eq!(s.step, 5, "resume continues from the checkpoint");
+    let log = std::fs::read_to_string(dir.path().join("ckpt/log.csv")).unwrap();
+    assert!(log.starts_with("step,"));
+
+    let device = ncodec::backend::device();
+    let (state, model) = load_checkpoint(&dir.path().join("ckpt"), &device).unwrap();
+    assert_eq!(state.step, 5);
+    let out = dir.path().join("w.ncw");
+    ncodec::train::export(&model, &config, &out, ncodec::weights::Precision::F16).unwrap();
+    let codec = ncodec::Codec::from_weights("mean-scale", &out).unwrap();
+    let img = common::test_image(70, 65, 9);
+    let bytes = codec.encode(&img, 2).unwrap();
+    let back = codec.decode(&ncodec::container::Container::parse(&bytes).unwrap()).unwrap();
+    assert_eq!(back.dimensions(), img.dimensions());
+
+    // A different configuration refuses to resume from this checkpoint.
+    opts.config.n = 16;
+    opts.steps = 6;
+    assert!(train(&opts).is_err());
+}
