@@ -115,6 +115,14 @@ impl Codec {
         Ok(codec)
     }
 
+    /// The zoo's codec `name`, or the weight file `weights` under that name when given.
+    pub fn open(name: &str, weights: Option<&Path>) -> Result<Self> {
+        match weights {
+            Some(w) => Self::from_weights(name, w),
+            None => Self::load(name),
+        }
+    }
+
     /// A codec from any weight file (e.g. a fresh export), named `name` in the streams it writes.
     pub fn from_weights(name: &str, path: &Path) -> Result<Self> {
         let device = crate::backend::device();

@@ -16,6 +16,7 @@
 //! Parsing checks every field and the exact total length before the decoder allocates
 //! anything that depends on the declared geometry.
 
+use crate::bytes::Reader;
 use crate::error::{Error, Result};
 
 pub const MAGIC: &[u8; 4] = b"NCOD";
@@ -73,7 +74,7 @@ impl Container {
         if bytes.is_empty() {
             return Err(Error::Format("empty input".into()));
         }
-        let mut r = Cursor { buf: bytes, pos: 0 };
+        let mut r = Reader::new(bytes, "header");
         if r.take(4)? != MAGIC {
             return Err(Error::Format("not an ncodec file (bad magic)".into()));
         }
@@ -94,7 +95,7 @@ impl Container {
             return Err(Error::Format("bad codec name".into()));
         }
         let codec = String::from_utf8(name.to_vec()).unwrap();
-        let weights_digest: [u8; 8] = r.take(8)?.try_into().unwrap();
+        let weights_digest: [u8; 8] = r.array()?;
         let quality = r.byte()?;
         let width = u32::try_from(r.varint()?).map_err(|_| Error::Format("width out of range".into()))?;
         let height = u32::try_from(r.varint()?).map_err(|_| Error::Format("height out of range".into()))?;
@@ -104,9 +105,9 @@ impl Container {
             return Err(Error::Format(format!("bad section count {count}")));
         }
         let lens: Vec<u64> = (0..count).map(|_| r.varint()).collect::<Result<_>>()?;
-        let crc = u32::from_le_bytes(r.take(4)?.try_into().unwrap());
+        let crc = r.u32_le()?;
         let total = lens.iter().try_fold(0u64, |a, &l| a.checked_add(l));
-        let remaining = (bytes.len() - r.pos) as u64;
+        let remaining = r.remaining() as u64;
         match total {
             Some(t) if t == remaining => {}
             Some(t) if t > remaining => return Err(Error::Format(format!("truncated: {remaining} payload bytes of {t}"))),
@@ -131,37 +132,6 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
             return;
         }
         out.push(b | 0x80);
-    }
-}
-
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
-        let end = end.ok_or_else(|| Error::Format("truncated header".into()))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn byte(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn varint(&mut self) -> Result<u64> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let b = self.byte()?;
-            v |= ((b & 0x7f) as u64) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(Error::Format("overlong integer".into()))
     }
 }
 

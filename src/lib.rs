@@ -1,6 +1,8 @@
 //! ncodec: learned image codecs with real bitstreams.
 
 pub mod backend;
+pub mod bytes;
+pub mod cli;
 pub mod data;
 pub mod entropy;
 pub mod error;
@@ -18,3 +20,4 @@ pub mod metrics;
 pub use codec::{Codec, decode_image, encode_image};
 pub mod bench;
 pub mod synthetic;
+pub mod bdrate;

@@ -107,7 +107,8 @@ impl ScalarF64 for Tensor<1> {
 }
 
 fn optimizer() -> ModuleOptimizer {
-    AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))).init()
+    // PyTorch's ε: burn's default (1e-5) damps the many small post-clipping gradients.
+    AdamConfig::new().with_epsilon(1e-8).with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))).init()
 }
 
 pub fn hardware_description() -> String {

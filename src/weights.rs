@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::entropy::{BottleneckTables, GaussianConditional};
+use crate::bytes::Reader;
 use crate::error::{Error, Result};
 use crate::models::{CodingTables, ImageModel, ModelConfig, from_host, to_host};
 
@@ -128,20 +129,20 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
 
 pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     let digest: [u8; 32] = Sha256::digest(bytes).into();
-    let mut r = Reader { buf: bytes, pos: 0 };
+    let mut r = Reader::new(bytes, "weight file");
     if r.take(4)? != MAGIC {
         return Err(Error::Format("not an ncodec weight file".into()));
     }
-    let hlen = r.u32()? as usize;
+    let hlen = r.u32_le()? as usize;
     let header: Header = serde_json::from_slice(r.take(hlen)?).map_err(|e| Error::Format(format!("weight header: {e}")))?;
-    let count = r.u32()? as usize;
+    let count = r.u32_le()? as usize;
     if count > MAX_TENSORS {
         return Err(Error::Format("too many tensors".into()));
     }
     let mut tensors = Vec::with_capacity(count);
     for _ in 0..count {
         let rank = r.take(1)?[0] as usize;
-        let dims: Vec<usize> = (0..rank).map(|_| r.u32().map(|d| d as usize)).collect::<Result<_>>()?;
+        let dims: Vec<usize> = (0..rank).map(|_| r.u32_le().map(|d| d as usize)).collect::<Result<_>>()?;
         let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS);
         let n = n.ok_or_else(|| Error::Format("tensor too large".into()))?;
         let values = match header.precision {
@@ -150,22 +151,22 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
         };
         tensors.push((dims, values));
     }
-    let channels = r.u32()? as usize;
+    let channels = r.u32_le()? as usize;
     if channels > 1 << 16 {
         return Err(Error::Format("too many bottleneck channels".into()));
     }
     let (mut medians, mut offsets, mut freqs) = (vec![], vec![], vec![]);
     for _ in 0..channels {
-        medians.push(f32::from_le_bytes(r.take(4)?.try_into().unwrap()));
-        offsets.push(i32::from_le_bytes(r.take(4)?.try_into().unwrap()));
-        let n = r.u32()? as usize;
+        medians.push(f32::from_le_bytes(r.array()?));
+        offsets.push(i32::from_le_bytes(r.array()?));
+        let n = r.u32_le()? as usize;
         let f: Vec<u32> = r.take(n.checked_mul(4).ok_or_else(|| Error::Format("table too large".into()))?)?
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
             .collect();
         freqs.push(f);
     }
-    if r.pos != bytes.len() {
+    if r.remaining() != 0 {
         return Err(Error::Format("trailing bytes in weight file".into()));
     }
     let config = header.config;
@@ -186,23 +187,4 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
-        let end = end.ok_or_else(|| Error::Format("weight file is truncated".into()))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
-    }
 }

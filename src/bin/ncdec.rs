@@ -29,23 +29,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ncdec: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ncodec::cli::finish("ncdec", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> ncodec::Result<()> {
     let bytes = ncodec::io::read_input(&args.input)?;
     let container = Container::parse(&bytes)?;
-    let codec = match &args.weights {
-        Some(w) => Codec::from_weights(&container.header.codec, w)?,
-        None => Codec::load(&container.header.codec)?,
-    };
+    let codec = Codec::open(&container.header.codec, args.weights.as_deref())?;
     let start = Instant::now();
     let img = codec.decode(&container)?;
     let secs = start.elapsed().as_secs_f64();

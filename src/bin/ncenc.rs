@@ -35,22 +35,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ncenc: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ncodec::cli::finish("ncenc", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> ncodec::Result<()> {
     let img = ncodec::io::load_image(&args.input)?;
-    let codec = match &args.weights {
-        Some(w) => Codec::from_weights(&args.codec, w)?,
-        None => Codec::load(&args.codec)?,
-    };
+    let codec = Codec::open(&args.codec, args.weights.as_deref())?;
     let start = Instant::now();
     let bytes = codec.encode(&img, args.quality)?;
     let secs = start.elapsed().as_secs_f64();

@@ -97,6 +97,16 @@ enum Command {
     },
     /// List the shipped codecs, their quality levels and what they measure on Kodak.
     List,
+    /// PSNR-RGB and MS-SSIM-RGB between two images of the same size.
+    Metrics {
+        reference: PathBuf,
+        distorted: PathBuf,
+    },
+    /// Convert an image between formats (by extension), e.g. PNG to PPM for other encoders.
+    Convert {
+        input: PathBuf,
+        output: PathBuf,
+    },
     /// Print the header of an .ncod file.
     Info {
         file: PathBuf,
@@ -133,13 +143,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ncodec: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ncodec::cli::finish("ncodec", run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> ncodec::Result<()> {
@@ -163,6 +167,18 @@ fn run(cli: Cli) -> ncodec::Result<()> {
         }
         Command::Export { ckpt_dir, out, fp32 } => export_ckpt(&ckpt_dir, &out, fp32),
         Command::List => list(),
+        Command::Convert { input, output } => {
+            let img = ncodec::io::load_image(&input)?;
+            ncodec::io::write_atomic(&output, &ncodec::io::encode_for_path(&img, &output)?)
+        }
+        Command::Metrics { reference, distorted } => {
+            let (a, b) = (ncodec::io::load_image(&reference)?, ncodec::io::load_image(&distorted)?);
+            if a.dimensions() != b.dimensions() {
+                return Err(ncodec::Error::Unsupported(format!("sizes differ: {:?} vs {:?}", a.dimensions(), b.dimensions())));
+            }
+            println!("psnr_rgb {:.4} ms_ssim_rgb {:.6}", ncodec::metrics::psnr(&a, &b), ncodec::metrics::ms_ssim(&a, &b));
+            Ok(())
+        }
         Command::Demo { input, codec, out } => demo(input, &codec, &out),
         Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule } => ship(&ckpt_dir, &name, data_dir, &description, &command, &lr_schedule),
         Command::Info { file } => info(&file),
@@ -230,10 +246,7 @@ fn bench(data_dir: Option<PathBuf>, codec_name: &str, weights: Option<PathBuf>, 
     let dir = default_kodak(data_dir)?;
     let mut images = ncodec::data::image_files(&dir)?;
     images.truncate(limit.unwrap_or(usize::MAX));
-    let codec = match &weights {
-        Some(w) => ncodec::codec::Codec::from_weights(codec_name, w)?,
-        None => ncodec::codec::Codec::load(codec_name)?,
-    };
+    let codec = ncodec::codec::Codec::open(codec_name, weights.as_deref())?;
     let qualities = quality.unwrap_or_else(|| (1..=codec.qualities()).collect());
     let bar = indicatif::ProgressBar::new((images.len() * qualities.len()) as u64);
     let rows = ncodec::bench::evaluate(&codec, &images, &qualities, |r| {

@@ -1,0 +1,66 @@
+//! The shipped zoo: cards match their weights, and the trained default codec behaves like a
+//! rate-distortion codec on a generated image (and on Kodak when the data set is present).
+
+mod common;
+
+use ncodec::codec::{Codec, DEFAULT_CODEC, list_codecs};
+use ncodec::container::Container;
+use ncodec::metrics::psnr;
+use sha2::{Digest, Sha256};
+
+#[test]
+fn cards_match_their_weight_files() {
+    let codecs = list_codecs().unwrap();
+    assert!(codecs.iter().any(|(n, _)| n == DEFAULT_CODEC), "the default codec is not shipped");
+    for (name, card) in codecs {
+        let path = ncodec::codec::zoo_dir().join(&name).join(&card.weights);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() < 20 << 20, "{name}: weight file over 20 MB");
+        let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(digest, card.weights_sha256, "{name}: card and weights disagree");
+        let codec = Codec::load(&name).unwrap();
+        assert_eq!(codec.qualities() as usize, card.training.lambdas.len());
+        assert_eq!(card.kodak.len(), card.training.lambdas.len(), "{name}: card lacks Kodak results");
+    }
+}
+
+#[test]
+fn default_codec_trades_rate_for_quality() {
+    let codec = Codec::load(DEFAULT_CODEC).unwrap();
+    let img = ncodec::synthetic::scene(256, 192);
+    let mut last = (0usize, 0f64);
+    for q in 1..=codec.qualities() {
+        let bytes = codec.encode(&img, q).unwrap();
+        let out = codec.decode(&Container::parse(&bytes).unwrap()).unwrap();
+        let p = psnr(&img, &out);
+        assert!(bytes.len() > last.0, "q{q}: {} bytes, not more than q{} ({})", bytes.len(), q - 1, last.0);
+        assert!(p > last.1, "q{q}: {p:.2} dB, not better than q{} ({:.2})", q - 1, last.1);
+        last = (bytes.len(), p);
+    }
+    // The best quality level is a usable reconstruction, not noise.
+    assert!(last.1 > 30.0, "q{} only reaches {:.2} dB", codec.qualities(), last.1);
+}
+
+#[test]
+fn kodak_image_through_the_binaries() {
+    let Some(data) = common::datasets() else {
+        eprintln!("SKIPPED: no ../shared/datasets or $NCODEC_DATA; Kodak check not run");
+        return;
+    };
+    let src = data.join("kodak/kodim23.png");
+    let dir = common::tempdir();
+    let (stream, out) = (dir.path().join("k.ncod"), dir.path().join("k.png"));
+    let enc = std::process::Command::new(env!("CARGO_BIN_EXE_ncenc")).arg(&src).arg("-o").arg(&stream).args(["-q", "4"]).output().unwrap();
+    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    let dec = std::process::Command::new(env!("CARGO_BIN_EXE_ncdec")).arg(&stream).arg("-o").arg(&out).output().unwrap();
+    assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
+    let (orig, back) = (image::open(&src).unwrap().to_rgb8(), image::open(&out).unwrap().to_rgb8());
+    let bytes = std::fs::read(&stream).unwrap();
+    let codec = Codec::load(DEFAULT_CODEC).unwrap();
+    assert_eq!(bytes, codec.encode(&orig, 4).unwrap(), "CLI and library streams differ");
+    assert_eq!(back, codec.decode(&Container::parse(&bytes).unwrap()).unwrap());
+    let bpp = bytes.len() as f64 * 8.0 / (768.0 * 512.0);
+    let p = psnr(&orig, &back);
+    assert!(bpp > 0.05 && bpp < 2.0, "bpp {bpp}");
+    assert!(p > 27.0, "kodim23 q4: {p:.2} dB at {bpp:.3} bpp");
+}
