@@ -116,7 +116,7 @@ pub fn hardware_description() -> String {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpu}, {} threads, burn {} backend", rayon::current_num_threads(), crate::backend::NAME)
+    format!("{cpu}, {} threads, burn {} backend", rayon::current_num_threads(), crate::backend::name())
 }
 
 pub fn train(opts: &TrainOptions) -> Result<TrainState> {
