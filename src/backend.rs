@@ -7,48 +7,43 @@
 use burn::prelude::Device;
 
 /// Name of the backend [`device`] returns, for logs and cards.
-pub fn name() -> String {
-    std::env::var("NCODEC_DEVICE").unwrap_or_else(|_| default_name().to_string())
-}
-
-fn default_name() -> &'static str {
-    if cfg!(feature = "flex") {
-        "flex"
-    } else if cfg!(feature = "ndarray") {
-        "ndarray"
-    } else {
-        "default"
-    }
+pub fn name() -> &'static str {
+    select().0
 }
 
 /// The device every codec and training run uses.
 pub fn device() -> Device {
+    select().1
+}
+
+/// Resolves `NCODEC_DEVICE` once, so the reported name is always the device in use.
+fn select() -> (&'static str, Device) {
     match std::env::var("NCODEC_DEVICE").as_deref() {
         #[cfg(feature = "flex")]
-        Ok("flex") => Device::flex(),
+        Ok("flex") => ("flex", Device::flex()),
         #[cfg(feature = "ndarray")]
         #[allow(deprecated)]
-        Ok("ndarray") => Device::ndarray(),
+        Ok("ndarray") => ("ndarray", Device::ndarray()),
         #[cfg(feature = "wgpu")]
-        Ok("wgpu") => Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(0)),
+        Ok("wgpu") => ("wgpu", Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(0))),
         #[cfg(feature = "wgpu")]
-        Ok("wgpu-cpu") => Device::wgpu(burn::tensor::DeviceKind::Cpu),
+        Ok("wgpu-cpu") => ("wgpu-cpu", Device::wgpu(burn::tensor::DeviceKind::Cpu)),
         #[cfg(feature = "cuda")]
-        Ok("cuda") => Device::cuda(0),
+        Ok("cuda") => ("cuda", Device::cuda(0)),
         Ok(other) => {
-            eprintln!("warning: NCODEC_DEVICE={other} is not compiled in; using {}", default_name());
+            eprintln!("warning: NCODEC_DEVICE={other} is not compiled in; using the default CPU backend");
             default_device()
         }
         Err(_) => default_device(),
     }
 }
 
-fn default_device() -> Device {
+fn default_device() -> (&'static str, Device) {
     #[cfg(feature = "flex")]
-    return Device::flex();
+    return ("flex", Device::flex());
     #[cfg(all(not(feature = "flex"), feature = "ndarray"))]
     #[allow(deprecated)]
-    return Device::ndarray();
+    return ("ndarray", Device::ndarray());
     #[cfg(all(not(feature = "flex"), not(feature = "ndarray")))]
-    Device::default()
+    ("default", Device::default())
 }
