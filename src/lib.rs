@@ -15,6 +15,7 @@ pub mod weights;
 pub use error::{Error, Result};
 pub mod codec;
 pub mod container;
+pub mod manifest;
 pub mod metrics;
 
 pub use codec::{Codec, decode_image, encode_image};

@@ -111,22 +111,40 @@ enum Command {
     Info {
         file: PathBuf,
     },
-    /// Measure rate-distortion on a folder of images from real bitstreams (bpp, PSNR, MS-SSIM).
+    /// Rate-distortion benchmark from real bitstreams: ncodec models and the JPEG/WebP/AVIF
+    /// anchors on the same images; writes JSON (CompressAI schema), CSV, SVG plots and a
+    /// Markdown summary with BD-rates.
     Bench {
+        /// kodak (files checked against datasets/kodak.toml) or folder (any images in --data-dir).
+        #[arg(long, default_value = "kodak")]
+        dataset: String,
         /// Folder of test images (default: $NCODEC_DATA/kodak or ../shared/datasets/kodak).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        #[arg(long, default_value = ncodec::codec::DEFAULT_CODEC)]
-        codec: String,
-        /// Evaluate this weight file instead of the zoo's.
+        /// ncodec codecs from the zoo, comma-separated ("none" for anchors only).
+        #[arg(long, value_delimiter = ',', default_value = ncodec::codec::DEFAULT_CODEC)]
+        codec: Vec<String>,
+        /// Evaluate this weight file instead of the zoo's (one --codec only).
         #[arg(long)]
         weights: Option<PathBuf>,
-        /// Quality levels to run (default: all).
+        /// ncodec quality levels to run (default: all).
         #[arg(short, long, value_delimiter = ',')]
-        quality: Option<Vec<u8>>,
+        quality: Option<Vec<u32>>,
+        /// Classical anchors to run side by side: jpeg, webp, avif, or none.
+        #[arg(long, value_delimiter = ',', default_value = "jpeg,webp,avif")]
+        anchors: Vec<String>,
+        /// Curve that BD-rates are computed against.
+        #[arg(long, default_value = "jpeg")]
+        bd_anchor: String,
+        /// Published results (CompressAI JSON schema) to draw and compare, labelled as published.
+        #[arg(long)]
+        reference: Vec<PathBuf>,
         /// Only the first N images.
         #[arg(long)]
         limit: Option<usize>,
+        /// Run images one at a time so encode/decode times are meaningful (slower).
+        #[arg(long)]
+        timing: bool,
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
     },
@@ -182,7 +200,10 @@ fn run(cli: Cli) -> ncodec::Result<()> {
         Command::Demo { input, codec, out } => demo(input, &codec, &out),
         Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule } => ship(&ckpt_dir, &name, data_dir, &description, &command, &lr_schedule),
         Command::Info { file } => info(&file),
-        Command::Bench { data_dir, codec, weights, quality, limit, out } => bench(data_dir, &codec, weights, quality, limit, &out),
+        Command::Bench { dataset, data_dir, codec, weights, quality, anchors, bd_anchor, reference, limit, timing, out } => {
+            let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, bd_anchor, reference, limit, timing, out };
+            bench(&opts)
+        }
     }
 }
 
@@ -242,26 +263,86 @@ fn default_kodak(dir: Option<PathBuf>) -> ncodec::Result<PathBuf> {
     })
 }
 
-fn bench(data_dir: Option<PathBuf>, codec_name: &str, weights: Option<PathBuf>, quality: Option<Vec<u8>>, limit: Option<usize>, out: &std::path::Path) -> ncodec::Result<()> {
-    let dir = default_kodak(data_dir)?;
-    let mut images = ncodec::data::image_files(&dir)?;
-    images.truncate(limit.unwrap_or(usize::MAX));
-    let codec = ncodec::codec::Codec::open(codec_name, weights.as_deref())?;
-    let qualities = quality.unwrap_or_else(|| (1..=codec.qualities()).collect());
-    let bar = indicatif::ProgressBar::new((images.len() * qualities.len()) as u64);
-    let rows = ncodec::bench::evaluate(&codec, &images, &qualities, |r| {
-        bar.set_message(format!("{} q{}", r.image, r.quality));
-        bar.inc(1);
-    })?;
-    bar.finish_and_clear();
-    let name = format!("ncodec-{codec_name}");
-    ncodec::bench::write_results(out, &name, &format!("ncodec {codec_name}, {} images from {}", images.len(), dir.display()), &rows)?;
-    println!("{codec_name} on {} images of {}:", images.len(), dir.display());
-    println!("  q   bpp      PSNR-RGB  MS-SSIM   enc s   dec s");
-    for p in ncodec::bench::summarize(&rows) {
-        println!("  {:<3} {:.4}   {:>6.3}    {:.5}   {:.3}   {:.3}", p.quality, p.bpp, p.psnr, p.ms_ssim, p.encode_s, p.decode_s);
+struct BenchArgs {
+    dataset: String,
+    data_dir: Option<PathBuf>,
+    codecs: Vec<String>,
+    weights: Option<PathBuf>,
+    quality: Option<Vec<u32>>,
+    anchors: Vec<String>,
+    bd_anchor: String,
+    reference: Vec<PathBuf>,
+    limit: Option<usize>,
+    timing: bool,
+    out: PathBuf,
+}
+
+fn bench(a: &BenchArgs) -> ncodec::Result<()> {
+    use ncodec::bench::{self, RdCodec, report};
+    let dir = default_kodak(a.data_dir.clone())?;
+    let mut paths = match a.dataset.as_str() {
+        "folder" => ncodec::data::image_files(&dir)?,
+        name => ncodec::manifest::Manifest::builtin(name)?.verify(&dir)?,
+    };
+    paths.truncate(a.limit.unwrap_or(usize::MAX));
+    if paths.is_empty() {
+        return Err(ncodec::Error::Unsupported(format!("no images in {}", dir.display())));
     }
-    println!("results: {}/{name}.json, {name}.csv", out.display());
+    let images = bench::load_images(&paths)?;
+    let mut codecs: Vec<Box<dyn RdCodec>> = vec![];
+    let ncodecs: Vec<&String> = a.codecs.iter().filter(|c| c.as_str() != "none").collect();
+    if a.weights.is_some() && ncodecs.len() != 1 {
+        return Err(ncodec::Error::Unsupported("--weights needs exactly one --codec".into()));
+    }
+    for name in ncodecs {
+        let codec = ncodec::codec::Codec::open(name, a.weights.as_deref())?;
+        codecs.push(Box::new(bench::Ncodec { name: name.clone(), codec }));
+    }
+    for name in a.anchors.iter().filter(|c| c.as_str() != "none") {
+        codecs.push(bench::anchors::by_name(name)?);
+    }
+    let opts = bench::Options { timing: a.timing };
+    let mut curves = vec![];
+    for codec in &codecs {
+        let is_ncodec = codec.name().starts_with("ncodec-");
+        let settings = match (&a.quality, is_ncodec) {
+            (Some(q), true) => q.clone(),
+            _ => codec.settings(),
+        };
+        let bar = indicatif::ProgressBar::new((images.len() * settings.len()) as u64);
+        bar.set_style(indicatif::ProgressStyle::with_template("{prefix:>18} {bar:30} {pos}/{len} eta {eta}").unwrap());
+        bar.set_prefix(codec.name());
+        let rows = bench::evaluate(codec.as_ref(), &images, &settings, opts, &|_| bar.inc(1))?;
+        bar.finish_and_clear();
+        let description = format!("{}; {} images of {}", codec.description(), images.len(), dir.display());
+        report::write_codec(&a.out, &codec.name(), &description, &rows)?;
+        let curve = report::Curve::measured(&codec.name(), &codec.description(), &rows);
+        println!("{}:", curve.name);
+        println!("  setting  bpp      PSNR-RGB  MS-SSIM   enc ms  dec ms");
+        for p in &curve.points {
+            println!("  {:<8} {:.4}   {:>6.3}    {:.5}   {:>6.0}  {:>6.0}", p.setting, p.bpp, p.psnr, p.ms_ssim, p.encode_s * 1e3, p.decode_s * 1e3);
+        }
+        curves.push(curve);
+    }
+    for r in &a.reference {
+        curves.push(report::load_reference(r)?);
+    }
+    if curves.is_empty() {
+        return Err(ncodec::Error::Unsupported("nothing to benchmark: no codec, anchor or reference".into()));
+    }
+    let title = format!("{} ({} images)", a.dataset, images.len());
+    report::plot_svg(&a.out.join("rd-psnr.svg"), &format!("{title}: PSNR-RGB"), &curves, report::Metric::Psnr)?;
+    report::plot_svg(&a.out.join("rd-ms-ssim.svg"), &format!("{title}: MS-SSIM-RGB"), &curves, report::Metric::MsSsimDb)?;
+    let setup = format!(
+        "Images: {} from `{}`. Timing: {}. Machine: {}.",
+        images.len(),
+        dir.display(),
+        if a.timing { "serial runs, one image at a time" } else { "images in parallel (times indicative only; use --timing)" },
+        ncodec::train::hardware_description()
+    );
+    let md = report::markdown(&format!("Rate-distortion on {title}"), &setup, &curves, Some(&a.bd_anchor));
+    ncodec::io::write_atomic(&a.out.join("summary.md"), md.as_bytes())?;
+    println!("results in {}: <codec>.json/.csv, rd-psnr.svg, rd-ms-ssim.svg, summary.md", a.out.display());
     Ok(())
 }
 
@@ -304,11 +385,13 @@ fn ship(ckpt_dir: &std::path::Path, name: &str, data_dir: Option<PathBuf>, descr
     let weights = dir.join("weights.ncw");
     let digest = train::export(&model, &state.config, &weights, Precision::F16)?;
     let kodak = default_kodak(data_dir)?;
-    let images = ncodec::data::image_files(&kodak)?;
-    let codec = ncodec::codec::Codec::from_weights(name, &weights)?;
-    let qualities: Vec<u8> = (1..=codec.qualities()).collect();
+    let images = ncodec::bench::load_images(&ncodec::manifest::Manifest::builtin("kodak")?.verify(&kodak)?)?;
+    let codec = ncodec::bench::Ncodec { name: name.to_string(), codec: ncodec::codec::Codec::from_weights(name, &weights)? };
+    use ncodec::bench::RdCodec;
+    let qualities = codec.settings();
     let bar = indicatif::ProgressBar::new((images.len() * qualities.len()) as u64);
-    let rows = ncodec::bench::evaluate(&codec, &images, &qualities, |_| bar.inc(1))?;
+    let opts = ncodec::bench::Options { timing: true };
+    let rows = ncodec::bench::evaluate(&codec, &images, &qualities, opts, &|_| bar.inc(1))?;
     bar.finish_and_clear();
     let points = ncodec::bench::summarize(&rows);
     let card = ncodec::codec::Card {
@@ -333,8 +416,8 @@ fn ship(ckpt_dir: &std::path::Path, name: &str, data_dir: Option<PathBuf>, descr
         kodak: points
             .iter()
             .map(|p| ncodec::codec::RatePoint {
-                quality: p.quality,
-                lambda: state.config.lambdas[p.quality as usize - 1],
+                quality: p.setting as u8,
+                lambda: state.config.lambdas[p.setting as usize - 1],
                 bpp: (p.bpp * 1e4).round() / 1e4,
                 psnr: (p.psnr * 1e3).round() / 1e3,
                 ms_ssim: (p.ms_ssim * 1e5).round() / 1e5,
@@ -347,10 +430,10 @@ fn ship(ckpt_dir: &std::path::Path, name: &str, data_dir: Option<PathBuf>, descr
         toml::to_string(&card).map_err(|e| ncodec::Error::Codec(e.to_string()))?
     );
     ncodec::io::write_atomic(&dir.join("card.toml"), text.as_bytes())?;
-    ncodec::bench::write_results(&dir, "kodak", &format!("ncodec {name} on Kodak"), &rows)?;
+    ncodec::bench::report::write_codec(&dir, "kodak", &format!("ncodec {name} on Kodak"), &rows)?;
     println!("shipped {name} (step {}) to {}", state.step, dir.display());
     for p in points {
-        println!("  q{} {:.4} bpp {:.3} dB {:.5}", p.quality, p.bpp, p.psnr, p.ms_ssim);
+        println!("  q{} {:.4} bpp {:.3} dB {:.5}", p.setting, p.bpp, p.psnr, p.ms_ssim);
     }
     Ok(())
 }

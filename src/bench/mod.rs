@@ -1,0 +1,189 @@
+//! Rate-distortion measurement from real bitstream bytes, for ncodec and for the classical
+//! anchors, on the same images in one run.
+//!
+//! ```text
+//!  images ──► for each codec, each setting:  encode ──► bytes ──► decode ──► 8-bit RGB
+//!                                               │                            │
+//!                                     bpp = 8·len/pixels        PSNR-RGB, PSNR-Y/YUV, MS-SSIM
+//!  rows (per image) ──► summarize (per-setting means over images) ──► report (JSON/CSV/SVG/MD)
+//! ```
+//! Means are per-image averages (CompressAI's convention). With `timing`, images run one after
+//! another so encode/decode times are not inflated by contention; without it they run in
+//! parallel (rayon) and the times are only indicative.
+
+pub mod anchors;
+pub mod report;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use image::RgbImage;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::codec::Codec;
+use crate::container::Container;
+use crate::error::Result;
+use crate::metrics::{ms_ssim, psnr, psnr_yuv};
+
+/// Anything the harness can sweep: a codec with an integer rate setting (ncodec quality level,
+/// JPEG/WebP/AVIF quality), lowest rate first.
+pub trait RdCodec: Send + Sync {
+    /// Short name for file names and legends.
+    fn name(&self) -> String;
+    /// Library, version and settings, written into the results.
+    fn description(&self) -> String;
+    /// Settings swept by default.
+    fn settings(&self) -> Vec<u32>;
+    fn encode(&self, img: &RgbImage, setting: u32) -> Result<Vec<u8>>;
+    fn decode(&self, bytes: &[u8]) -> Result<RgbImage>;
+}
+
+/// An ncodec model from the zoo (or a weight file) under the harness's interface.
+pub struct Ncodec {
+    pub name: String,
+    pub codec: Codec,
+}
+
+impl RdCodec for Ncodec {
+    fn name(&self) -> String {
+        format!("ncodec-{}", self.name)
+    }
+    fn description(&self) -> String {
+        format!("ncodec {} (weights {}), quality 1..{}", self.name, crate::codec::hex(&self.codec.digest()[..8]), self.codec.qualities())
+    }
+    fn settings(&self) -> Vec<u32> {
+        (1..=self.codec.qualities() as u32).collect()
+    }
+    fn encode(&self, img: &RgbImage, setting: u32) -> Result<Vec<u8>> {
+        let q = u8::try_from(setting).map_err(|_| crate::Error::Unsupported(format!("quality {setting}")))?;
+        self.codec.encode(img, q)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
+        self.codec.decode(&Container::parse(bytes)?)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub image: String,
+    pub setting: u32,
+    pub bytes: usize,
+    pub bpp: f64,
+    pub psnr: f64,
+    pub psnr_y: f64,
+    pub psnr_yuv: f64,
+    /// NaN for images under 161 pixels a side (the 5-scale window does not fit).
+    pub ms_ssim: f64,
+    pub encode_s: f64,
+    pub decode_s: f64,
+}
+
+/// Per-setting means over images.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub setting: u32,
+    pub bpp: f64,
+    pub psnr: f64,
+    pub psnr_y: f64,
+    pub psnr_yuv: f64,
+    pub ms_ssim: f64,
+    pub encode_s: f64,
+    pub decode_s: f64,
+}
+
+impl Point {
+    /// MS-SSIM on the dB scale used in plots: −10·log10(1 − MS-SSIM).
+    pub fn ms_ssim_db(&self) -> f64 {
+        -10.0 * (1.0 - self.ms_ssim).log10()
+    }
+}
+
+/// How to run an evaluation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Serial, uncontended runs so times are meaningful.
+    pub timing: bool,
+}
+
+/// Measures one image at one setting.
+pub fn measure(codec: &dyn RdCodec, name: &str, img: &RgbImage, setting: u32) -> Result<Row> {
+    let t = Instant::now();
+    let bytes = codec.encode(img, setting)?;
+    let encode_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let out = codec.decode(&bytes)?;
+    let decode_s = t.elapsed().as_secs_f64();
+    if out.dimensions() != img.dimensions() {
+        return Err(crate::Error::Codec(format!("{}: decoded {:?}, expected {:?}", codec.name(), out.dimensions(), img.dimensions())));
+    }
+    let (psnr_y, psnr_yuv) = psnr_yuv(img, &out);
+    let fits = img.width().min(img.height()) >= 161;
+    Ok(Row {
+        image: name.to_string(),
+        setting,
+        bytes: bytes.len(),
+        bpp: bytes.len() as f64 * 8.0 / (img.width() as f64 * img.height() as f64),
+        psnr: psnr(img, &out),
+        psnr_y,
+        psnr_yuv,
+        ms_ssim: if fits { ms_ssim(img, &out) } else { f64::NAN },
+        encode_s,
+        decode_s,
+    })
+}
+
+/// Runs `codec` at every setting on every image; `progress` is called once per finished row.
+pub fn evaluate(
+    codec: &dyn RdCodec,
+    images: &[(String, RgbImage)],
+    settings: &[u32],
+    opts: Options,
+    progress: &(dyn Fn(&Row) + Sync),
+) -> Result<Vec<Row>> {
+    let jobs: Vec<(usize, u32)> = (0..images.len()).flat_map(|i| settings.iter().map(move |&s| (i, s))).collect();
+    let run = |&(i, s): &(usize, u32)| -> Result<Row> {
+        let row = measure(codec, &images[i].0, &images[i].1, s)?;
+        progress(&row);
+        Ok(row)
+    };
+    let rows: Result<Vec<Row>> = if opts.timing { jobs.iter().map(run).collect() } else { jobs.par_iter().map(run).collect() };
+    rows
+}
+
+/// Loads a folder's images once (sorted by name), named by file name.
+pub fn load_images(paths: &[PathBuf]) -> Result<Vec<(String, RgbImage)>> {
+    let out = Mutex::new(Vec::with_capacity(paths.len()));
+    paths.par_iter().enumerate().try_for_each(|(i, p)| -> Result<()> {
+        let img = crate::io::load_image(p)?;
+        out.lock().unwrap().push((i, p.file_name().unwrap_or_default().to_string_lossy().into_owned(), img));
+        Ok(())
+    })?;
+    let mut v = out.into_inner().unwrap();
+    v.sort_by_key(|e| e.0);
+    Ok(v.into_iter().map(|(_, n, img)| (n, img)).collect())
+}
+
+pub fn summarize(rows: &[Row]) -> Vec<Point> {
+    let mut settings: Vec<u32> = rows.iter().map(|r| r.setting).collect();
+    settings.sort();
+    settings.dedup();
+    settings
+        .into_iter()
+        .map(|s| {
+            let sel: Vec<&Row> = rows.iter().filter(|r| r.setting == s).collect();
+            let mean = |f: &dyn Fn(&Row) -> f64| sel.iter().map(|r| f(r)).sum::<f64>() / sel.len() as f64;
+            Point {
+                setting: s,
+                bpp: mean(&|r| r.bpp),
+                psnr: mean(&|r| r.psnr),
+                psnr_y: mean(&|r| r.psnr_y),
+                psnr_yuv: mean(&|r| r.psnr_yuv),
+                ms_ssim: mean(&|r| r.ms_ssim),
+                encode_s: mean(&|r| r.encode_s),
+                decode_s: mean(&|r| r.decode_s),
+            }
+        })
+        .collect()
+}
