@@ -6,6 +6,7 @@ pub mod cli;
 pub mod data;
 pub mod entropy;
 pub mod error;
+pub mod fetch;
 pub mod io;
 pub mod models;
 pub mod nn;
