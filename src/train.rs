@@ -159,7 +159,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
             return Err(Error::Unsupported(format!("{} has a different model configuration", init.display())));
         }
         model = loaded.model;
-        eprintln!("initialised from {}", init.display());
+        // Continue the step count of the weights, so cards report the total training.
+        if let Some(p) = loaded.provenance {
+            state.step = p.steps;
+            state.seconds = p.seconds;
+        }
+        eprintln!("initialised from {} (step {})", init.display(), state.step);
     } else {
         model = opts.config.init(&device);
     }
@@ -235,7 +240,8 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(TrainState, Image
 }
 
 /// Exports a checkpoint as a shippable weight file (fp16 or fp32) with its integer tables.
-pub fn export(model: &ImageModel, config: &ModelConfig, out: &Path, precision: Precision) -> Result<[u8; 32]> {
+pub fn export(model: &ImageModel, state: &TrainState, out: &Path, precision: Precision) -> Result<[u8; 32]> {
     let tables = model.export_tables();
-    weights::save(out, config, model, &tables, precision)
+    let provenance = weights::Provenance { steps: state.step, seconds: state.seconds };
+    weights::save_trained(out, &state.config, model, &tables, precision, Some(provenance))
 }

@@ -37,6 +37,16 @@ pub enum Precision {
 struct Header {
     config: ModelConfig,
     precision: Precision,
+    /// Absent in files written before it existed, and in untrained models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provenance: Option<Provenance>,
+}
+
+/// How much training produced the weights, so `train --init-from` continues the count.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub steps: usize,
+    pub seconds: f64,
 }
 
 /// A loaded model ready to code: network, integer tables and the weight digest.
@@ -45,6 +55,7 @@ pub struct LoadedModel {
     pub model: ImageModel,
     pub tables: CodingTables,
     pub digest: [u8; 32],
+    pub provenance: Option<Provenance>,
 }
 
 struct Collect(Vec<(Vec<usize>, Vec<f32>)>);
@@ -83,9 +94,14 @@ impl ModuleMapper for Assign {
 
 /// Serializes a model and its tables. Returns the file bytes.
 pub fn to_bytes(config: &ModelConfig, model: &ImageModel, tables: &CodingTables, precision: Precision) -> Vec<u8> {
+    to_bytes_trained(config, model, tables, precision, None)
+}
+
+/// [`to_bytes`] recording the training that produced the weights.
+pub fn to_bytes_trained(config: &ModelConfig, model: &ImageModel, tables: &CodingTables, precision: Precision, provenance: Option<Provenance>) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
-    let header = serde_json::to_vec(&Header { config: config.clone(), precision }).unwrap();
+    let header = serde_json::to_vec(&Header { config: config.clone(), precision, provenance }).unwrap();
     put_u32(&mut out, header.len() as u32);
     out.extend_from_slice(&header);
     let mut collect = Collect(vec![]);
@@ -117,7 +133,12 @@ pub fn to_bytes(config: &ModelConfig, model: &ImageModel, tables: &CodingTables,
 }
 
 pub fn save(path: &Path, config: &ModelConfig, model: &ImageModel, tables: &CodingTables, precision: Precision) -> Result<[u8; 32]> {
-    let bytes = to_bytes(config, model, tables, precision);
+    save_trained(path, config, model, tables, precision, None)
+}
+
+/// [`save`] recording the training that produced the weights.
+pub fn save_trained(path: &Path, config: &ModelConfig, model: &ImageModel, tables: &CodingTables, precision: Precision, provenance: Option<Provenance>) -> Result<[u8; 32]> {
+    let bytes = to_bytes_trained(config, model, tables, precision, provenance);
     crate::io::write_atomic(path, &bytes)?;
     Ok(Sha256::digest(&bytes).into())
 }
@@ -182,7 +203,8 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
         return Err(Error::Format("weight file has too many parameters".into()));
     }
     let bottleneck = BottleneckTables::new(medians, offsets, freqs)?;
-    Ok(LoadedModel { config, model, tables: CodingTables { bottleneck, gaussian: GaussianConditional::new() }, digest })
+    let provenance = header.provenance;
+    Ok(LoadedModel { config, model, tables: CodingTables { bottleneck, gaussian: GaussianConditional::new() }, digest, provenance })
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {

@@ -42,12 +42,22 @@ fn train_checkpoint_resume_export() {
     let (state, model) = load_checkpoint(&dir.path().join("ckpt"), &device).unwrap();
     assert_eq!(state.step, 5);
     let out = dir.path().join("w.ncw");
-    ncodec::train::export(&model, &config, &out, ncodec::weights::Precision::F16).unwrap();
+    ncodec::train::export(&model, &state, &out, ncodec::weights::Precision::F16).unwrap();
     let codec = ncodec::Codec::from_weights("mean-scale", &out).unwrap();
     let img = common::test_image(70, 65, 9);
     let bytes = codec.encode(&img, 2).unwrap();
     let back = codec.decode(&ncodec::container::Container::parse(&bytes).unwrap()).unwrap();
     assert_eq!(back.dimensions(), img.dimensions());
+
+    // Training from the exported weights continues their step count (fresh optimizer).
+    let mut fresh = opts.clone();
+    fresh.ckpt_dir = dir.path().join("ckpt2");
+    fresh.resume = false;
+    fresh.init_from = Some(out.clone());
+    fresh.steps = 6;
+    let s = train(&fresh).unwrap();
+    assert_eq!(s.step, 6, "5 steps from the weights + 1 more");
+    assert!(s.seconds >= state.seconds);
 
     // A different configuration refuses to resume from this checkpoint.
     opts.config.n = 16;

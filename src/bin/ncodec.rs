@@ -219,7 +219,7 @@ fn run(cli: Cli) -> ncodec::Result<()> {
 fn export_ckpt(ckpt_dir: &std::path::Path, out: &std::path::Path, fp32: bool) -> ncodec::Result<()> {
     let device = ncodec::backend::device();
     let (state, model) = train::load_checkpoint(ckpt_dir, &device)?;
-    let digest = train::export(&model, &state.config, out, if fp32 { Precision::F32 } else { Precision::F16 })?;
+    let digest = train::export(&model, &state, out, if fp32 { Precision::F32 } else { Precision::F16 })?;
     eprintln!("exported step {} to {} (sha256 {})", state.step, out.display(), hex(&digest));
     Ok(())
 }
@@ -422,7 +422,7 @@ fn ship(ckpt_dir: &std::path::Path, name: &str, data_dir: Option<PathBuf>, descr
     let dir = ncodec::codec::zoo_dir().join(name);
     std::fs::create_dir_all(&dir).map_err(|e| ncodec::Error::io(&dir, e))?;
     let weights = dir.join("weights.ncw");
-    let digest = train::export(&model, &state.config, &weights, Precision::F16)?;
+    let digest = train::export(&model, &state, &weights, Precision::F16)?;
     let kodak = default_kodak(data_dir)?;
     let images = ncodec::bench::load_images(&ncodec::manifest::Manifest::builtin("kodak")?.verify(&kodak)?)?;
     let codec = ncodec::bench::Ncodec { name: name.to_string(), codec: ncodec::codec::Codec::from_weights(name, &weights)? };
