@@ -22,4 +22,5 @@ pub mod metrics;
 pub use codec::{Codec, decode_image, encode_image};
 pub mod bench;
 pub mod synthetic;
+pub mod video;
 pub mod bdrate;

@@ -187,3 +187,34 @@ pub fn summarize(rows: &[Row]) -> Vec<Point> {
         })
         .collect()
 }
+
+/// Runs a video anchor at every setting on one sequence; one row per setting, with
+/// bpp = bits / (W·H·frames) and per-frame metric means (see [`crate::video::quality`]).
+pub fn evaluate_video(anchor: &crate::video::anchors::VideoAnchor, name: &str, video: &crate::video::Video, settings: &[u32], progress: &(dyn Fn(&Row) + Sync)) -> Result<Vec<Row>> {
+    let mut rows = vec![];
+    for &s in settings {
+        let t = Instant::now();
+        let packets = anchor.encode(video, s)?;
+        let encode_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let dec = anchor.decode(&packets, video.width, video.height, video.fps)?;
+        let decode_s = t.elapsed().as_secs_f64();
+        let bytes: usize = packets.iter().map(Vec::len).sum();
+        let (psnr, psnr_y, psnr_yuv, ms_ssim) = crate::video::quality(video, &dec)?;
+        let row = Row {
+            image: name.to_string(),
+            setting: s,
+            bytes,
+            bpp: bytes as f64 * 8.0 / (video.width * video.height * video.frames.len()) as f64,
+            psnr,
+            psnr_y,
+            psnr_yuv,
+            ms_ssim,
+            encode_s,
+            decode_s,
+        };
+        progress(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}

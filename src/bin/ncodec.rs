@@ -115,7 +115,8 @@ enum Command {
     /// anchors on the same images; writes JSON (CompressAI schema), CSV, SVG plots and a
     /// Markdown summary with BD-rates.
     Bench {
-        /// kodak (files checked against datasets/kodak.toml) or folder (any images in --data-dir).
+        /// kodak (files checked against datasets/kodak.toml), folder (any images in --data-dir),
+        /// or video (--data-dir is a .y4m, .yuv or any container ffmpeg reads).
         #[arg(long, default_value = "kodak")]
         dataset: String,
         /// Folder of test images (default: $NCODEC_DATA/kodak or ../shared/datasets/kodak).
@@ -130,9 +131,13 @@ enum Command {
         /// ncodec quality levels to run (default: all).
         #[arg(short, long, value_delimiter = ',')]
         quality: Option<Vec<u32>>,
-        /// Classical anchors to run side by side: jpeg, webp, avif, or none.
-        #[arg(long, value_delimiter = ',', default_value = "jpeg,webp,avif")]
-        anchors: Vec<String>,
+        /// Classical anchors to run side by side: jpeg, webp, avif (images; default all three),
+        /// x264, x265 (video; default both), or none.
+        #[arg(long, value_delimiter = ',')]
+        anchors: Option<Vec<String>>,
+        /// Video mode: use only the first N frames.
+        #[arg(long)]
+        frames: Option<usize>,
         /// Curve that BD-rates are computed against.
         #[arg(long, default_value = "jpeg")]
         bd_anchor: String,
@@ -209,8 +214,10 @@ fn run(cli: Cli) -> ncodec::Result<()> {
         Command::Demo { input, codec, out } => demo(input, &codec, &out),
         Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule } => ship(&ckpt_dir, &name, data_dir, &description, &command, &lr_schedule),
         Command::Info { file } => info(&file),
-        Command::Bench { dataset, data_dir, codec, weights, quality, anchors, bd_anchor, reference, limit, timing, out } => {
-            let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, bd_anchor, reference, limit, timing, out };
+        Command::Bench { dataset, data_dir, codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, out } => {
+            let video = dataset == "video";
+            let anchors = anchors.unwrap_or_else(|| if video { vec!["x264".into(), "x265".into()] } else { vec!["jpeg".into(), "webp".into(), "avif".into()] });
+            let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, out };
             bench(&opts)
         }
     }
@@ -272,6 +279,65 @@ fn default_kodak(dir: Option<PathBuf>) -> ncodec::Result<PathBuf> {
     })
 }
 
+/// Writes the per-curve files, both plots and the Markdown summary for `curves`.
+fn write_report(a: &BenchArgs, title: &str, setup: &str, mut curves: Vec<ncodec::bench::report::Curve>) -> ncodec::Result<()> {
+    use ncodec::bench::report;
+    for r in &a.reference {
+        curves.push(report::load_reference(r)?);
+    }
+    if curves.is_empty() {
+        return Err(ncodec::Error::Unsupported("nothing to benchmark: no codec, anchor or reference".into()));
+    }
+    report::plot_svg(&a.out.join("rd-psnr.svg"), &format!("{title}: PSNR-RGB"), &curves, report::Metric::Psnr)?;
+    report::plot_svg(&a.out.join("rd-ms-ssim.svg"), &format!("{title}: MS-SSIM-RGB"), &curves, report::Metric::MsSsimDb)?;
+    let md = report::markdown(&format!("Rate-distortion on {title}"), setup, &curves, Some(&a.bd_anchor));
+    ncodec::io::write_atomic(&a.out.join("summary.md"), md.as_bytes())?;
+    println!("results in {}: <curve>.json/.csv, rd-psnr.svg, rd-ms-ssim.svg, summary.md", a.out.display());
+    Ok(())
+}
+
+fn print_curve(curve: &ncodec::bench::report::Curve) {
+    println!("{}:", curve.name);
+    println!("  setting  bpp      PSNR-RGB  PSNR-YUV  MS-SSIM   enc ms  dec ms");
+    for p in &curve.points {
+        println!("  {:<8} {:.4}   {:>6.3}    {:>6.3}    {:.5}   {:>6.0}  {:>6.0}", p.setting, p.bpp, p.psnr, p.psnr_yuv, p.ms_ssim, p.encode_s * 1e3, p.decode_s * 1e3);
+    }
+}
+
+fn bench_video(a: &BenchArgs) -> ncodec::Result<()> {
+    use ncodec::bench::{self, report};
+    let path = a.data_dir.clone().ok_or_else(|| ncodec::Error::Unsupported("video mode: pass the clip as --data-dir FILE (.y4m, .yuv or any container)".into()))?;
+    let video = ncodec::video::Video::open(&path, None, a.frames)?;
+    let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    if a.codecs.iter().any(|c| c != "none" && c != ncodec::codec::DEFAULT_CODEC) {
+        return Err(ncodec::Error::Unsupported("no ncodec video codec is shipped yet: run with --codec none".into()));
+    }
+    eprintln!("{name}: {}x{}, {} frames at {}/{} fps (no ncodec video codec shipped yet: anchors only)", video.width, video.height, video.frames.len(), video.fps.0, video.fps.1);
+    let mut curves = vec![];
+    for an in a.anchors.iter().filter(|c| c.as_str() != "none") {
+        let anchor = ncodec::video::anchors::VideoAnchor::by_name(an)?;
+        let settings = anchor.settings();
+        let bar = indicatif::ProgressBar::new(settings.len() as u64);
+        let rows = bench::evaluate_video(&anchor, &name, &video, &settings, &|_| bar.inc(1))?;
+        bar.finish_and_clear();
+        let description = format!("{}; {name}, {}x{}, {} frames", anchor.description(), video.width, video.height, video.frames.len());
+        report::write_codec(&a.out, anchor.name, &description, &rows)?;
+        let curve = report::Curve::measured(anchor.name, &anchor.description(), &rows);
+        print_curve(&curve);
+        curves.push(curve);
+    }
+    let setup = format!(
+        "Sequence `{}`: {}x{}, {} frames, 8-bit 4:2:0. bpp = bits / (W·H·frames). PSNR-YUV and PSNR-Y on the 4:2:0 planes, per frame, averaged; PSNR-RGB and MS-SSIM after BT.709 limited-range conversion with chroma replication.",
+        path.display(),
+        video.width,
+        video.height,
+        video.frames.len()
+    );
+    let bd = if a.bd_anchor == "jpeg" { "x264" } else { a.bd_anchor.as_str() };
+    let a2 = BenchArgs { bd_anchor: bd.to_string(), ..a.clone() };
+    write_report(&a2, &name, &setup, curves)
+}
+
 fn fetch(dataset: &str, dir: Option<PathBuf>) -> ncodec::Result<()> {
     use ncodec::fetch::Outcome;
     let m = ncodec::manifest::Manifest::builtin(dataset)?;
@@ -302,6 +368,7 @@ fn fetch(dataset: &str, dir: Option<PathBuf>) -> ncodec::Result<()> {
     Ok(())
 }
 
+#[derive(Clone)]
 struct BenchArgs {
     dataset: String,
     data_dir: Option<PathBuf>,
@@ -309,6 +376,7 @@ struct BenchArgs {
     weights: Option<PathBuf>,
     quality: Option<Vec<u32>>,
     anchors: Vec<String>,
+    frames: Option<usize>,
     bd_anchor: String,
     reference: Vec<PathBuf>,
     limit: Option<usize>,
@@ -318,6 +386,9 @@ struct BenchArgs {
 
 fn bench(a: &BenchArgs) -> ncodec::Result<()> {
     use ncodec::bench::{self, RdCodec, report};
+    if a.dataset == "video" {
+        return bench_video(a);
+    }
     let dir = default_kodak(a.data_dir.clone())?;
     let mut paths = match a.dataset.as_str() {
         "folder" => ncodec::data::image_files(&dir)?,
@@ -356,22 +427,10 @@ fn bench(a: &BenchArgs) -> ncodec::Result<()> {
         let description = format!("{}; {} images of {}", codec.description(), images.len(), dir.display());
         report::write_codec(&a.out, &codec.name(), &description, &rows)?;
         let curve = report::Curve::measured(&codec.name(), &codec.description(), &rows);
-        println!("{}:", curve.name);
-        println!("  setting  bpp      PSNR-RGB  MS-SSIM   enc ms  dec ms");
-        for p in &curve.points {
-            println!("  {:<8} {:.4}   {:>6.3}    {:.5}   {:>6.0}  {:>6.0}", p.setting, p.bpp, p.psnr, p.ms_ssim, p.encode_s * 1e3, p.decode_s * 1e3);
-        }
+        print_curve(&curve);
         curves.push(curve);
     }
-    for r in &a.reference {
-        curves.push(report::load_reference(r)?);
-    }
-    if curves.is_empty() {
-        return Err(ncodec::Error::Unsupported("nothing to benchmark: no codec, anchor or reference".into()));
-    }
     let title = format!("{} ({} images)", a.dataset, images.len());
-    report::plot_svg(&a.out.join("rd-psnr.svg"), &format!("{title}: PSNR-RGB"), &curves, report::Metric::Psnr)?;
-    report::plot_svg(&a.out.join("rd-ms-ssim.svg"), &format!("{title}: MS-SSIM-RGB"), &curves, report::Metric::MsSsimDb)?;
     let setup = format!(
         "Images: {} from `{}`. Timing: {}. Machine: {}.",
         images.len(),
@@ -379,10 +438,7 @@ fn bench(a: &BenchArgs) -> ncodec::Result<()> {
         if a.timing { "serial runs, one image at a time" } else { "images in parallel (times indicative only; use --timing)" },
         ncodec::train::hardware_description()
     );
-    let md = report::markdown(&format!("Rate-distortion on {title}"), &setup, &curves, Some(&a.bd_anchor));
-    ncodec::io::write_atomic(&a.out.join("summary.md"), md.as_bytes())?;
-    println!("results in {}: <codec>.json/.csv, rd-psnr.svg, rd-ms-ssim.svg, summary.md", a.out.display());
-    Ok(())
+    write_report(a, &title, &setup, curves)
 }
 
 fn demo(input: Option<PathBuf>, codec_name: &str, out: &std::path::Path) -> ncodec::Result<()> {

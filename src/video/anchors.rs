@@ -1,0 +1,197 @@
+//! x264 and x265 through ffmpeg-next (the system's libavcodec), as video anchors, and the
+//! ffmpeg path that reads any container.
+//!
+//! ```text
+//!  frames ──libx264/libx265 (preset medium, tune zerolatency, no B-frames, CRF)──► packets
+//!  packets ──h264/hevc decoder──► frames        rate = sum of packet bytes (elementary stream)
+//! ```
+//! The low-delay setting is the one learned-video papers compare against; GOP is the
+//! encoders' default (keyint 250), so these short clips are one intra frame + P frames.
+
+use std::path::Path;
+
+use ffmpeg_next as ff;
+use ff::format::Pixel;
+
+use super::{Frame, Video};
+use crate::error::{Error, Result};
+
+fn init() -> Result<()> {
+    ff::init().map_err(|e| Error::Codec(format!("ffmpeg: {e}")))?;
+    // Failures come back as errors with a message; keep libav*'s own log quiet.
+    ff::util::log::set_level(ff::util::log::Level::Fatal);
+    Ok(())
+}
+
+fn fferr(what: &str) -> impl Fn(ff::Error) -> Error + '_ {
+    move |e| Error::Codec(format!("{what}: {e}"))
+}
+
+/// A video anchor: an encoder library, its decoder, and the CRF values swept.
+pub struct VideoAnchor {
+    pub name: &'static str,
+    encoder: &'static str,
+    decoder: ff::codec::Id,
+}
+
+pub const VIDEO_ANCHORS: [&str; 2] = ["x264", "x265"];
+
+impl VideoAnchor {
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name {
+            "x264" => Ok(Self { name: "x264", encoder: "libx264", decoder: ff::codec::Id::H264 }),
+            "x265" => Ok(Self { name: "x265", encoder: "libx265", decoder: ff::codec::Id::HEVC }),
+            other => Err(Error::Unsupported(format!("unknown video anchor '{other}' (known: {})", VIDEO_ANCHORS.join(", ")))),
+        }
+    }
+
+    pub fn description(&self) -> String {
+        format!(
+            "{} ({} through ffmpeg-next / libavcodec {}): preset medium, tune zerolatency, no B-frames, default GOP, CRF sweep; rate = elementary-stream bytes",
+            self.name,
+            self.encoder,
+            libavcodec_version()
+        )
+    }
+
+    /// CRF values, lowest rate first.
+    pub fn settings(&self) -> Vec<u32> {
+        vec![37, 32, 27, 22]
+    }
+
+    /// Encodes the sequence at `crf`; returns the elementary stream's packets.
+    pub fn encode(&self, video: &Video, crf: u32) -> Result<Vec<Vec<u8>>> {
+        init()?;
+        let codec = ff::encoder::find_by_name(self.encoder).ok_or_else(|| Error::Unsupported(format!("this libavcodec has no {}", self.encoder)))?;
+        let mut enc = ff::codec::context::Context::new_with_codec(codec).encoder().video().map_err(fferr(self.encoder))?;
+        enc.set_width(video.width as u32);
+        enc.set_height(video.height as u32);
+        enc.set_format(Pixel::YUV420P);
+        enc.set_time_base(ff::Rational::new(video.fps.1 as i32, video.fps.0 as i32));
+        enc.set_frame_rate(Some(ff::Rational::new(video.fps.0 as i32, video.fps.1 as i32)));
+        enc.set_max_b_frames(0);
+        let mut opts = ff::Dictionary::new();
+        opts.set("preset", "medium");
+        opts.set("tune", "zerolatency");
+        opts.set("crf", &crf.to_string());
+        if self.encoder == "libx265" {
+            opts.set("x265-params", "bframes=0:log-level=error");
+        }
+        let mut enc = enc.open_with(opts).map_err(fferr(self.encoder))?;
+        let mut packets = vec![];
+        let drain = |enc: &mut ff::encoder::Video, packets: &mut Vec<Vec<u8>>| {
+            let mut p = ff::Packet::empty();
+            while enc.receive_packet(&mut p).is_ok() {
+                packets.push(p.data().unwrap_or(&[]).to_vec());
+            }
+        };
+        for (i, f) in video.frames.iter().enumerate() {
+            let mut frame = to_ff_frame(video, f);
+            frame.set_pts(Some(i as i64));
+            enc.send_frame(&frame).map_err(fferr(self.encoder))?;
+            drain(&mut enc, &mut packets);
+        }
+        enc.send_eof().map_err(fferr(self.encoder))?;
+        drain(&mut enc, &mut packets);
+        Ok(packets)
+    }
+
+    pub fn decode(&self, packets: &[Vec<u8>], width: usize, height: usize, fps: (u32, u32)) -> Result<Video> {
+        init()?;
+        let codec = ff::decoder::find(self.decoder).ok_or_else(|| Error::Unsupported(format!("this libavcodec has no {:?} decoder", self.decoder)))?;
+        let mut dec = ff::codec::context::Context::new_with_codec(codec).decoder().video().map_err(fferr("decoder"))?;
+        let mut frames = vec![];
+        for p in packets {
+            dec.send_packet(&ff::Packet::copy(p)).map_err(fferr("decode"))?;
+            receive_all(&mut dec, &mut frames, width, height)?;
+        }
+        dec.send_eof().map_err(fferr("decode"))?;
+        receive_all(&mut dec, &mut frames, width, height)?;
+        Ok(Video { width, height, fps, frames })
+    }
+}
+
+fn libavcodec_version() -> String {
+    let v = ff::codec::version();
+    format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff)
+}
+
+fn to_ff_frame(video: &Video, f: &Frame) -> ff::frame::Video {
+    let mut frame = ff::frame::Video::new(Pixel::YUV420P, video.width as u32, video.height as u32);
+    let (cw, ch) = video.chroma_size();
+    for (plane, data, w, h) in [(0, &f.y, video.width, video.height), (1, &f.u, cw, ch), (2, &f.v, cw, ch)] {
+        let stride = frame.stride(plane);
+        let dst = frame.data_mut(plane);
+        for row in 0..h {
+            dst[row * stride..row * stride + w].copy_from_slice(&data[row * w..row * w + w]);
+        }
+    }
+    frame
+}
+
+/// Copies a decoded frame into tight I420 planes, converting other pixel formats first.
+fn from_ff_frame(frame: &ff::frame::Video, width: usize, height: usize) -> Result<Frame> {
+    if frame.width() as usize != width || frame.height() as usize != height {
+        return Err(Error::Format(format!("decoded frame is {}x{}, expected {width}x{height}", frame.width(), frame.height())));
+    }
+    let converted;
+    let frame = if frame.format() == Pixel::YUV420P {
+        frame
+    } else {
+        let mut sws = ff::software::scaling::Context::get(frame.format(), frame.width(), frame.height(), Pixel::YUV420P, frame.width(), frame.height(), ff::software::scaling::Flags::BILINEAR)
+            .map_err(fferr("swscale"))?;
+        let mut out = ff::frame::Video::empty();
+        sws.run(frame, &mut out).map_err(fferr("swscale"))?;
+        converted = out;
+        &converted
+    };
+    let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+    let plane = |i: usize, w: usize, h: usize| -> Vec<u8> {
+        let (stride, data) = (frame.stride(i), frame.data(i));
+        (0..h).flat_map(|r| data[r * stride..r * stride + w].iter().copied()).collect()
+    };
+    Ok(Frame { y: plane(0, width, height), u: plane(1, cw, ch), v: plane(2, cw, ch) })
+}
+
+fn receive_all(dec: &mut ff::decoder::Video, frames: &mut Vec<Frame>, width: usize, height: usize) -> Result<()> {
+    let mut f = ff::frame::Video::empty();
+    while dec.receive_frame(&mut f).is_ok() {
+        frames.push(from_ff_frame(&f, width, height)?);
+        if frames.len() * (width * height * 3 / 2) > super::MAX_VIDEO_BYTES {
+            return Err(Error::Unsupported("decoded video too large".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Any container/codec ffmpeg reads → I420 frames (first video stream).
+pub fn decode_file(path: &Path, max_frames: usize) -> Result<Video> {
+    init()?;
+    let open = |e: ff::Error| Error::Format(format!("{}: {e}", path.display()));
+    let mut input = ff::format::input(path).map_err(open)?;
+    let stream = input.streams().best(ff::media::Type::Video).ok_or_else(|| Error::Format(format!("{}: no video stream", path.display())))?;
+    let index = stream.index();
+    let rate = stream.avg_frame_rate();
+    let mut dec = ff::codec::context::Context::from_parameters(stream.parameters()).map_err(open)?.decoder().video().map_err(open)?;
+    let (w, h) = (dec.width() as usize, dec.height() as usize);
+    crate::io::check_dimensions(w as u32, h as u32)?;
+    let mut frames = vec![];
+    for (s, packet) in input.packets() {
+        if s.index() != index {
+            continue;
+        }
+        dec.send_packet(&packet).map_err(open)?;
+        receive_all(&mut dec, &mut frames, w, h)?;
+        if frames.len() >= max_frames {
+            break;
+        }
+    }
+    let _ = dec.send_eof();
+    receive_all(&mut dec, &mut frames, w, h)?;
+    frames.truncate(max_frames);
+    if frames.is_empty() {
+        return Err(Error::Format(format!("{}: no decodable frames", path.display())));
+    }
+    let fps = if rate.numerator() > 0 && rate.denominator() > 0 { (rate.numerator() as u32, rate.denominator() as u32) } else { (25, 1) };
+    Ok(Video { width: w, height: h, fps, frames })
+}
