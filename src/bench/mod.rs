@@ -15,7 +15,6 @@ pub mod anchors;
 pub mod report;
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use image::RgbImage;
@@ -152,17 +151,10 @@ pub fn evaluate(
     rows
 }
 
-/// Loads a folder's images once (sorted by name), named by file name.
+/// Loads images once (in the given order), named by file name.
 pub fn load_images(paths: &[PathBuf]) -> Result<Vec<(String, RgbImage)>> {
-    let out = Mutex::new(Vec::with_capacity(paths.len()));
-    paths.par_iter().enumerate().try_for_each(|(i, p)| -> Result<()> {
-        let img = crate::io::load_image(p)?;
-        out.lock().unwrap().push((i, p.file_name().unwrap_or_default().to_string_lossy().into_owned(), img));
-        Ok(())
-    })?;
-    let mut v = out.into_inner().unwrap();
-    v.sort_by_key(|e| e.0);
-    Ok(v.into_iter().map(|(_, n, img)| (n, img)).collect())
+    // Indexed parallel iterators keep their order when collected.
+    paths.par_iter().map(|p| Ok((p.file_name().unwrap_or_default().to_string_lossy().into_owned(), crate::io::load_image(p)?))).collect()
 }
 
 pub fn summarize(rows: &[Row]) -> Vec<Point> {
