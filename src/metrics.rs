@@ -11,10 +11,13 @@ pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
     10.0 * (255.0f64 * 255.0 / mse).log10()
 }
 
+/// Smallest image side for which 5-scale MS-SSIM is defined.
+pub const MS_SSIM_MIN_SIDE: u32 = 161;
+
 /// Multi-scale SSIM (Wang, Simoncelli, Bovik 2003) on RGB, averaged over channels: 5 scales
 /// with the standard weights, 11-tap Gaussian window (σ = 1.5), valid filtering, 2x2 average
 /// pooling between scales (zero-padded on odd sizes, like pytorch-msssim). Images must be at
-/// least 161 pixels on each side (the window must fit at the coarsest scale).
+/// least [`MS_SSIM_MIN_SIDE`] pixels on each side (the window must fit at the coarsest scale).
 pub fn ms_ssim(a: &RgbImage, b: &RgbImage) -> f64 {
     assert_eq!(a.dimensions(), b.dimensions());
     let (w, h) = (a.width() as usize, a.height() as usize);

@@ -73,7 +73,7 @@ pub struct Row {
     pub psnr: f64,
     pub psnr_y: f64,
     pub psnr_yuv: f64,
-    /// NaN for images under 161 pixels a side (the 5-scale window does not fit).
+    /// NaN for images under `MS_SSIM_MIN_SIDE` pixels a side (the 5-scale window does not fit).
     pub ms_ssim: f64,
     pub encode_s: f64,
     pub decode_s: f64,
@@ -118,7 +118,7 @@ pub fn measure(codec: &dyn RdCodec, name: &str, img: &RgbImage, setting: u32) ->
         return Err(crate::Error::Codec(format!("{}: decoded {:?}, expected {:?}", codec.name(), out.dimensions(), img.dimensions())));
     }
     let (psnr_y, psnr_yuv) = psnr_yuv(img, &out);
-    let fits = img.width().min(img.height()) >= 161;
+    let fits = img.width().min(img.height()) >= crate::metrics::MS_SSIM_MIN_SIDE;
     Ok(Row {
         image: name.to_string(),
         setting,

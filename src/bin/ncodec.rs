@@ -138,9 +138,9 @@ enum Command {
         /// Video mode: use only the first N frames.
         #[arg(long)]
         frames: Option<usize>,
-        /// Curve that BD-rates are computed against.
-        #[arg(long, default_value = "jpeg")]
-        bd_anchor: String,
+        /// Curve that BD-rates are computed against (default: jpeg for images, x264 for video).
+        #[arg(long)]
+        bd_anchor: Option<String>,
         /// Published results (CompressAI JSON schema) to draw and compare, labelled as published.
         #[arg(long)]
         reference: Vec<PathBuf>,
@@ -217,6 +217,7 @@ fn run(cli: Cli) -> ncodec::Result<()> {
         Command::Bench { dataset, data_dir, codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, out } => {
             let video = dataset == "video";
             let anchors = anchors.unwrap_or_else(|| if video { vec!["x264".into(), "x265".into()] } else { vec!["jpeg".into(), "webp".into(), "avif".into()] });
+            let bd_anchor = bd_anchor.unwrap_or_else(|| if video { "x264" } else { "jpeg" }.into());
             let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, out };
             bench(&opts)
         }
@@ -333,9 +334,7 @@ fn bench_video(a: &BenchArgs) -> ncodec::Result<()> {
         video.height,
         video.frames.len()
     );
-    let bd = if a.bd_anchor == "jpeg" { "x264" } else { a.bd_anchor.as_str() };
-    let a2 = BenchArgs { bd_anchor: bd.to_string(), ..a.clone() };
-    write_report(&a2, &name, &setup, curves)
+    write_report(a, &name, &setup, curves)
 }
 
 fn fetch(dataset: &str, dir: Option<PathBuf>) -> ncodec::Result<()> {
@@ -368,7 +367,6 @@ fn fetch(dataset: &str, dir: Option<PathBuf>) -> ncodec::Result<()> {
     Ok(())
 }
 
-#[derive(Clone)]
 struct BenchArgs {
     dataset: String,
     data_dir: Option<PathBuf>,

@@ -190,7 +190,7 @@ pub fn quality(orig: &Video, dec: &Video) -> Result<(f64, f64, f64, f64)> {
         )));
     }
     use rayon::prelude::*;
-    let fits = orig.width.min(orig.height) >= 161;
+    let fits = orig.width.min(orig.height) >= crate::metrics::MS_SSIM_MIN_SIDE as usize;
     let per: Vec<(f64, f64, f64, f64)> = (0..orig.frames.len())
         .into_par_iter()
         .map(|i| {
