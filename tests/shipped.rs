@@ -29,7 +29,7 @@ fn default_codec_trades_rate_for_quality() {
     let codec = Codec::load(DEFAULT_CODEC).unwrap();
     let img = ncodec::synthetic::scene(256, 192);
     let mut last = (0usize, 0f64);
-    let mut psnrs = vec![];
+    let mut last_psnr = 0f64;
     for q in 1..=codec.qualities() {
         let bytes = codec.encode(&img, q).unwrap();
         let out = codec.decode(&Container::parse(&bytes).unwrap()).unwrap();
@@ -37,13 +37,12 @@ fn default_codec_trades_rate_for_quality() {
         assert!(bytes.len() > last.0, "q{q}: {} bytes, not more than q{} ({})", bytes.len(), q - 1, last.0);
         assert!(m > last.1, "q{q}: MS-SSIM {m:.5}, not better than q{} ({:.5})", q - 1, last.1);
         last = (bytes.len(), m);
-        psnrs.push(psnr(&img, &out));
+        let p = psnr(&img, &out);
+        assert!(p > last_psnr, "q{q}: {p:.2} dB, not better than q{} ({last_psnr:.2})", q - 1);
+        last_psnr = p;
     }
-    // The current (early) weights are not yet PSNR-monotone at every single step on every
-    // image (they are on the Kodak means); across the range the gain must be clear.
-    let (lo, hi) = (psnrs[0], psnrs[psnrs.len() - 1]);
-    assert!(hi > lo + 1.5, "PSNR only goes from {lo:.2} to {hi:.2} dB across the quality range");
-    assert!(hi > 28.0, "best quality reaches only {hi:.2} dB");
+    // The best quality level is a usable reconstruction, not noise (12253-step weights: 33.9 dB).
+    assert!(last_psnr > 30.0, "q{} only reaches {last_psnr:.2} dB", codec.qualities());
 }
 
 #[test]
@@ -67,7 +66,7 @@ fn kodak_image_through_the_binaries() {
     let bpp = bytes.len() as f64 * 8.0 / (768.0 * 512.0);
     let p = psnr(&orig, &back);
     assert!(bpp > 0.05 && bpp < 2.0, "bpp {bpp}");
-    // Early weights (card: 27.3 dB Kodak mean at q4): a floor that catches a broken pipeline
-    // (colour order, geometry, tables), not the quality target.
-    assert!(p > 26.0, "kodim23 q4: {p:.2} dB at {bpp:.3} bpp");
+    // A floor that catches a broken pipeline (colour order, geometry, tables), not the quality
+    // target: the 12253-step weights give 32.0 dB here (card: 30.0 dB Kodak mean at q4).
+    assert!(p > 30.0, "kodim23 q4: {p:.2} dB at {bpp:.3} bpp");
 }
