@@ -34,6 +34,28 @@ fn codec_bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// What the integer entropy path costs in time: the fixed-point hyper-synthesis (pure Rust,
+/// rayon) against the float one on the default device, at the shipped size for a Kodak image.
+fn hyper_synthesis_bench(c: &mut Criterion) {
+    use burn::prelude::*;
+    use ncodec::models::transforms::HyperSynthesis;
+    let device = ncodec::backend::device();
+    let (n, m, h, w) = (96, 160, 8, 12);
+    let hs = HyperSynthesis::new(n, m, true, &device);
+    let int = hs.integer();
+    let z: Vec<f32> = (0..n * h * w).map(|i| ((i * 37 % 11) as f32 - 5.0)).collect();
+    let mut g = c.benchmark_group("hyper-synthesis N=96 M=160, z 12x8 (Kodak)");
+    g.sample_size(20);
+    g.bench_function("fixed point", |b| b.iter(|| int.forward(&z, h, w)));
+    g.bench_function("float (default device)", |b| {
+        b.iter(|| {
+            let (s, mu) = hs.forward(Tensor::from_data(TensorData::new(z.clone(), [1, n, h, w]), &device));
+            (ncodec::models::to_host(s), mu.map(ncodec::models::to_host))
+        })
+    });
+    g.finish();
+}
+
 fn range_coder_bench(c: &mut Criterion) {
     let pmf: Vec<f64> = (-20..=20).map(|v: i32| (-(v * v) as f64 / 50.0).exp() / 12.533).collect();
     let table = CdfTable::from_pmf(-20, &pmf).unwrap();
@@ -60,5 +82,5 @@ fn range_coder_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec_bench, range_coder_bench);
+criterion_group!(benches, codec_bench, hyper_synthesis_bench, range_coder_bench);
 criterion_main!(benches);

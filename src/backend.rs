@@ -1,49 +1,172 @@
-//! The compute device. Backends are cargo features (`flex`, the default CPU backend;
-//! `ndarray`; `wgpu`; `cuda`); the device is picked at run time:
+//! The compute device the float transforms run on, chosen at run time.
 //!
-//! `NCODEC_DEVICE` = `flex` | `ndarray` | `wgpu` (first discrete GPU) | `wgpu-cpu` (lavapipe,
-//! tests only) | `cuda`; unset = the first CPU backend compiled in.
+//! Only g_a (encoder) and g_s (pixels) and training use it: entropy coding is integer work on
+//! the CPU, so a stream decodes to the same latent whatever backend either side picked.
+//!
+//! | `--backend` / `NCODEC_DEVICE` | device |
+//! |---|---|
+//! | `auto` (CLI default) | CUDA GPU if built with `cuda`, else a wgpu GPU, else `cpu` |
+//! | `cpu` (alias `flex`) | burn-flex, the CPU backend |
+//! | `ndarray` | burn-ndarray (feature `ndarray`; deprecated, slow) |
+//! | `wgpu` | the best wgpu adapter: a GPU, else a software Vulkan device (Mesa lavapipe) |
+//! | `wgpu-cpu` | the software Vulkan device only (tests) |
+//! | `cuda` | CUDA GPU 0 (feature `cuda`) |
+
+use std::sync::OnceLock;
 
 use burn::prelude::Device;
 
-/// Name of the backend [`device`] returns, for logs and cards.
-pub fn name() -> &'static str {
-    select().0
+use crate::error::{Error, Result};
+
+/// A backend request, as the user spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Auto,
+    Cpu,
+    Ndarray,
+    Wgpu,
+    WgpuCpu,
+    Cuda,
 }
 
-/// The device every codec and training run uses.
-pub fn device() -> Device {
-    select().1
-}
+impl std::str::FromStr for Backend {
+    type Err = Error;
 
-/// Resolves `NCODEC_DEVICE` once, so the reported name is always the device in use.
-fn select() -> (&'static str, Device) {
-    match std::env::var("NCODEC_DEVICE").as_deref() {
-        #[cfg(feature = "flex")]
-        Ok("flex") => ("flex", Device::flex()),
-        #[cfg(feature = "ndarray")]
-        #[allow(deprecated)]
-        Ok("ndarray") => ("ndarray", Device::ndarray()),
-        #[cfg(feature = "wgpu")]
-        Ok("wgpu") => ("wgpu", Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(0))),
-        #[cfg(feature = "wgpu")]
-        Ok("wgpu-cpu") => ("wgpu-cpu", Device::wgpu(burn::tensor::DeviceKind::Cpu)),
-        #[cfg(feature = "cuda")]
-        Ok("cuda") => ("cuda", Device::cuda(0)),
-        Ok(other) => {
-            eprintln!("warning: NCODEC_DEVICE={other} is not compiled in; using the default CPU backend");
-            default_device()
-        }
-        Err(_) => default_device(),
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => Self::Auto,
+            "cpu" | "flex" => Self::Cpu,
+            "ndarray" => Self::Ndarray,
+            "wgpu" => Self::Wgpu,
+            "wgpu-cpu" | "lavapipe" => Self::WgpuCpu,
+            "cuda" => Self::Cuda,
+            _ => return Err(Error::Unsupported(format!("unknown backend '{s}' (auto, cpu, ndarray, wgpu, wgpu-cpu, cuda)"))),
+        })
     }
 }
 
-fn default_device() -> (&'static str, Device) {
+/// A resolved device and what to call it in logs, cards and benchmark reports.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub name: String,
+    pub device: Device,
+}
+
+impl Backend {
+    /// The backend named by `NCODEC_DEVICE`, else `cpu` (library default: no device probing).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("NCODEC_DEVICE") {
+            Ok(v) => v.parse(),
+            Err(_) => Ok(Self::Cpu),
+        }
+    }
+
+    /// Finds the device, or says clearly why this build or machine has none.
+    pub fn select(self) -> Result<Selected> {
+        let not_built = |f: &str| Error::Unsupported(format!("backend '{f}' is not compiled in (cargo feature `{f}`)"));
+        match self {
+            Self::Cpu => cpu(),
+            Self::Ndarray => {
+                #[cfg(feature = "ndarray")]
+                #[allow(deprecated)]
+                return Ok(Selected { name: "ndarray".into(), device: Device::ndarray() });
+                #[allow(unreachable_code)]
+                Err(not_built("ndarray"))
+            }
+            Self::Cuda => {
+                #[cfg(feature = "cuda")]
+                return Ok(Selected { name: "cuda".into(), device: Device::cuda(0) });
+                #[allow(unreachable_code)]
+                Err(not_built("cuda"))
+            }
+            Self::Wgpu | Self::WgpuCpu => {
+                #[cfg(feature = "wgpu")]
+                return wgpu_adapter(self == Self::WgpuCpu);
+                #[allow(unreachable_code)]
+                Err(not_built("wgpu"))
+            }
+            Self::Auto => {
+                #[cfg(feature = "cuda")]
+                if !Device::enumerate(burn::tensor::DeviceType::Cuda).is_empty() {
+                    return Self::Cuda.select();
+                }
+                #[cfg(feature = "wgpu")]
+                if let Some(gpu) = wgpu_gpu() {
+                    return Ok(gpu);
+                }
+                cpu()
+            }
+        }
+    }
+}
+
+fn cpu() -> Result<Selected> {
     #[cfg(feature = "flex")]
-    return ("flex", Device::flex());
+    return Ok(Selected { name: "flex".into(), device: Device::flex() });
     #[cfg(all(not(feature = "flex"), feature = "ndarray"))]
     #[allow(deprecated)]
-    return ("ndarray", Device::ndarray());
-    #[cfg(all(not(feature = "flex"), not(feature = "ndarray")))]
-    ("default", Device::default())
+    return Ok(Selected { name: "ndarray".into(), device: Device::ndarray() });
+    #[allow(unreachable_code)]
+    Err(Error::Unsupported("no CPU backend compiled in (cargo feature `flex`)".into()))
+}
+
+/// The adapters wgpu sees, as (kind, name). Probed once per process.
+#[cfg(feature = "wgpu")]
+fn adapters() -> &'static [(wgpu::DeviceType, String)] {
+    static ADAPTERS: OnceLock<Vec<(wgpu::DeviceType, String)>> = OnceLock::new();
+    ADAPTERS.get_or_init(|| {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let found = futures_lite::future::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+        found.iter().map(|a| a.get_info()).map(|i| (i.device_type, format!("{} ({:?})", i.name, i.backend))).collect()
+    })
+}
+
+/// The first hardware GPU wgpu offers (discrete, then integrated, virtual, other).
+#[cfg(feature = "wgpu")]
+fn wgpu_gpu() -> Option<Selected> {
+    use burn::tensor::DeviceKind;
+    use wgpu::DeviceType as T;
+    let found = adapters();
+    let kinds: [(T, fn(usize) -> DeviceKind); 3] =
+        [(T::DiscreteGpu, DeviceKind::DiscreteGpu), (T::IntegratedGpu, DeviceKind::IntegratedGpu), (T::VirtualGpu, DeviceKind::VirtualGpu)];
+    kinds.into_iter().find_map(|(t, kind)| {
+        let (_, name) = found.iter().find(|(d, _)| *d == t)?;
+        Some(Selected { name: format!("wgpu: {name}"), device: Device::wgpu(kind(0)) })
+    })
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_adapter(software_only: bool) -> Result<Selected> {
+    if !software_only && let Some(gpu) = wgpu_gpu() {
+        return Ok(gpu);
+    }
+    match adapters().iter().find(|(d, _)| *d == wgpu::DeviceType::Cpu) {
+        Some((_, name)) => Ok(Selected { name: format!("wgpu: {name}"), device: Device::wgpu(burn::tensor::DeviceKind::Cpu) }),
+        None => Err(Error::Unsupported(
+            "no wgpu adapter found: no GPU driver and no software Vulkan device (on Debian/Ubuntu: apt install mesa-vulkan-drivers)".into(),
+        )),
+    }
+}
+
+/// The process-wide default (`NCODEC_DEVICE`, else the CPU): what the library uses when no
+/// device is passed explicitly. An unusable `NCODEC_DEVICE` falls back to the CPU with a warning.
+pub fn default() -> &'static Selected {
+    static DEFAULT: OnceLock<Selected> = OnceLock::new();
+    DEFAULT.get_or_init(|| match Backend::from_env().and_then(Backend::select) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warning: NCODEC_DEVICE: {e}; using the CPU");
+            cpu().expect("a CPU backend is compiled in")
+        }
+    })
+}
+
+/// Name of the default device, for logs and cards.
+pub fn name() -> &'static str {
+    &default().name
+}
+
+/// The default device.
+pub fn device() -> Device {
+    default().device.clone()
 }

@@ -101,8 +101,13 @@ pub struct Codec {
 }
 
 impl Codec {
-    /// Loads a shipped codec by name from the zoo.
+    /// Loads a shipped codec by name from the zoo, on the default device.
     pub fn load(name: &str) -> Result<Self> {
+        Self::load_on(name, crate::backend::device())
+    }
+
+    /// Loads a shipped codec by name onto `device`.
+    pub fn load_on(name: &str, device: Device) -> Result<Self> {
         let dir = zoo_dir().join(name);
         let card_path = dir.join("card.toml");
         if !card_path.exists() {
@@ -110,24 +115,45 @@ impl Codec {
             return Err(Error::Unsupported(format!("unknown codec '{name}' (shipped: {})", known.join(", "))));
         }
         let card = Card::load(&card_path)?;
-        let mut codec = Self::from_weights(name, &dir.join(&card.weights))?;
+        let mut codec = Self::from_weights_on(name, &dir.join(&card.weights), device)?;
         codec.card = Some(card);
         Ok(codec)
     }
 
-    /// The zoo's codec `name`, or the weight file `weights` under that name when given.
+    /// The zoo's codec `name`, or the weight file `weights` under that name when given, on the
+    /// default device.
     pub fn open(name: &str, weights: Option<&Path>) -> Result<Self> {
+        Self::open_on(name, weights, crate::backend::device())
+    }
+
+    /// [`open`](Self::open) onto `device`.
+    pub fn open_on(name: &str, weights: Option<&Path>, device: Device) -> Result<Self> {
         match weights {
-            Some(w) => Self::from_weights(name, w),
-            None => Self::load(name),
+            Some(w) => Self::from_weights_on(name, w, device),
+            None => Self::load_on(name, device),
         }
     }
 
     /// A codec from any weight file (e.g. a fresh export), named `name` in the streams it writes.
     pub fn from_weights(name: &str, path: &Path) -> Result<Self> {
-        let device = crate::backend::device();
+        Self::from_weights_on(name, path, crate::backend::device())
+    }
+
+    pub fn from_weights_on(name: &str, path: &Path, device: Device) -> Result<Self> {
         let loaded = weights::load(path, &device)?;
         Ok(Self { name: name.to_string(), card: None, loaded, device })
+    }
+
+    /// A codec from an in-memory model (tests, experiments).
+    pub fn from_loaded(name: &str, loaded: LoadedModel, device: Device) -> Self {
+        Self { name: name.to_string(), card: None, loaded, device }
+    }
+
+    /// Measurement only: run the float hyper-synthesis on the device instead of the integer
+    /// one, to quantify what the integer path costs. Streams made this way are not portable.
+    #[doc(hidden)]
+    pub fn use_float_hyper(&mut self, on: bool) {
+        self.loaded.tables.float_hyper = on;
     }
 
     /// Number of quality levels (ncenc -q 1..=levels).
@@ -141,12 +167,18 @@ impl Codec {
 
     /// Encodes an 8-bit RGB image at `quality` (1 = smallest file … `qualities()` = best).
     pub fn encode(&self, img: &RgbImage, quality: u8) -> Result<Vec<u8>> {
+        Ok(self.encode_with_latent(img, quality)?.0)
+    }
+
+    /// [`encode`](Self::encode), also returning the quantized latent ŷ the stream carries, as
+    /// every decoder will reconstruct it (see [`decode_latent`](Self::decode_latent)).
+    pub fn encode_with_latent(&self, img: &RgbImage, quality: u8) -> Result<(Vec<u8>, Vec<f32>)> {
         crate::io::check_dimensions(img.width(), img.height())?;
         if !(1..=self.qualities()).contains(&quality) {
             return Err(Error::Unsupported(format!("quality {quality} out of range 1..={}", self.qualities())));
         }
         let x = image_to_tensor(img, &self.device);
-        let sections = self.loaded.model.compress(x, quality as usize - 1, &self.loaded.tables)?;
+        let coded = self.loaded.model.compress(x, quality as usize - 1, &self.loaded.tables)?;
         let header = Header {
             kind: Kind::Image,
             codec: self.name.clone(),
@@ -155,11 +187,26 @@ impl Codec {
             width: img.width(),
             height: img.height(),
         };
-        Ok(Container { header, sections }.to_bytes())
+        Ok((Container { header, sections: coded.sections }.to_bytes(), coded.y_hat))
     }
 
     /// Decodes a parsed container made by this codec.
     pub fn decode(&self, c: &Container) -> Result<RgbImage> {
+        let (q, y_hw) = self.check_stream(c)?;
+        let y_hat = self.loaded.model.decode_latent(&c.sections, y_hw, &self.loaded.tables, &self.device)?;
+        let x_hat = self.loaded.model.synthesize(y_hat, q, y_hw, &self.device)?;
+        Ok(tensor_to_image(x_hat, c.header.width, c.header.height))
+    }
+
+    /// Entropy-decodes a stream's latent ŷ without synthesizing pixels. Integer work only: the
+    /// result is the same on every backend and machine.
+    pub fn decode_latent(&self, c: &Container) -> Result<Vec<f32>> {
+        let (_, y_hw) = self.check_stream(c)?;
+        self.loaded.model.decode_latent(&c.sections, y_hw, &self.loaded.tables, &self.device)
+    }
+
+    /// Checks that `c` was made by this codec and these weights; returns (quality index, latent size).
+    fn check_stream(&self, c: &Container) -> Result<(usize, [usize; 2])> {
         let h = &c.header;
         if h.codec != self.name {
             return Err(Error::Unsupported(format!("stream was made by codec '{}', not '{}'", h.codec, self.name)));
@@ -176,9 +223,7 @@ impl Codec {
             return Err(Error::Format(format!("quality {} out of range", h.quality)));
         }
         let (pw, ph) = (padded(h.width), padded(h.height));
-        let y_hw = [ph / Y_STRIDE, pw / Y_STRIDE];
-        let x_hat = self.loaded.model.decompress(&c.sections, h.quality as usize - 1, y_hw, &self.loaded.tables, &self.device)?;
-        Ok(tensor_to_image(x_hat, h.width, h.height))
+        Ok((h.quality as usize - 1, [ph / Y_STRIDE, pw / Y_STRIDE]))
     }
 }
 

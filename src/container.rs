@@ -3,7 +3,7 @@
 //! ```text
 //!  offset  size  field
 //!  0       4     magic "NCOD"
-//!  4       1     format version (1)
+//!  4       1     format version (2; 1 = before the fixed-point hyper-synthesis)
 //!  5       1     kind (0 = image)
 //!  6       1     codec name length L (1..=32), then L bytes of ASCII name
 //!  .       8     first 8 bytes of the SHA-256 of the weight file used
@@ -20,7 +20,9 @@ use crate::bytes::Reader;
 use crate::error::{Error, Result};
 
 pub const MAGIC: &[u8; 4] = b"NCOD";
-pub const VERSION: u8 = 1;
+/// 2: Gaussian parameters come from the fixed-point hyper-synthesis. Version-1 streams
+/// used the float one, whose tables this build cannot reproduce exactly.
+pub const VERSION: u8 = 2;
 const MAX_NAME: usize = 32;
 const MAX_SECTIONS: usize = 16;
 
@@ -79,6 +81,9 @@ impl Container {
             return Err(Error::Format("not an ncodec file (bad magic)".into()));
         }
         let version = r.byte()?;
+        if version == 1 {
+            return Err(Error::Unsupported("container version 1 was written by ncodec before its integer entropy path; re-encode the source with this build".into()));
+        }
         if version != VERSION {
             return Err(Error::Unsupported(format!("container version {version} is not supported (this build reads {VERSION})")));
         }
@@ -150,6 +155,14 @@ mod tests {
     fn round_trip() {
         let c = sample();
         assert_eq!(Container::parse(&c.to_bytes()).unwrap(), c);
+    }
+
+    #[test]
+    fn version_1_streams_are_refused_with_a_reason() {
+        let mut bytes = sample().to_bytes();
+        bytes[4] = 1;
+        let err = Container::parse(&bytes).unwrap_err().to_string();
+        assert!(err.contains("re-encode"), "{err}");
     }
 
     #[test]

@@ -24,3 +24,4 @@ pub mod bench;
 pub mod synthetic;
 pub mod video;
 pub mod bdrate;
+pub mod crosscheck;

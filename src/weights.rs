@@ -16,7 +16,7 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::entropy::{BottleneckTables, GaussianConditional};
+use crate::entropy::BottleneckTables;
 use crate::bytes::Reader;
 use crate::error::{Error, Result};
 use crate::models::{CodingTables, ImageModel, ModelConfig, from_host, to_host};
@@ -203,8 +203,8 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
         return Err(Error::Format("weight file has too many parameters".into()));
     }
     let bottleneck = BottleneckTables::new(medians, offsets, freqs)?;
-    let provenance = header.provenance;
-    Ok(LoadedModel { config, model, tables: CodingTables { bottleneck, gaussian: GaussianConditional::new() }, digest, provenance })
+    let tables = CodingTables::new(&model, bottleneck);
+    Ok(LoadedModel { config, model, tables, digest, provenance: header.provenance })
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {

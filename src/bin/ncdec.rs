@@ -24,6 +24,8 @@ struct Args {
     /// Use this weight file instead of the zoo's.
     #[arg(long)]
     weights: Option<PathBuf>,
+    #[command(flatten)]
+    backend: ncodec::cli::BackendArgs,
     #[arg(long)]
     quiet: bool,
 }
@@ -35,14 +37,15 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> ncodec::Result<()> {
     let bytes = ncodec::io::read_input(&args.input)?;
     let container = Container::parse(&bytes)?;
-    let codec = Codec::open(&container.header.codec, args.weights.as_deref())?;
+    let backend = args.backend.select()?;
+    let codec = Codec::open_on(&container.header.codec, args.weights.as_deref(), backend.device)?;
     let start = Instant::now();
     let img = codec.decode(&container)?;
     let secs = start.elapsed().as_secs_f64();
     let out = ncodec::io::encode_for_path(&img, &args.output)?;
     ncodec::io::write_atomic(&args.output, &out)?;
     if !args.quiet {
-        eprintln!("{}x{} {} q{}: decoded in {:.2} s", img.width(), img.height(), codec.name, container.header.quality, secs);
+        eprintln!("{}x{} {} q{}: decoded in {:.2} s on {}", img.width(), img.height(), codec.name, container.header.quality, secs, backend.name);
     }
     Ok(())
 }

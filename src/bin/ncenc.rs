@@ -29,6 +29,8 @@ struct Args {
     /// Use this weight file instead of the zoo's (the stream records its digest).
     #[arg(long)]
     weights: Option<PathBuf>,
+    #[command(flatten)]
+    backend: ncodec::cli::BackendArgs,
     /// Print nothing on success.
     #[arg(long)]
     quiet: bool,
@@ -40,7 +42,8 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> ncodec::Result<()> {
     let img = ncodec::io::load_image(&args.input)?;
-    let codec = Codec::open(&args.codec, args.weights.as_deref())?;
+    let backend = args.backend.select()?;
+    let codec = Codec::open_on(&args.codec, args.weights.as_deref(), backend.device)?;
     let start = Instant::now();
     let bytes = codec.encode(&img, args.quality)?;
     let secs = start.elapsed().as_secs_f64();
@@ -48,8 +51,8 @@ fn run(args: &Args) -> ncodec::Result<()> {
     if !args.quiet {
         let px = img.width() as f64 * img.height() as f64;
         eprintln!(
-            "{}x{} {} q{}: {} bytes, {:.4} bpp, encoded in {:.2} s",
-            img.width(), img.height(), codec.name, args.quality, bytes.len(), bytes.len() as f64 * 8.0 / px, secs
+            "{}x{} {} q{}: {} bytes, {:.4} bpp, encoded in {:.2} s on {}",
+            img.width(), img.height(), codec.name, args.quality, bytes.len(), bytes.len() as f64 * 8.0 / px, secs, backend.name
         );
     }
     Ok(())

@@ -150,8 +150,38 @@ enum Command {
         /// Run images one at a time so encode/decode times are meaningful (slower).
         #[arg(long)]
         timing: bool,
+        #[command(flatten)]
+        backend: ncodec::cli::BackendArgs,
+        /// Measurement only: also run each ncodec codec with its float hyper-synthesis (curve
+        /// `<codec>-float-hyper`), to measure what the integer entropy path costs.
+        #[arg(long, hide = true)]
+        float_hyper: bool,
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
+    },
+    /// Stress-test cross-backend decoding: random images encoded on one backend, decoded on
+    /// the other (and the reverse); counts latent mismatches (must be 0) and pixel differences.
+    Crosscheck {
+        /// Codec from the zoo.
+        #[arg(long, default_value = ncodec::codec::DEFAULT_CODEC)]
+        codec: String,
+        /// Use this weight file instead of the zoo's.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// First backend.
+        #[arg(long, default_value = "cpu")]
+        a: String,
+        /// Second backend.
+        #[arg(long, default_value = "wgpu")]
+        b: String,
+        /// Number of random images.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Largest image side in pixels.
+        #[arg(long, default_value_t = 256)]
+        max_side: u32,
     },
     /// Download a test set from its manifest (datasets/*.toml), resuming partial downloads and
     /// checking SHA-256: kodak (24 PNG) or uvg (7 .7z archives of raw 1080p YUV).
@@ -214,11 +244,12 @@ fn run(cli: Cli) -> ncodec::Result<()> {
         Command::Demo { input, codec, out } => demo(input, &codec, &out),
         Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule } => ship(&ckpt_dir, &name, data_dir, &description, &command, &lr_schedule),
         Command::Info { file } => info(&file),
-        Command::Bench { dataset, data_dir, codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, out } => {
+        Command::Crosscheck { codec, weights, a, b, count, seed, max_side } => crosscheck(&codec, weights.as_deref(), &a, &b, ncodec::crosscheck::Options { count, seed, max_side }),
+        Command::Bench { dataset, data_dir, codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, backend, float_hyper, out } => {
             let video = dataset == "video";
             let anchors = anchors.unwrap_or_else(|| if video { vec!["x264".into(), "x265".into()] } else { vec!["jpeg".into(), "webp".into(), "avif".into()] });
             let bd_anchor = bd_anchor.unwrap_or_else(|| if video { "x264" } else { "jpeg" }.into());
-            let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, out };
+            let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, backend, float_hyper, out };
             bench(&opts)
         }
     }
@@ -379,6 +410,8 @@ struct BenchArgs {
     reference: Vec<PathBuf>,
     limit: Option<usize>,
     timing: bool,
+    backend: ncodec::cli::BackendArgs,
+    float_hyper: bool,
     out: PathBuf,
 }
 
@@ -402,9 +435,15 @@ fn bench(a: &BenchArgs) -> ncodec::Result<()> {
     if a.weights.is_some() && ncodecs.len() != 1 {
         return Err(ncodec::Error::Unsupported("--weights needs exactly one --codec".into()));
     }
+    let backend = a.backend.select()?;
     for name in ncodecs {
-        let codec = ncodec::codec::Codec::open(name, a.weights.as_deref())?;
+        let codec = ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
         codecs.push(Box::new(bench::Ncodec { name: name.clone(), codec }));
+        if a.float_hyper {
+            let mut codec = ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
+            codec.use_float_hyper(true);
+            codecs.push(Box::new(bench::Ncodec { name: format!("{name}-float-hyper"), codec }));
+        }
     }
     for name in a.anchors.iter().filter(|c| c.as_str() != "none") {
         codecs.push(bench::anchors::by_name(name)?);
@@ -430,11 +469,12 @@ fn bench(a: &BenchArgs) -> ncodec::Result<()> {
     }
     let title = format!("{} ({} images)", a.dataset, images.len());
     let setup = format!(
-        "Images: {} from `{}`. Timing: {}. Machine: {}.",
+        "Images: {} from `{}`. Timing: {}. Machine: {}; ncodec transforms on {}.",
         images.len(),
         dir.display(),
         if a.timing { "serial runs, one image at a time" } else { "images in parallel (times indicative only; use --timing)" },
-        ncodec::train::hardware_description()
+        ncodec::train::hardware_description(),
+        backend.name
     );
     write_report(a, &title, &setup, curves)
 }
@@ -533,4 +573,36 @@ fn ship(ckpt_dir: &std::path::Path, name: &str, data_dir: Option<PathBuf>, descr
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn crosscheck(name: &str, weights: Option<&std::path::Path>, a: &str, b: &str, opts: ncodec::crosscheck::Options) -> ncodec::Result<()> {
+    use ncodec::backend::Backend;
+    let (sa, sb) = (a.parse::<Backend>()?.select()?, b.parse::<Backend>()?.select()?);
+    let ca = ncodec::codec::Codec::open_on(name, weights, sa.device)?;
+    let cb = ncodec::codec::Codec::open_on(name, weights, sb.device)?;
+    eprintln!("{name}: {} random images up to {}x{} px, seed {}, A = {}, B = {}", opts.count, opts.max_side, opts.max_side, opts.seed, sa.name, sb.name);
+    let bar = indicatif::ProgressBar::new(opts.count as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} eta {eta}").unwrap());
+    let start = std::time::Instant::now();
+    let r = ncodec::crosscheck::run(&ca, &cb, opts, &|r| {
+        bar.set_message(format!("latent mismatches {}", r.latent_mismatches));
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{} images in {:.0} s: {} latent mismatches; pixels: max |A-B| = {}, {:.4} % of samples differ, lowest PSNR(A, B) = {:.2} dB",
+        r.images,
+        start.elapsed().as_secs_f64(),
+        r.latent_mismatches,
+        r.max_pixel_diff,
+        100.0 * r.differing_samples as f64 / r.samples.max(1) as f64,
+        r.min_psnr_between
+    );
+    for f in &r.failures {
+        println!("  mismatch: {f}");
+    }
+    if r.latent_mismatches > 0 {
+        return Err(ncodec::Error::Codec(format!("{} of {} streams decoded to a different latent", r.latent_mismatches, r.images)));
+    }
+    Ok(())
 }

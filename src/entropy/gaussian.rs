@@ -14,6 +14,7 @@ use burn::prelude::*;
 
 use super::coder::{CdfTable, SymbolDecoder, SymbolEncoder};
 use crate::error::Result;
+use crate::nn::fixed::{FRAC_BITS, to_fixed, to_float};
 
 pub const SCALE_MIN: f64 = 0.11;
 pub const SCALE_MAX: f64 = 256.0;
@@ -37,10 +38,39 @@ fn std_cdf(x: Tensor<4>) -> Tensor<4> {
     x.mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0).mul_scalar(0.5)
 }
 
+/// Gaussian parameters for a latent, in fixed point (`Q[FRAC_BITS]`, one per element,
+/// channel-major) as the integer hyper-synthesis computes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GaussianParams {
+    pub scales: Vec<i32>,
+    pub means: Option<Vec<i32>>,
+}
+
+impl GaussianParams {
+    /// From float parameters (training-time networks; only for measuring what the integer
+    /// path costs: floats differ across backends).
+    pub fn from_float(scales: &[f32], means: Option<&[f32]>) -> Self {
+        Self { scales: scales.iter().map(|&v| to_fixed(v)).collect(), means: means.map(|m| m.iter().map(|&v| to_fixed(v)).collect()) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.scales.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scales.is_empty()
+    }
+
+    fn mean(&self, i: usize) -> f32 {
+        self.means.as_ref().map_or(0.0, |m| to_float(m[i]))
+    }
+}
+
 /// The integer side of the Gaussian conditional.
 #[derive(Debug, Clone)]
 pub struct GaussianConditional {
-    scale_table: Vec<f32>,
+    /// Table scales in fixed point, rounded down: σ ≤ s_i ⇔ σ_q ≤ floor(s_i·2^FRAC_BITS).
+    thresholds: Vec<i32>,
     tables: Vec<CdfTable>,
 }
 
@@ -67,35 +97,45 @@ impl GaussianConditional {
                 CdfTable::from_pmf(-r, &pmf).expect("gaussian tables are valid")
             })
             .collect();
-        Self { scale_table: scales.iter().map(|&s| s as f32).collect(), tables }
+        let thresholds = scales.iter().map(|&s| libm::floor(s * (1u64 << FRAC_BITS) as f64) as i32).collect();
+        Self { thresholds, tables }
     }
 
-    /// Index of the smallest table scale >= `scale` (the last one for anything larger).
-    /// NaN maps to the widest table.
-    pub fn index(&self, scale: f32) -> usize {
-        let last = self.scale_table.len() - 1;
-        self.scale_table[..last].iter().filter(|&&t| !(scale <= t)).count()
+    /// Index of the smallest table scale >= `scale` (fixed point; the last table for anything
+    /// larger). Pure integer comparison, so encoder and decoder always agree.
+    pub fn index(&self, scale: i32) -> usize {
+        let last = self.thresholds.len() - 1;
+        self.thresholds[..last].partition_point(|&t| t < scale)
     }
 
-    /// Codes `y` given per-element scales and optional means (all the same layout); returns ŷ.
-    pub fn compress(&self, y: &[f32], scales: &[f32], means: Option<&[f32]>, enc: &mut SymbolEncoder) -> Result<Vec<f32>> {
+    /// Codes `y` with the per-element parameters; returns ŷ.
+    pub fn compress(&self, y: &[f32], params: &GaussianParams, enc: &mut SymbolEncoder) -> Result<Vec<f32>> {
+        check_params(params, y.len())?;
         let mut y_hat = Vec::with_capacity(y.len());
-        for i in 0..y.len() {
-            let mu = means.map_or(0.0, |m| m[i]);
-            let s = (y[i] - mu).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32;
-            enc.encode(s, &self.tables[self.index(scales[i])])?;
+        for (i, &v) in y.iter().enumerate() {
+            let mu = params.mean(i);
+            let s = (v - mu).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32;
+            enc.encode(s, &self.tables[self.index(params.scales[i])])?;
             y_hat.push(s as f32 + mu);
         }
         Ok(y_hat)
     }
 
-    pub fn decompress(&self, scales: &[f32], means: Option<&[f32]>, dec: &mut SymbolDecoder) -> Result<Vec<f32>> {
-        let mut y_hat = Vec::with_capacity(scales.len());
-        for i in 0..scales.len() {
-            let mu = means.map_or(0.0, |m| m[i]);
-            y_hat.push(dec.decode(&self.tables[self.index(scales[i])])? as f32 + mu);
+    pub fn decompress(&self, params: &GaussianParams, dec: &mut SymbolDecoder) -> Result<Vec<f32>> {
+        check_params(params, params.len())?;
+        let mut y_hat = Vec::with_capacity(params.len());
+        for i in 0..params.len() {
+            y_hat.push(dec.decode(&self.tables[self.index(params.scales[i])])? as f32 + params.mean(i));
         }
         Ok(y_hat)
+    }
+}
+
+fn check_params(p: &GaussianParams, n: usize) -> Result<()> {
+    if p.scales.len() == n && p.means.as_ref().is_none_or(|m| m.len() == n) {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Format("latent geometry does not match the hyperprior".into()))
     }
 }
 
@@ -120,13 +160,13 @@ mod tests {
     #[test]
     fn index_picks_smallest_covering_scale() {
         let g = GaussianConditional::new();
-        assert_eq!(g.index(0.0), 0);
-        assert_eq!(g.index(0.11), 0);
-        assert_eq!(g.index(0.1101), 1);
-        assert_eq!(g.index(1e9), SCALE_LEVELS - 1);
-        assert_eq!(g.index(f32::NAN), SCALE_LEVELS - 1);
+        assert_eq!(g.index(0), 0);
+        assert_eq!(g.index(i32::MIN), 0);
+        assert_eq!(g.index(450), 0);
+        assert_eq!(g.index(451), 1);
+        assert_eq!(g.index(i32::MAX), SCALE_LEVELS - 1);
         for i in 1..SCALE_LEVELS {
-            assert!(g.scale_table[i] > g.scale_table[i - 1]);
+            assert!(g.thresholds[i] > g.thresholds[i - 1]);
         }
     }
 

@@ -9,4 +9,4 @@ pub mod gaussian;
 
 pub use bottleneck::{BottleneckTables, EntropyBottleneck};
 pub use coder::{CdfTable, SymbolDecoder, SymbolEncoder};
-pub use gaussian::{GaussianConditional, gaussian_likelihood};
+pub use gaussian::{GaussianConditional, GaussianParams, gaussian_likelihood};

@@ -9,8 +9,12 @@
 //!
 //!  LatentCodec::Factorized:  y ──EntropyBottleneck──► bytes
 //!  LatentCodec::Hyperprior:  y ──h_a──► z ──EntropyBottleneck──► bytes[0]
-//!                                        ẑ ──h_s──► (σ, μ) ──GaussianConditional(y)──► bytes[1]
+//!                                        ẑ ──h_s (fixed point)──► (σ, μ) ──GaussianConditional(y)──► bytes[1]
 //! ```
+//! Everything that decides a probability table is integer: the bottleneck's tables, the
+//! fixed-point hyper-synthesis ([`IntegerHyperSynthesis`]) and the scale-table index. Entropy
+//! decoding therefore needs no device at all and gives the same latent on every machine;
+//! only g_a (encoder) and g_s (pixels) run in float on the chosen backend.
 //! One model covers every quality level: per-channel gains (Cui et al. 2021, "gain units")
 //! scale the latent before quantization, so one set of transforms serves all rate points and
 //! training compute is shared between them.
@@ -22,8 +26,9 @@ use burn::prelude::*;
 use burn::tensor::Int;
 use serde::{Deserialize, Serialize};
 
-use crate::entropy::{BottleneckTables, EntropyBottleneck, GaussianConditional, SymbolDecoder, SymbolEncoder, gaussian_likelihood};
+use crate::entropy::{BottleneckTables, EntropyBottleneck, GaussianConditional, GaussianParams, SymbolDecoder, SymbolEncoder, gaussian_likelihood};
 use crate::error::{Error, Result};
+pub use transforms::IntegerHyperSynthesis;
 use transforms::{Analysis, HyperAnalysis, HyperSynthesis, Synthesis};
 
 /// Spatial downsampling of y relative to x, and of the padding unit for whole images.
@@ -98,11 +103,34 @@ pub struct ForwardOutput {
     pub likelihoods: Vec<Tensor<4>>,
 }
 
-/// Integer entropy-coding state derived from a trained model (shipped in the weight file).
+/// Integer entropy-coding state derived from a trained model: the bottleneck tables shipped in
+/// the weight file, the Gaussian tables, and the fixed-point hyper-synthesis.
 #[derive(Debug, Clone)]
 pub struct CodingTables {
     pub bottleneck: BottleneckTables,
     pub gaussian: GaussianConditional,
+    /// Fixed-point h_s (hyperprior models only).
+    pub hyper: Option<IntegerHyperSynthesis>,
+    /// Run the float h_s on the device instead of the fixed-point one. Only for measuring what
+    /// the integer path costs: streams coded this way decode correctly only on the same backend.
+    pub float_hyper: bool,
+}
+
+impl CodingTables {
+    pub fn new(model: &ImageModel, bottleneck: BottleneckTables) -> Self {
+        let hyper = match &model.latent {
+            LatentCodec::Factorized(_) => None,
+            LatentCodec::Hyperprior(hp) => Some(hp.h_s.integer()),
+        };
+        Self { bottleneck, gaussian: GaussianConditional::new(), hyper, float_hyper: false }
+    }
+}
+
+/// What [`ImageModel::compress`] produces: the coded sections and the quantized latent ŷ
+/// (`[M][h][w]`, before the inverse gain) that any decoder will reconstruct from them.
+pub struct Compressed {
+    pub sections: Vec<Vec<u8>>,
+    pub y_hat: Vec<f32>,
 }
 
 #[derive(Module, Debug)]
@@ -184,12 +212,12 @@ impl ImageModel {
             LatentCodec::Factorized(eb) => eb,
             LatentCodec::Hyperprior(hp) => &hp.z_bottleneck,
         };
-        CodingTables { bottleneck: eb.export(), gaussian: GaussianConditional::new() }
+        CodingTables::new(self, eb.export())
     }
 
     /// Compresses one padded image `x` ([1, 3, H, W], H and W multiples of [`PAD_MULTIPLE`]) at
-    /// quality index `q`. Returns the coded sections in order.
-    pub fn compress(&self, x: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Vec<Vec<u8>>> {
+    /// quality index `q`.
+    pub fn compress(&self, x: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Compressed> {
         let device = x.device();
         let y = self.g_a.forward(x) * self.gains(quality_tensor(q, &device), false);
         let [_, m, h, w] = y.dims();
@@ -197,50 +225,73 @@ impl ImageModel {
         match &self.latent {
             LatentCodec::Factorized(_) => {
                 let mut enc = SymbolEncoder::new();
-                tables.bottleneck.compress(&y_host, h * w, &mut enc)?;
-                Ok(vec![enc.finish()?])
+                let y_hat = tables.bottleneck.compress(&y_host, h * w, &mut enc)?;
+                Ok(Compressed { sections: vec![enc.finish()?], y_hat })
             }
             LatentCodec::Hyperprior(hp) => {
                 let z = hp.h_a.forward(y);
-                let [_, n, zh, zw] = z.dims();
+                let [_, _, zh, zw] = z.dims();
                 let mut z_enc = SymbolEncoder::new();
                 let z_hat = tables.bottleneck.compress(&to_host(z), zh * zw, &mut z_enc)?;
                 // Derive the Gaussian parameters from ẑ exactly as the decoder will.
-                let (scales, means) = hp.h_s.forward(from_host(z_hat, [1, n, zh, zw], &device));
-                let (scales, means) = (to_host(scales), means.map(to_host));
-                check_len(&scales, m * h * w)?;
+                let params = self.gaussian_params(hp, z_hat, [zh, zw], tables, &device)?;
+                check_len(params.len(), m * h * w)?;
                 let mut y_enc = SymbolEncoder::new();
-                tables.gaussian.compress(&y_host, &scales, means.as_deref(), &mut y_enc)?;
-                Ok(vec![z_enc.finish()?, y_enc.finish()?])
+                let y_hat = tables.gaussian.compress(&y_host, &params, &mut y_enc)?;
+                Ok(Compressed { sections: vec![z_enc.finish()?, y_enc.finish()?], y_hat })
+            }
+        }
+    }
+
+    /// Entropy-decodes the latent ŷ (`[M][h][w]`) of a stream: integer work on the CPU only,
+    /// identical on every machine (unless `tables.float_hyper`).
+    pub fn decode_latent(&self, sections: &[Vec<u8>], y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<Vec<f32>> {
+        let [h, w] = y_hw;
+        let m = self.latent_channels();
+        match &self.latent {
+            LatentCodec::Factorized(_) => {
+                let [bytes] = sections else { return Err(Error::Format("expected 1 section".into())) };
+                let mut dec = SymbolDecoder::new(bytes)?;
+                tables.bottleneck.decompress(h * w, &mut dec)
+            }
+            LatentCodec::Hyperprior(hp) => {
+                let [z_bytes, y_bytes] = sections else { return Err(Error::Format("expected 2 sections".into())) };
+                let (zh, zw) = (h.div_ceil(4), w.div_ceil(4));
+                let mut z_dec = SymbolDecoder::new(z_bytes)?;
+                let z_hat = tables.bottleneck.decompress(zh * zw, &mut z_dec)?;
+                let params = self.gaussian_params(hp, z_hat, [zh, zw], tables, device)?;
+                check_len(params.len(), m * h * w)?;
+                let mut y_dec = SymbolDecoder::new(y_bytes)?;
+                tables.gaussian.decompress(&params, &mut y_dec)
             }
         }
     }
 
     /// Inverse of [`compress`](Self::compress): `y_hw` is the latent's (height, width).
     pub fn decompress(&self, sections: &[Vec<u8>], q: usize, y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<Tensor<4>> {
-        let [h, w] = y_hw;
+        let y_hat = self.decode_latent(sections, y_hw, tables, device)?;
+        self.synthesize(y_hat, q, y_hw, device)
+    }
+
+    /// g_s on the device: ŷ (`[M][h][w]`) → padded x̂.
+    pub fn synthesize(&self, y_hat: Vec<f32>, q: usize, [h, w]: [usize; 2], device: &Device) -> Result<Tensor<4>> {
         let m = self.latent_channels();
-        let y_hat = match &self.latent {
-            LatentCodec::Factorized(_) => {
-                let [bytes] = sections else { return Err(Error::Format("expected 1 section".into())) };
-                let mut dec = SymbolDecoder::new(bytes)?;
-                tables.bottleneck.decompress(h * w, &mut dec)?
-            }
-            LatentCodec::Hyperprior(hp) => {
-                let [z_bytes, y_bytes] = sections else { return Err(Error::Format("expected 2 sections".into())) };
-                let (zh, zw) = (h.div_ceil(4), w.div_ceil(4));
-                let n = tables.bottleneck.channels();
-                let mut z_dec = SymbolDecoder::new(z_bytes)?;
-                let z_hat = tables.bottleneck.decompress(zh * zw, &mut z_dec)?;
-                let (scales, means) = hp.h_s.forward(from_host(z_hat, [1, n, zh, zw], device));
-                let (scales, means) = (to_host(scales), means.map(to_host));
-                check_len(&scales, m * h * w)?;
-                let mut y_dec = SymbolDecoder::new(y_bytes)?;
-                tables.gaussian.decompress(&scales, means.as_deref(), &mut y_dec)?
-            }
-        };
+        check_len(y_hat.len(), m * h * w)?;
         let y_hat = from_host(y_hat, [1, m, h, w], device);
         Ok(self.g_s.forward(y_hat * self.gains(quality_tensor(q, device), true)))
+    }
+
+    /// ẑ → Gaussian parameters, in fixed point (or through the float h_s when measuring).
+    fn gaussian_params(&self, hp: &HyperpriorLatent, z_hat: Vec<f32>, [zh, zw]: [usize; 2], tables: &CodingTables, device: &Device) -> Result<GaussianParams> {
+        let n = tables.bottleneck.channels();
+        check_len(z_hat.len(), n * zh * zw)?;
+        match &tables.hyper {
+            Some(int) if !tables.float_hyper => Ok(int.forward(&z_hat, zh, zw)),
+            _ => {
+                let (scales, means) = hp.h_s.forward(from_host(z_hat, [1, n, zh, zw], device));
+                Ok(GaussianParams::from_float(&to_host(scales), means.map(to_host).as_deref()))
+            }
+        }
     }
 
     pub fn latent_channels(&self) -> usize {
@@ -258,8 +309,8 @@ fn quality_tensor(q: usize, device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(vec![q as i64], [1]), device)
 }
 
-fn check_len(v: &[f32], want: usize) -> Result<()> {
-    if v.len() == want { Ok(()) } else { Err(Error::Format("latent geometry does not match the hyperprior".into())) }
+fn check_len(len: usize, want: usize) -> Result<()> {
+    if len == want { Ok(()) } else { Err(Error::Format("latent geometry does not match the hyperprior".into())) }
 }
 
 /// Tensor → host `f32` values (row-major).

@@ -4,6 +4,8 @@ use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, relu};
 
+use crate::entropy::GaussianParams;
+use crate::nn::fixed::{Activation, FixedConv};
 use crate::nn::{Gdn, conv, deconv};
 
 /// x (3, H, W) → y (M, H/16, W/16): four stride-2 5x5 convolutions with GDN between them.
@@ -134,6 +136,83 @@ impl HyperSynthesis {
             let x = relu(self.d1.forward(z_hat));
             let x = relu(self.d2.forward(x));
             (relu(self.c3.forward(x)), None)
+        }
+    }
+}
+
+impl HyperSynthesis {
+    /// The fixed-point copy that coding uses (see [`IntegerHyperSynthesis`]).
+    pub fn integer(&self) -> IntegerHyperSynthesis {
+        let (hidden, last) = if self.mean_scale { (Activation::LeakyRelu, Activation::None) } else { (Activation::Relu, Activation::Relu) };
+        IntegerHyperSynthesis {
+            layers: vec![
+                FixedConv::from_deconv(&self.d1, hidden),
+                FixedConv::from_deconv(&self.d2, hidden),
+                FixedConv::from_conv(&self.c3, last),
+            ],
+            mean_scale: self.mean_scale,
+        }
+    }
+}
+
+/// [`HyperSynthesis`] in fixed point: what encoder and decoder both run to get the Gaussian
+/// parameters, bit-identical on every machine and backend.
+///
+/// ```text
+///  ẑ (f32, = symbol + median) ──to_fixed──► deconv ─► act ─► deconv ─► act ─► conv ─► (σ, μ) in Q12
+/// ```
+#[derive(Debug, Clone)]
+pub struct IntegerHyperSynthesis {
+    layers: Vec<FixedConv>,
+    mean_scale: bool,
+}
+
+impl IntegerHyperSynthesis {
+    /// `z_hat`: `[N][h][w]` decoded hyper-latent. Returns parameters for a `[M][4h][4w]` latent.
+    pub fn forward(&self, z_hat: &[f32], h: usize, w: usize) -> GaussianParams {
+        let mut x: Vec<i32> = z_hat.iter().map(|&v| crate::nn::fixed::to_fixed(v)).collect();
+        let (mut h, mut w) = (h, w);
+        for layer in &self.layers {
+            (x, h, w) = layer.forward(&x, h, w);
+        }
+        if self.mean_scale {
+            let means = x.split_off(x.len() / 2);
+            GaussianParams { scales: x, means: Some(means) }
+        } else {
+            GaussianParams { scales: x, means: None }
+        }
+    }
+
+    pub fn input_channels(&self) -> usize {
+        self.layers[0].in_channels()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::to_host;
+    use crate::nn::fixed::to_float;
+
+    /// The fixed-point network computes what the float one does, up to quantization.
+    #[test]
+    fn integer_hyper_synthesis_tracks_float() {
+        let device = crate::backend::device();
+        for mean_scale in [false, true] {
+            let hs = HyperSynthesis::new(8, 12, mean_scale, &device);
+            let (h, w) = (3, 5);
+            let z: Vec<f32> = (0..8 * h * w).map(|i| ((i * 37 % 11) as f32 - 5.0) + 0.25).collect();
+            let (scales, means) = hs.forward(Tensor::from_data(TensorData::new(z.clone(), [1, 8, h, w]), &device));
+            let fixed = hs.integer().forward(&z, h, w);
+            let pairs = to_host(scales).into_iter().zip(fixed.scales.iter().copied());
+            let pairs: Vec<(f32, i32)> = match (means, &fixed.means) {
+                (Some(m), Some(fm)) => pairs.chain(to_host(m).into_iter().zip(fm.iter().copied())).collect(),
+                (None, None) => pairs.collect(),
+                _ => panic!("means present on one side only"),
+            };
+            assert_eq!(pairs.len(), if mean_scale { 2 } else { 1 } * 12 * 4 * h * 4 * w);
+            let worst = pairs.iter().map(|&(f, q)| (f - to_float(q)).abs()).fold(0f32, f32::max);
+            assert!(worst < 5e-3, "fixed-point h_s off by {worst} (mean_scale {mean_scale})");
         }
     }
 }

@@ -1,0 +1,116 @@
+//! Streams decode to the same latent whatever backend encoded or decodes them.
+//!
+//! The second backend is wgpu on Mesa's software Vulkan device (lavapipe), which CI installs
+//! (`mesa-vulkan-drivers`). Without it the tests say so and pass locally, but fail under CI,
+//! where the wgpu path must be exercised.
+//!
+//! Full stress run (≥ 1,000 images), as documented in the README:
+//! `ncodec crosscheck --codec mean-scale --a cpu --b wgpu --count 1000`
+//! or `NCODEC_STRESS_COUNT=1000 cargo test --release --test cross_backend -- --nocapture`.
+
+mod common;
+
+use common::*;
+use ncodec::backend::{Backend, Selected};
+use ncodec::codec::Codec;
+use ncodec::crosscheck::{self, Options};
+use ncodec::models::Architecture;
+use ncodec::weights;
+
+/// Reconstructions of one stream on two backends differ only by float rounding in g_s.
+const MAX_PIXEL_DIFF: u8 = 3;
+const MIN_PSNR_BETWEEN: f64 = 45.0;
+
+fn second_backend() -> Option<Selected> {
+    match Backend::WgpuCpu.select() {
+        Ok(s) => Some(s),
+        Err(e) if std::env::var_os("CI").is_some() => panic!("CI must run the wgpu path: {e}"),
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+fn cpu() -> Selected {
+    Backend::Cpu.select().unwrap()
+}
+
+fn check(report: &crosscheck::Report) {
+    eprintln!("{report:?}");
+    assert_eq!(report.latent_mismatches, 0, "latent mismatches: {:?}", report.failures);
+    assert!(report.max_pixel_diff <= MAX_PIXEL_DIFF, "backends' reconstructions differ by {}", report.max_pixel_diff);
+    assert!(report.min_psnr_between >= MIN_PSNR_BETWEEN, "backends' reconstructions only {:.2} dB apart", report.min_psnr_between);
+}
+
+/// Every architecture, with random weights, both directions.
+#[test]
+fn every_architecture_decodes_identically_across_backends() {
+    let Some(gpu) = second_backend() else { return };
+    let dir = tempdir();
+    for (k, arch) in [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior].into_iter().enumerate() {
+        let path = tiny_weights(dir.path(), arch, 7 + k as u64);
+        let a = Codec::open_on(arch.name(), Some(&path), cpu().device).unwrap();
+        let b = Codec::open_on(arch.name(), Some(&path), gpu.device.clone()).unwrap();
+        check(&crosscheck::run(&a, &b, Options { count: 6, seed: k as u64, max_side: 96 }, &|_| {}).unwrap());
+    }
+}
+
+/// The shipped codecs on generated images of random sizes and contents: the CI-sized stress
+/// test (`NCODEC_STRESS_COUNT` raises the count).
+#[test]
+fn shipped_codecs_stress() {
+    let Some(gpu) = second_backend() else { return };
+    let count = std::env::var("NCODEC_STRESS_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    for (name, _) in ncodec::codec::list_codecs().unwrap() {
+        let a = Codec::load_on(&name, cpu().device).unwrap();
+        let b = Codec::load_on(&name, gpu.device.clone()).unwrap();
+        let report = crosscheck::run(&a, &b, Options { count, seed: 2024, max_side: 200 }, &|_| {}).unwrap();
+        eprintln!("{name}: {} images, 0 mismatches required", report.images);
+        check(&report);
+    }
+}
+
+/// Kodak images through the shipped codec, encoded on one backend and decoded on the other.
+#[test]
+fn kodak_decodes_identically_across_backends() {
+    let Some(data) = datasets() else {
+        eprintln!("skipped: no ../shared/datasets or $NCODEC_DATA with kodak/");
+        return;
+    };
+    let Some(gpu) = second_backend() else { return };
+    let limit = std::env::var("NCODEC_KODAK_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let paths = ncodec::data::image_files(&data.join("kodak")).unwrap();
+    let name = ncodec::codec::DEFAULT_CODEC;
+    let a = Codec::load_on(name, cpu().device).unwrap();
+    let b = Codec::load_on(name, gpu.device.clone()).unwrap();
+    for (i, path) in paths.iter().take(limit).enumerate() {
+        let img = ncodec::io::load_image(path).unwrap();
+        let (enc, dec) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let (bytes, y_enc) = enc.encode_with_latent(&img, 4).unwrap();
+        let stream = ncodec::container::Container::parse(&bytes).unwrap();
+        let y_dec = dec.decode_latent(&stream).unwrap();
+        assert!(y_enc.iter().zip(&y_dec).all(|(p, q)| p.to_bits() == q.to_bits()), "{}: latent mismatch", path.display());
+        let (pa, pb) = (a.decode(&stream).unwrap(), b.decode(&stream).unwrap());
+        let psnr = ncodec::metrics::psnr(&pa, &pb);
+        eprintln!("{}: identical latent, PSNR between backends {psnr:.2} dB", path.display());
+        assert!(psnr >= MIN_PSNR_BETWEEN);
+    }
+}
+
+/// The check itself can fail: a decoder whose hyper-synthesis differs from the encoder's is
+/// caught. Here it holds other weights under the same digest, which shifts the Gaussian
+/// parameters as a non-deterministic float hyper-synthesis would.
+#[test]
+fn a_different_hyper_synthesis_is_detected() {
+    let dir = tempdir();
+    let good = tiny_weights(dir.path(), Architecture::MeanScaleHyperprior, 1);
+    let other = tiny_weights(dir.path(), Architecture::MeanScaleHyperprior, 2);
+    let device = cpu().device;
+    let a = Codec::open_on("mean-scale", Some(&good), device.clone()).unwrap();
+    let mut loaded = weights::load(&other, &device).unwrap();
+    loaded.digest = a.digest(); // pretend it is the same model
+    let b = Codec::from_loaded("mean-scale", loaded, device);
+    let report = crosscheck::run(&a, &b, Options { count: 4, seed: 5, max_side: 64 }, &|_| {}).unwrap();
+    assert_eq!(report.latent_mismatches, 4, "{report:?}");
+}
