@@ -23,7 +23,8 @@ pub struct BackendArgs {
     pub backend: crate::backend::Backend,
 }
 
-fn parse_backend(s: &str) -> Result<crate::backend::Backend, String> {
+/// clap value parser for backend names (see [`crate::backend::Backend`]).
+pub fn parse_backend(s: &str) -> Result<crate::backend::Backend, String> {
     s.parse().map_err(|e: crate::Error| e.to_string())
 }
 

@@ -193,8 +193,7 @@ impl Codec {
     /// Decodes a parsed container made by this codec.
     pub fn decode(&self, c: &Container) -> Result<RgbImage> {
         let (q, y_hw) = self.check_stream(c)?;
-        let y_hat = self.loaded.model.decode_latent(&c.sections, y_hw, &self.loaded.tables, &self.device)?;
-        let x_hat = self.loaded.model.synthesize(y_hat, q, y_hw, &self.device)?;
+        let x_hat = self.loaded.model.decompress(&c.sections, q, y_hw, &self.loaded.tables, &self.device)?;
         Ok(tensor_to_image(x_hat, c.header.width, c.header.height))
     }
 

@@ -26,7 +26,7 @@ pub struct Options {
 }
 
 /// What one run found.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Report {
     pub images: usize,
     /// Streams whose decoded latent differs from the encoder's in any element.
@@ -45,47 +45,63 @@ pub struct Report {
 /// Runs the check between two loaded copies of the same codec (same weights) on different
 /// backends. `progress` is called after every image.
 pub fn run(a: &Codec, b: &Codec, opts: Options, progress: &dyn Fn(&Report)) -> Result<Report> {
-    assert_eq!(a.digest(), b.digest(), "cross-checking needs the same weights on both sides");
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let mut report = Report { min_psnr_between: f64::INFINITY, ..Default::default() };
+    let mut report = Report::default();
     for i in 0..opts.count {
         let img = random_image(&mut rng, opts.max_side);
         let quality = rng.gen_range(1..=a.qualities());
-        let (enc, dec) = if i % 2 == 0 { (a, b) } else { (b, a) };
-        let (bytes, y_enc) = enc.encode_with_latent(&img, quality)?;
-        let stream = Container::parse(&bytes)?;
-        report.images += 1;
-        if let Err(why) = compare(&stream, &y_enc, dec, a, b, &mut report) {
-            report.latent_mismatches += 1;
-            if report.failures.len() < 5 {
-                report.failures.push(format!("image {i} ({}x{}, q{quality}): {why}", img.width(), img.height()));
-            }
-        }
+        report.check(a, b, &img, quality, i % 2 == 0, &format!("image {i}"))?;
         progress(&report);
     }
     Ok(report)
 }
 
-/// Checks one stream; `Err` describes a mismatch (a decode error counts as one: the other
-/// side just wrote this stream).
-fn compare(stream: &Container, y_enc: &[f32], dec: &Codec, a: &Codec, b: &Codec, report: &mut Report) -> std::result::Result<(), String> {
-    let y_dec = dec.decode_latent(stream).map_err(|e| format!("decoding failed: {e}"))?;
-    let differ = if y_dec.len() == y_enc.len() { y_enc.iter().zip(&y_dec).filter(|(p, q)| p.to_bits() != q.to_bits()).count() } else { y_enc.len() };
-    if differ > 0 {
-        return Err(format!("{differ} of {} latent elements differ", y_enc.len()));
+impl Default for Report {
+    fn default() -> Self {
+        Self { images: 0, latent_mismatches: 0, max_pixel_diff: 0, min_psnr_between: f64::INFINITY, differing_samples: 0, samples: 0, failures: vec![] }
     }
-    let pa = a.decode(stream).map_err(|e| format!("decoding failed: {e}"))?;
-    let pb = b.decode(stream).map_err(|e| format!("decoding failed: {e}"))?;
-    let mut max = 0u8;
-    for (p, q) in pa.as_raw().iter().zip(pb.as_raw()) {
-        let d = p.abs_diff(*q);
-        max = max.max(d);
-        report.differing_samples += (d != 0) as u64;
+}
+
+impl Report {
+    /// Encodes `img` on `a` (or on `b` when `!a_encodes`), decodes the stream's latent on the
+    /// other side and its pixels on both, and records the outcome. Errors only when encoding
+    /// fails; a mismatch is counted, not returned.
+    pub fn check(&mut self, a: &Codec, b: &Codec, img: &RgbImage, quality: u8, a_encodes: bool, label: &str) -> Result<()> {
+        assert_eq!(a.digest(), b.digest(), "cross-checking needs the same weights on both sides");
+        let (enc, dec) = if a_encodes { (a, b) } else { (b, a) };
+        let (bytes, y_enc) = enc.encode_with_latent(img, quality)?;
+        let stream = Container::parse(&bytes)?;
+        self.images += 1;
+        if let Err(why) = self.compare(&stream, &y_enc, dec, a, b) {
+            self.latent_mismatches += 1;
+            if self.failures.len() < 5 {
+                self.failures.push(format!("{label} ({}x{}, q{quality}): {why}", img.width(), img.height()));
+            }
+        }
+        Ok(())
     }
-    report.max_pixel_diff = report.max_pixel_diff.max(max);
-    report.samples += pa.as_raw().len() as u64;
-    report.min_psnr_between = report.min_psnr_between.min(crate::metrics::psnr(&pa, &pb));
-    Ok(())
+
+    /// Checks one stream; `Err` describes a mismatch (a decode error counts as one: the other
+    /// side just wrote this stream).
+    fn compare(&mut self, stream: &Container, y_enc: &[f32], dec: &Codec, a: &Codec, b: &Codec) -> std::result::Result<(), String> {
+        let y_dec = dec.decode_latent(stream).map_err(|e| format!("decoding failed: {e}"))?;
+        let differ = if y_dec.len() == y_enc.len() { y_enc.iter().zip(&y_dec).filter(|(p, q)| p.to_bits() != q.to_bits()).count() } else { y_enc.len() };
+        if differ > 0 {
+            return Err(format!("{differ} of {} latent elements differ", y_enc.len()));
+        }
+        let pa = a.decode(stream).map_err(|e| format!("decoding failed: {e}"))?;
+        let pb = b.decode(stream).map_err(|e| format!("decoding failed: {e}"))?;
+        let mut max = 0u8;
+        for (p, q) in pa.as_raw().iter().zip(pb.as_raw()) {
+            let d = p.abs_diff(*q);
+            max = max.max(d);
+            self.differing_samples += (d != 0) as u64;
+        }
+        self.max_pixel_diff = self.max_pixel_diff.max(max);
+        self.samples += pa.as_raw().len() as u64;
+        self.min_psnr_between = self.min_psnr_between.min(crate::metrics::psnr(&pa, &pb));
+        Ok(())
+    }
 }
 
 /// A random test image: random size (biased towards small and odd sizes) and one of several

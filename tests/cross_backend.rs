@@ -84,18 +84,12 @@ fn kodak_decodes_identically_across_backends() {
     let name = ncodec::codec::DEFAULT_CODEC;
     let a = Codec::load_on(name, cpu().device).unwrap();
     let b = Codec::load_on(name, gpu.device.clone()).unwrap();
+    let mut report = crosscheck::Report::default();
     for (i, path) in paths.iter().take(limit).enumerate() {
         let img = ncodec::io::load_image(path).unwrap();
-        let (enc, dec) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-        let (bytes, y_enc) = enc.encode_with_latent(&img, 4).unwrap();
-        let stream = ncodec::container::Container::parse(&bytes).unwrap();
-        let y_dec = dec.decode_latent(&stream).unwrap();
-        assert!(y_enc.iter().zip(&y_dec).all(|(p, q)| p.to_bits() == q.to_bits()), "{}: latent mismatch", path.display());
-        let (pa, pb) = (a.decode(&stream).unwrap(), b.decode(&stream).unwrap());
-        let psnr = ncodec::metrics::psnr(&pa, &pb);
-        eprintln!("{}: identical latent, PSNR between backends {psnr:.2} dB", path.display());
-        assert!(psnr >= MIN_PSNR_BETWEEN);
+        report.check(&a, &b, &img, 4, i % 2 == 0, &path.display().to_string()).unwrap();
     }
+    check(&report);
 }
 
 /// The check itself can fail: a decoder whose hyper-synthesis differs from the encoder's is

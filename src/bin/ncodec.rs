@@ -169,11 +169,11 @@ enum Command {
         #[arg(long)]
         weights: Option<PathBuf>,
         /// First backend.
-        #[arg(long, default_value = "cpu")]
-        a: String,
+        #[arg(long, default_value = "cpu", value_parser = ncodec::cli::parse_backend)]
+        a: ncodec::backend::Backend,
         /// Second backend.
-        #[arg(long, default_value = "wgpu")]
-        b: String,
+        #[arg(long, default_value = "wgpu", value_parser = ncodec::cli::parse_backend)]
+        b: ncodec::backend::Backend,
         /// Number of random images.
         #[arg(long, default_value_t = 1000)]
         count: usize,
@@ -244,7 +244,7 @@ fn run(cli: Cli) -> ncodec::Result<()> {
         Command::Demo { input, codec, out } => demo(input, &codec, &out),
         Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule } => ship(&ckpt_dir, &name, data_dir, &description, &command, &lr_schedule),
         Command::Info { file } => info(&file),
-        Command::Crosscheck { codec, weights, a, b, count, seed, max_side } => crosscheck(&codec, weights.as_deref(), &a, &b, ncodec::crosscheck::Options { count, seed, max_side }),
+        Command::Crosscheck { codec, weights, a, b, count, seed, max_side } => crosscheck(&codec, weights.as_deref(), a, b, ncodec::crosscheck::Options { count, seed, max_side }),
         Command::Bench { dataset, data_dir, codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, backend, float_hyper, out } => {
             let video = dataset == "video";
             let anchors = anchors.unwrap_or_else(|| if video { vec!["x264".into(), "x265".into()] } else { vec!["jpeg".into(), "webp".into(), "avif".into()] });
@@ -575,9 +575,8 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn crosscheck(name: &str, weights: Option<&std::path::Path>, a: &str, b: &str, opts: ncodec::crosscheck::Options) -> ncodec::Result<()> {
-    use ncodec::backend::Backend;
-    let (sa, sb) = (a.parse::<Backend>()?.select()?, b.parse::<Backend>()?.select()?);
+fn crosscheck(name: &str, weights: Option<&std::path::Path>, a: ncodec::backend::Backend, b: ncodec::backend::Backend, opts: ncodec::crosscheck::Options) -> ncodec::Result<()> {
+    let (sa, sb) = (a.select()?, b.select()?);
     let ca = ncodec::codec::Codec::open_on(name, weights, sa.device)?;
     let cb = ncodec::codec::Codec::open_on(name, weights, sb.device)?;
     eprintln!("{name}: {} random images up to {}x{} px, seed {}, A = {}, B = {}", opts.count, opts.max_side, opts.max_side, opts.seed, sa.name, sb.name);

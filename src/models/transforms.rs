@@ -182,10 +182,6 @@ impl IntegerHyperSynthesis {
             GaussianParams { scales: x, means: None }
         }
     }
-
-    pub fn input_channels(&self) -> usize {
-        self.layers[0].in_channels()
-    }
 }
 
 #[cfg(test)]

@@ -127,14 +127,6 @@ impl FixedConv {
         Self { cin, cout, k, stride, pad, pad_out, transposed, weights, bias: biases, shift: shifts, act }
     }
 
-    pub fn in_channels(&self) -> usize {
-        self.cin
-    }
-
-    pub fn out_channels(&self) -> usize {
-        self.cout
-    }
-
     /// Output (height, width) for an input of (h, w).
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
         let (k, s, p) = (self.k, self.stride, self.pad);
