@@ -1,10 +1,10 @@
-//! Criterion benchmarks: the shipped default codec on a 768x512 image, and range-coder
-//! throughput on Gaussian-table symbols.
+//! Criterion benchmarks: every shipped image codec on a 768x512 image (side by side), the
+//! fixed-point entropy-parameter networks, and range-coder throughput.
 //!
 //! `cargo bench --bench codec`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ncodec::codec::{Codec, DEFAULT_CODEC};
+use ncodec::codec::Codec;
 use ncodec::container::Container;
 use ncodec::entropy::{CdfTable, SymbolDecoder, SymbolEncoder};
 
@@ -16,22 +16,41 @@ fn photo(w: u32, h: u32) -> image::RgbImage {
 }
 
 fn codec_bench(c: &mut Criterion) {
-    let codec = match Codec::load(DEFAULT_CODEC) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("skipping codec benchmarks: {e}");
-            return;
-        }
-    };
     let img = photo(768, 512);
-    let q = codec.qualities() / 2;
-    let bytes = codec.encode(&img, q).unwrap();
-    let mut g = c.benchmark_group("mean-scale 768x512");
-    g.sample_size(10);
-    g.throughput(Throughput::Elements(768 * 512));
-    g.bench_function("encode", |b| b.iter(|| codec.encode(&img, q).unwrap()));
-    g.bench_function("decode", |b| b.iter(|| codec.decode(&Container::parse(&bytes).unwrap()).unwrap()));
-    g.finish();
+    for (name, _) in ncodec::codec::list_codecs().unwrap_or_default() {
+        let codec = Codec::load(&name).unwrap();
+        let q = codec.qualities() / 2;
+        let bytes = codec.encode(&img, q).unwrap();
+        let mut g = c.benchmark_group(format!("{name} 768x512"));
+        g.sample_size(10);
+        g.throughput(Throughput::Elements(768 * 512));
+        g.bench_function("encode", |b| b.iter(|| codec.encode(&img, q).unwrap()));
+        g.bench_function("decode", |b| b.iter(|| codec.decode(&Container::parse(&bytes).unwrap()).unwrap()));
+        g.finish();
+    }
+}
+
+/// The multi-reference context model in fixed point (all slices, both passes) for a Kodak-size
+/// latent (48x32, M=160): the part of mlic's decoding that mean-scale does not have.
+fn context_bench(c: &mut Criterion) {
+    use ncodec::entropy::GaussianConditional;
+    use ncodec::models::multiref::{ContextModel, Encode};
+    let device = ncodec::backend::device();
+    let (m, h, w) = (160, 32, 48);
+    let int = ContextModel::new(m, &device).integer();
+    let y: Vec<f32> = (0..m * h * w).map(|i| ((i * 7919 % 23) as f32 - 11.0) * 0.7).collect();
+    let hyper: Vec<i32> = (0..2 * m * h * w).map(|i| if i < m * h * w { 4096 + (i as i32 * 37 % 8192) } else { (i as i32 * 53 % 16384) - 8192 }).collect();
+    let g = GaussianConditional::new();
+    let mut group = c.benchmark_group("mlic context model, Kodak-size latent");
+    group.sample_size(10);
+    group.bench_function("fixed point, encode side", |b| {
+        b.iter(|| {
+            let mut enc = SymbolEncoder::new();
+            int.code(&hyper, h, w, &g, &mut Encode { y: &y, enc: &mut enc }).unwrap();
+            enc.finish().unwrap()
+        })
+    });
+    group.finish();
 }
 
 /// What the integer entropy path costs in time: the fixed-point hyper-synthesis (pure Rust,
@@ -43,7 +62,7 @@ fn hyper_synthesis_bench(c: &mut Criterion) {
     let (n, m, h, w) = (96, 160, 8, 12);
     let hs = HyperSynthesis::new(n, m, true, &device);
     let int = hs.integer();
-    let z: Vec<f32> = (0..n * h * w).map(|i| ((i * 37 % 11) as f32 - 5.0)).collect();
+    let z: Vec<f32> = (0..n * h * w).map(|i| (i * 37 % 11) as f32 - 5.0).collect();
     let mut g = c.benchmark_group("hyper-synthesis N=96 M=160, z 12x8 (Kodak)");
     g.sample_size(20);
     g.bench_function("fixed point", |b| b.iter(|| int.forward(&z, h, w)));
@@ -82,5 +101,5 @@ fn range_coder_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec_bench, hyper_synthesis_bench, range_coder_bench);
+criterion_group!(benches, codec_bench, context_bench, hyper_synthesis_bench, range_coder_bench);
 criterion_main!(benches);

@@ -64,6 +64,12 @@ pub struct RatePoint {
     pub bpp: f64,
     pub psnr: f64,
     pub ms_ssim: f64,
+    /// Mean seconds per Kodak image (768x512) to encode / decode, on the machine that shipped
+    /// the card (absent in cards written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encode_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_s: Option<f64>,
 }
 
 impl Card {

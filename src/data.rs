@@ -8,6 +8,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::models::{ImageModel, from_host, to_host};
 
 const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "ppm", "webp"];
 
@@ -80,5 +81,124 @@ impl TrainSet {
             }
         }
         Tensor::from_data(TensorData::new(v, [batch, 3, crop, crop]), device)
+    }
+}
+
+impl TrainSet {
+    /// Image `i` (mirrored left-right when `mirror`) as a `[1, 3, H, W]` tensor in [0, 1].
+    fn image_tensor(&self, i: usize, mirror: bool, device: &Device) -> Tensor<4> {
+        let im = &self.images[i];
+        let (w, h) = (im.width() as usize, im.height() as usize);
+        let mut v = vec![0f32; 3 * h * w];
+        for (x, y, p) in im.enumerate_pixels() {
+            let x = if mirror { w - 1 - x as usize } else { x as usize };
+            for c in 0..3 {
+                v[(c * h + y as usize) * w + x] = p.0[c] as f32 / 255.0;
+            }
+        }
+        from_host(v, [1, 3, h, w], device)
+    }
+}
+
+/// Gain-free latents g_a(x) of every training image and of its mirror image, for training an
+/// entropy model on frozen transforms: one analysis pass per image instead of one per step.
+pub struct LatentSet {
+    /// (height, width, `[M][h][w]` values).
+    latents: Vec<(usize, usize, Vec<f32>)>,
+    channels: usize,
+}
+
+const LATENT_MAGIC: &[u8; 4] = b"NCL1";
+
+impl LatentSet {
+    /// The latents cached at `cache` if it was written for `key` (e.g. the transforms' digest),
+    /// else computed and cached there (fp16: training needs no more).
+    pub fn cached(cache: &Path, key: &[u8; 32], set: &TrainSet, model: &ImageModel, device: &Device) -> Result<Self> {
+        if let Ok(bytes) = std::fs::read(cache) {
+            match Self::from_bytes(&bytes, key) {
+                Some(s) => return Ok(s),
+                None => eprintln!("ignoring stale latent cache {}", cache.display()),
+            }
+        }
+        let s = Self::compute(set, model, device);
+        crate::io::write_atomic(cache, &s.to_bytes(key))?;
+        Ok(s)
+    }
+
+    fn to_bytes(&self, key: &[u8; 32]) -> Vec<u8> {
+        let mut out = LATENT_MAGIC.to_vec();
+        out.extend_from_slice(key);
+        for v in [self.latents.len(), self.channels] {
+            out.extend_from_slice(&(v as u32).to_le_bytes());
+        }
+        for (h, w, y) in &self.latents {
+            out.extend_from_slice(&(*h as u32).to_le_bytes());
+            out.extend_from_slice(&(*w as u32).to_le_bytes());
+            out.extend(y.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()));
+        }
+        out
+    }
+
+    fn from_bytes(bytes: &[u8], key: &[u8; 32]) -> Option<Self> {
+        let mut r = crate::bytes::Reader::new(bytes, "latent cache");
+        if r.take(4).ok()? != LATENT_MAGIC || r.take(32).ok()? != key {
+            return None;
+        }
+        let (count, channels) = (r.u32_le().ok()? as usize, r.u32_le().ok()? as usize);
+        let mut latents = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            let (h, w) = (r.u32_le().ok()? as usize, r.u32_le().ok()? as usize);
+            let n = channels.checked_mul(h)?.checked_mul(w)?.checked_mul(2)?;
+            let y = r.take(n).ok()?.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+            latents.push((h, w, y));
+        }
+        (r.remaining() == 0).then_some(Self { latents, channels })
+    }
+
+    pub fn compute(set: &TrainSet, model: &ImageModel, device: &Device) -> Self {
+        let mut latents = vec![];
+        let mut channels = 0;
+        for i in 0..set.len() {
+            for mirror in [false, true] {
+                let y = model.analyze(set.image_tensor(i, mirror, device));
+                let [_, m, h, w] = y.dims();
+                channels = m;
+                latents.push((h, w, to_host(y)));
+            }
+            if (i + 1) % 100 == 0 {
+                eprintln!("analysed {} of {} training images", i + 1, set.len());
+            }
+        }
+        Self { latents, channels }
+    }
+
+    pub fn len(&self) -> usize {
+        self.latents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.latents.is_empty()
+    }
+
+    /// `batch` random `size`x`size` latent crops: `[batch, M, size, size]`. Latents smaller
+    /// than `size` are never picked.
+    pub fn batch(&self, rng: &mut impl Rng, batch: usize, size: usize, device: &Device) -> Result<Tensor<4>> {
+        let fits: Vec<&(usize, usize, Vec<f32>)> = self.latents.iter().filter(|(h, w, _)| *h >= size && *w >= size).collect();
+        if fits.is_empty() {
+            return Err(Error::Unsupported(format!("no training latent of at least {size}x{size}")));
+        }
+        let m = self.channels;
+        let mut v = Vec::with_capacity(batch * m * size * size);
+        for _ in 0..batch {
+            let (h, w, y) = fits[rng.gen_range(0..fits.len())];
+            let (y0, x0) = (rng.gen_range(0..=h - size), rng.gen_range(0..=w - size));
+            for c in 0..m {
+                for r in 0..size {
+                    let start = (c * h + y0 + r) * w + x0;
+                    v.extend_from_slice(&y[start..start + size]);
+                }
+            }
+        }
+        Ok(from_host(v, [batch, m, size, size], device))
     }
 }

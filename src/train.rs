@@ -3,6 +3,11 @@
 //!
 //! Loss per sample: λ_q·255²·MSE(x, x̂) + bpp, with the quality level q drawn per sample so one
 //! gain-conditioned model learns every rate point at once.
+//!
+//! With `freeze_transforms` (multi-reference models started from a mean-scale model) only the
+//! context model trains, on latents computed once: y = g_a(x) does not change, so a step costs
+//! a few latent-resolution layers instead of two full-resolution transforms, and the loss is
+//! the rate of y plus LRP's error in the latent g_s reads (ŷ·inv_gain − y·inv_gain)².
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,9 +23,9 @@ use rand::{Rng, SeedableRng};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::TrainSet;
+use crate::data::{LatentSet, TrainSet};
 use crate::error::{Error, Result};
-use crate::models::{ImageModel, ModelConfig};
+use crate::models::{Architecture, FrozenTargets, ImageModel, ModelConfig};
 use crate::weights::{self, Precision};
 
 #[derive(Debug, Clone)]
@@ -38,8 +43,11 @@ pub struct TrainOptions {
     pub lr: f64,
     pub checkpoint_every: usize,
     pub resume: bool,
-    /// Start from a shipped `.ncw` (fresh optimizer state).
+    /// Start from a shipped `.ncw` (fresh optimizer state). A mean-scale file can start a
+    /// multi-reference model: its transforms and hyperprior are copied in.
     pub init_from: Option<PathBuf>,
+    /// Train only the context model of a multi-reference model (see the module comment).
+    pub freeze_transforms: bool,
     pub seed: u64,
     pub progress: bool,
 }
@@ -62,7 +70,10 @@ pub struct TrainState {
 pub struct StepStats {
     pub loss: f64,
     pub bpp: f64,
+    /// Pixel MSE; with frozen transforms, LRP's latent MSE.
     pub mse: f64,
+    /// With frozen transforms: the bpp of y under the mean-scale prior alone, same latents.
+    pub reference_bpp: f64,
 }
 
 /// One optimization step; returns the batch statistics.
@@ -91,9 +102,41 @@ pub fn train_step(
         loss: loss.clone().into_scalar_f64(),
         bpp: bpp.detach().mean().into_scalar_f64(),
         mse: mse.detach().mean().into_scalar_f64(),
+        reference_bpp: 0.0,
     };
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     (optim.step(lr, model, grads), stats)
+}
+
+/// One step of context-model training on frozen transforms. `targets` come from the frozen
+/// model on the plain device; `pixels` is the image area the latent batch stands for.
+pub fn context_step(model: ImageModel, optim: &mut ModuleOptimizer, targets: FrozenTargets, pixels: f64, lr: f64, device: &Device) -> (ImageModel, StepStats) {
+    let y = targets.y.to_device(device);
+    let inv_gain = targets.inv_gain.to_device(device);
+    let context = model.context().expect("frozen-transform training checks for a context model");
+    let out = context.forward(y.clone(), targets.hyper.to_device(device));
+    let mut bits = Tensor::<1>::zeros([1], device);
+    for lik in out.likelihoods {
+        bits = bits + lik.log().sum();
+    }
+    let bpp = bits.neg().div_scalar(std::f64::consts::LN_2 * pixels);
+    let latent_mse = ((out.y_rec - y) * inv_gain).powi_scalar(2).mean();
+    let loss = bpp.clone() + latent_mse.clone();
+    let stats = StepStats {
+        loss: loss.clone().into_scalar_f64(),
+        bpp: bpp.detach().into_scalar_f64(),
+        mse: latent_mse.detach().into_scalar_f64(),
+        reference_bpp: targets.mean_scale_bits / pixels,
+    };
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    (optim.step(lr, model, grads), stats)
+}
+
+/// Where a training run's batches come from.
+enum Source {
+    Images(TrainSet),
+    /// Frozen transforms: latents computed once, and the frozen model on the plain device.
+    Latents { latents: LatentSet, frozen: ImageModel, medians: Vec<f32>, device: Device },
 }
 
 trait ScalarF64 {
@@ -126,6 +169,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     let model_path = opts.ckpt_dir.join("model.bpk");
     let optim_path = opts.ckpt_dir.join("optim.bpk");
 
+    opts.config.check()?;
     let set = TrainSet::load(&opts.data, opts.crop)?;
     let mut state = TrainState {
         config: opts.config.clone(),
@@ -153,6 +197,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
             optim = optim.load(&optim_path).map_err(|e| Error::Format(format!("{}: {e:?}", optim_path.display())))?;
         }
         eprintln!("resuming at step {} ({:.1} h trained so far)", state.step, state.seconds / 3600.0);
+    } else if let Some(init) = opts.init_from.as_ref().filter(|_| transplant(opts)) {
+        model = weights::init_prefix(init, opts.config.init(&device))?;
+        eprintln!("initialised transforms and hyperprior from {}", init.display());
     } else if let Some(init) = &opts.init_from {
         let loaded = weights::load(init, &device)?;
         if loaded.config != opts.config {
@@ -171,11 +218,29 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     device.seed(opts.seed.wrapping_add(state.step as u64));
     let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_add(state.step as u64));
 
+    let source = if opts.freeze_transforms {
+        if model.context().is_none() {
+            return Err(Error::Unsupported("--freeze-transforms trains a context model: use --codec mlic".into()));
+        }
+        let plain = crate::backend::device();
+        let frozen = reload(&model, &opts.config, &plain);
+        eprintln!("latents of {} training images and their mirror images (cached in {})", set.len(), opts.ckpt_dir.display());
+        // Keyed by the frozen weights: a cache from other transforms is recomputed.
+        let latents = LatentSet::cached(&opts.ckpt_dir.join("latents.bin"), &frozen.analysis_digest(), &set, &frozen, &plain)?;
+        let medians = frozen.export_tables().bottleneck.parts().0.to_vec();
+        Source::Latents { latents, frozen, medians, device: plain }
+    } else {
+        Source::Images(set)
+    };
     let log_path = opts.ckpt_dir.join("log.csv");
     let new_log = !log_path.exists();
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io(&log_path, e))?;
     if new_log {
-        writeln!(log, "step,seconds,loss,bpp,mse,psnr").ok();
+        let header = match source {
+            Source::Images(_) => "step,seconds,loss,bpp,mse,psnr",
+            Source::Latents { .. } => "step,seconds,loss,bpp_y,latent_mse,mean_scale_bpp_y",
+        };
+        writeln!(log, "{header}").ok();
     }
 
     let bar = if opts.progress { ProgressBar::new(opts.steps as u64) } else { ProgressBar::hidden() };
@@ -184,14 +249,26 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     let start = Instant::now();
     let base_seconds = state.seconds;
     let q_levels = opts.config.qualities();
-    let (mut acc_loss, mut acc_bpp, mut acc_mse, mut acc_n) = (0.0, 0.0, 0.0, 0usize);
+    let (mut acc_loss, mut acc_bpp, mut acc_mse, mut acc_ref, mut acc_n) = (0.0, 0.0, 0.0, 0.0, 0usize);
     while state.step < opts.steps {
         if opts.minutes.is_some_and(|m| start.elapsed().as_secs_f64() > m * 60.0) {
             break;
         }
-        let x = set.batch(&mut rng, opts.batch, opts.crop, &device);
         let q: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..q_levels)).collect();
-        let (m, stats) = train_step(model, &mut optim, x, &q, &opts.config.lambdas, opts.lr);
+        let (m, stats) = match &source {
+            Source::Images(set) => {
+                let x = set.batch(&mut rng, opts.batch, opts.crop, &device);
+                train_step(model, &mut optim, x, &q, &opts.config.lambdas, opts.lr)
+            }
+            Source::Latents { latents, frozen, medians, device: plain } => {
+                let size = opts.crop / crate::models::Y_STRIDE;
+                let y_raw = latents.batch(&mut rng, opts.batch, size, plain)?;
+                let qt = Tensor::<1, Int>::from_ints(q.iter().map(|&v| v as i64).collect::<Vec<_>>().as_slice(), plain);
+                let targets = frozen.frozen_targets(y_raw, qt, medians)?;
+                let pixels = (opts.batch * opts.crop * opts.crop) as f64;
+                context_step(model, &mut optim, targets, pixels, opts.lr, &device)
+            }
+        };
         model = m;
         state.step += 1;
         state.seconds = base_seconds + start.elapsed().as_secs_f64();
@@ -201,13 +278,25 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         acc_loss += stats.loss;
         acc_bpp += stats.bpp;
         acc_mse += stats.mse;
+        acc_ref += stats.reference_bpp;
         acc_n += 1;
         if state.step % 25 == 0 || state.step == opts.steps {
             let n = acc_n as f64;
-            let psnr = 10.0 * (1.0 / (acc_mse / n)).log10();
-            writeln!(log, "{},{:.1},{:.5},{:.4},{:.6},{:.3}", state.step, state.seconds, acc_loss / n, acc_bpp / n, acc_mse / n, psnr).ok();
-            bar.set_message(format!("loss {:.4} bpp {:.3} psnr {:.2}", acc_loss / n, acc_bpp / n, psnr));
-            (acc_loss, acc_bpp, acc_mse, acc_n) = (0.0, 0.0, 0.0, 0);
+            let (loss, bpp, mse) = (acc_loss / n, acc_bpp / n, acc_mse / n);
+            let line = match source {
+                Source::Images(_) => {
+                    let psnr = 10.0 * (1.0 / mse).log10();
+                    bar.set_message(format!("loss {loss:.4} bpp {bpp:.3} psnr {psnr:.2}"));
+                    format!("{loss:.5},{bpp:.4},{mse:.6},{psnr:.3}")
+                }
+                Source::Latents { .. } => {
+                    let reference = acc_ref / n;
+                    bar.set_message(format!("bpp(y) {bpp:.4} vs mean-scale {reference:.4} ({:+.2} %)", 100.0 * (bpp / reference - 1.0)));
+                    format!("{loss:.5},{bpp:.5},{mse:.6},{reference:.5}")
+                }
+            };
+            writeln!(log, "{},{:.1},{line}", state.step, state.seconds).ok();
+            (acc_loss, acc_bpp, acc_mse, acc_ref, acc_n) = (0.0, 0.0, 0.0, 0.0, 0);
         }
         bar.set_position(state.step as u64);
         if state.step % opts.checkpoint_every == 0 {
@@ -217,6 +306,20 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     checkpoint(&model, &optim, &state, &opts.ckpt_dir)?;
     bar.finish();
     Ok(state)
+}
+
+/// `--init-from` a mean-scale file into a multi-reference model of the same transforms.
+fn transplant(opts: &TrainOptions) -> bool {
+    opts.config.architecture == Architecture::MultiReference
+        && opts.init_from.as_ref().and_then(|p| weights::load(p, &crate::backend::device()).ok()).is_some_and(|l| {
+            l.config.architecture == Architecture::MeanScaleHyperprior && l.config.n == opts.config.n && l.config.m == opts.config.m && l.config.lambdas == opts.config.lambdas
+        })
+}
+
+/// A copy of `model` (parameters only) on `device`.
+fn reload(model: &ImageModel, config: &ModelConfig, device: &Device) -> ImageModel {
+    let bytes = weights::to_bytes(config, model, &model.export_tables(), Precision::F32);
+    weights::from_bytes(&bytes, device).expect("a model's own serialization loads").model
 }
 
 fn checkpoint(model: &ImageModel, optim: &ModuleOptimizer, state: &TrainState, dir: &Path) -> Result<()> {

@@ -69,6 +69,8 @@ impl ModuleVisitor for Collect {
 struct Assign {
     tensors: std::vec::IntoIter<(Vec<usize>, Vec<f32>)>,
     error: Option<String>,
+    /// Keep the model's own values once the file's tensors run out (see [`init_prefix`]).
+    prefix: bool,
 }
 
 impl ModuleMapper for Assign {
@@ -84,6 +86,7 @@ impl ModuleMapper for Assign {
                 self.error.get_or_insert(format!("parameter shape {dims:?} where the model has {want:?}"));
                 param
             }
+            None if self.prefix => param,
             None => {
                 self.error.get_or_insert("weight file has too few parameters".into());
                 param
@@ -148,8 +151,40 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     from_bytes(&bytes, device).map_err(|e| Error::Format(format!("{}: {e}", path.display())))
 }
 
+/// Starts `model` from another model's weight file whose parameters are a prefix of its own
+/// (a mean-scale model's transforms and hyperprior inside a multi-reference model): those are
+/// copied, the rest keep their initial values.
+pub fn init_prefix(path: &Path, model: ImageModel) -> Result<ImageModel> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, tensors, _) = parse(&bytes).map_err(|e| Error::Format(format!("{}: {e}", path.display())))?;
+    let mut assign = Assign { tensors: tensors.into_iter(), error: None, prefix: true };
+    let model = model.map(&mut assign);
+    match assign.error {
+        Some(e) => Err(Error::Format(format!("{}: {e}", path.display()))),
+        None => Ok(model),
+    }
+}
+
+type Tensors = Vec<(Vec<usize>, Vec<f32>)>;
+
 pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     let digest: [u8; 32] = Sha256::digest(bytes).into();
+    let (header, tensors, bottleneck) = parse(bytes)?;
+    let config = header.config;
+    let mut assign = Assign { tensors: tensors.into_iter(), error: None, prefix: false };
+    let model = config.init(device).map(&mut assign);
+    if let Some(e) = assign.error {
+        return Err(Error::Format(e));
+    }
+    if assign.tensors.next().is_some() {
+        return Err(Error::Format("weight file has too many parameters".into()));
+    }
+    let tables = CodingTables::new(&model, bottleneck);
+    Ok(LoadedModel { config, model, tables, digest, provenance: header.provenance })
+}
+
+/// Header, parameters and bottleneck tables of a weight file, all checked for sanity.
+fn parse(bytes: &[u8]) -> Result<(Header, Tensors, BottleneckTables)> {
     let mut r = Reader::new(bytes, "weight file");
     if r.take(4)? != MAGIC {
         return Err(Error::Format("not an ncodec weight file".into()));
@@ -190,21 +225,9 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     if r.remaining() != 0 {
         return Err(Error::Format("trailing bytes in weight file".into()));
     }
-    let config = header.config;
-    if config.lambdas.is_empty() || config.n == 0 || config.m == 0 || config.n > 1024 || config.m > 1024 {
-        return Err(Error::Format("implausible model configuration".into()));
-    }
-    let mut assign = Assign { tensors: tensors.into_iter(), error: None };
-    let model = config.init(device).map(&mut assign);
-    if let Some(e) = assign.error {
-        return Err(Error::Format(e));
-    }
-    if assign.tensors.next().is_some() {
-        return Err(Error::Format("weight file has too many parameters".into()));
-    }
+    header.config.check().map_err(|e| Error::Format(format!("implausible model configuration: {e}")))?;
     let bottleneck = BottleneckTables::new(medians, offsets, freqs)?;
-    let tables = CodingTables::new(&model, bottleneck);
-    Ok(LoadedModel { config, model, tables, digest, provenance: header.provenance })
+    Ok((header, tensors, bottleneck))
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {

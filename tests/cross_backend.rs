@@ -48,7 +48,7 @@ fn check(report: &crosscheck::Report) {
 fn every_architecture_decodes_identically_across_backends() {
     let Some(gpu) = second_backend() else { return };
     let dir = tempdir();
-    for (k, arch) in [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior].into_iter().enumerate() {
+    for (k, arch) in [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior, Architecture::MultiReference].into_iter().enumerate() {
         let path = tiny_weights(dir.path(), arch, 7 + k as u64);
         let a = Codec::open_on(arch.name(), Some(&path), cpu().device).unwrap();
         let b = Codec::open_on(arch.name(), Some(&path), gpu.device.clone()).unwrap();

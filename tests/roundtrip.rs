@@ -7,7 +7,7 @@ use ncodec::Codec;
 use ncodec::container::Container;
 use ncodec::models::Architecture;
 
-const ARCHS: [Architecture; 3] = [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior];
+const ARCHS: [Architecture; 4] = [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior, Architecture::MultiReference];
 
 #[test]
 fn every_architecture_round_trips_deterministically() {
@@ -26,6 +26,21 @@ fn every_architecture_round_trips_deterministically() {
                 assert_eq!(out.dimensions(), (w, h));
                 assert_eq!(out, codec.decode(&Container::parse(&bytes).unwrap()).unwrap(), "{arch:?}: decoding is not deterministic");
             }
+        }
+    }
+}
+
+/// The decoder rebuilds exactly the latent the encoder coded (for the multi-reference model:
+/// every slice, both checkerboard passes, from the decoder's own references).
+#[test]
+fn decoded_latent_equals_encoded_latent() {
+    let dir = common::tempdir();
+    for arch in ARCHS {
+        let codec = Codec::from_weights(arch.name(), &tiny_weights(dir.path(), arch, 6)).unwrap();
+        for (w, h, q) in [(150, 90, 1), (64, 200, 3), (17, 5, 2)] {
+            let (bytes, y_enc) = codec.encode_with_latent(&test_image(w, h, q as u32), q).unwrap();
+            let y_dec = codec.decode_latent(&Container::parse(&bytes).unwrap()).unwrap();
+            assert_eq!(y_enc, y_dec, "{arch:?} {w}x{h} q{q}: decoder's latent differs from the encoder's");
         }
     }
 }

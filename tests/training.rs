@@ -26,6 +26,7 @@ fn train_checkpoint_resume_export() {
         checkpoint_every: 2,
         resume: false,
         init_from: None,
+        freeze_transforms: false,
         seed: 1,
         progress: false,
     };
@@ -63,4 +64,65 @@ fn train_checkpoint_resume_export() {
     opts.config.n = 16;
     opts.steps = 6;
     assert!(train(&opts).is_err());
+}
+
+/// An mlic model started from a mean-scale file trains only its context model on cached
+/// latents: the transforms stay bit-identical, and the result codes real streams.
+#[test]
+fn frozen_transform_context_training() {
+    let dir = common::tempdir();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..2 {
+        common::test_image(96, 80, i).save(data.join(format!("{i}.png"))).unwrap();
+    }
+    let device = ncodec::backend::device();
+    let lambdas = vec![0.01, 0.05];
+    let base_config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 10, lambdas: lambdas.clone() };
+    let base = base_config.init(&device);
+    let base_path = dir.path().join("base.ncw");
+    ncodec::weights::save(&base_path, &base_config, &base, &base.export_tables(), ncodec::weights::Precision::F32).unwrap();
+
+    let config = ModelConfig { architecture: Architecture::MultiReference, ..base_config };
+    let mut opts = TrainOptions {
+        config,
+        data,
+        ckpt_dir: dir.path().join("ckpt"),
+        steps: 3,
+        minutes: None,
+        batch: 2,
+        crop: 64,
+        lr: 1e-3,
+        checkpoint_every: 2,
+        resume: false,
+        init_from: Some(base_path),
+        freeze_transforms: true,
+        seed: 1,
+        progress: false,
+    };
+    assert_eq!(train(&opts).unwrap().step, 3);
+    assert!(dir.path().join("ckpt/latents.bin").exists(), "latents are cached");
+    opts.steps = 4;
+    opts.resume = true;
+    assert_eq!(train(&opts).unwrap().step, 4);
+    let log = std::fs::read_to_string(dir.path().join("ckpt/log.csv")).unwrap();
+    assert!(log.starts_with("step,seconds,loss,bpp_y,latent_mse,mean_scale_bpp_y"), "{log}");
+
+    let (state, model) = load_checkpoint(&dir.path().join("ckpt"), &device).unwrap();
+    assert_eq!(model.analysis_digest(), base.analysis_digest(), "g_a must not change");
+    let out = dir.path().join("mlic.ncw");
+    ncodec::train::export(&model, &state, &out, ncodec::weights::Precision::F16).unwrap();
+    let codec = ncodec::Codec::from_weights("mlic", &out).unwrap();
+    let img = common::test_image(70, 65, 9);
+    let bytes = codec.encode(&img, 2).unwrap();
+    let back = codec.decode(&ncodec::container::Container::parse(&bytes).unwrap()).unwrap();
+    assert_eq!(back.dimensions(), img.dimensions());
+
+    // Freezing needs a context model to train.
+    let mut wrong = opts.clone();
+    wrong.config.architecture = Architecture::MeanScaleHyperprior;
+    wrong.ckpt_dir = dir.path().join("ckpt3");
+    wrong.resume = false;
+    wrong.init_from = None;
+    assert!(train(&wrong).is_err());
 }

@@ -22,7 +22,7 @@ const DEFAULT_LAMBDAS: [f64; 8] = [0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.048
 enum Command {
     /// Train a model (resumable) and optionally export it to the zoo.
     Train {
-        /// factorized | hyperprior | mean-scale
+        /// factorized | hyperprior | mean-scale | mlic
         #[arg(long, default_value = "mean-scale")]
         codec: String,
         /// Folder of training photos (searched recursively). Never the test set.
@@ -54,9 +54,13 @@ enum Command {
         /// Continue from the checkpoint in --ckpt-dir.
         #[arg(long)]
         resume: bool,
-        /// Start from a shipped weight file (fresh optimizer).
+        /// Start from a shipped weight file (fresh optimizer). A mean-scale file can start an
+        /// mlic model with the same N, M and λs: its transforms and hyperprior are copied.
         #[arg(long)]
         init_from: Option<PathBuf>,
+        /// mlic only: train just the context model (and LRP) on latents of the frozen transforms.
+        #[arg(long)]
+        freeze_transforms: bool,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Export the result as this weight file (fp16) when training stops.
@@ -210,14 +214,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> ncodec::Result<()> {
     match cli.command {
         Command::Train {
-            codec, data, n, m, lambda, ckpt_dir, steps, minutes, batch, crop, lr, checkpoint_every, resume, init_from, seed, export,
+            codec, data, n, m, lambda, ckpt_dir, steps, minutes, batch, crop, lr, checkpoint_every, resume, init_from, freeze_transforms, seed, export,
         } => {
             let architecture = Architecture::from_name(&codec)
                 .ok_or_else(|| ncodec::Error::Unsupported(format!("unknown codec architecture '{codec}'")))?;
             let config = ModelConfig { architecture, n, m, lambdas: lambda.unwrap_or(DEFAULT_LAMBDAS.to_vec()) };
             let opts = TrainOptions {
                 config, data, ckpt_dir: ckpt_dir.clone(), steps, minutes, batch, crop, lr,
-                checkpoint_every: checkpoint_every.max(1), resume, init_from, seed, progress: true,
+                checkpoint_every: checkpoint_every.max(1), resume, init_from, freeze_transforms, seed, progress: true,
             };
             let state = train::train(&opts)?;
             eprintln!("stopped at step {} ({:.2} h of training in total)", state.step, state.seconds / 3600.0);
@@ -554,6 +558,8 @@ fn ship(ckpt_dir: &std::path::Path, name: &str, data_dir: Option<PathBuf>, descr
                 bpp: (p.bpp * 1e4).round() / 1e4,
                 psnr: (p.psnr * 1e3).round() / 1e3,
                 ms_ssim: (p.ms_ssim * 1e5).round() / 1e5,
+                encode_s: Some((p.encode_s * 1e3).round() / 1e3),
+                decode_s: Some((p.decode_s * 1e3).round() / 1e3),
             })
             .collect(),
     };

@@ -113,10 +113,8 @@ impl GaussianConditional {
         check_params(params, y.len())?;
         let mut y_hat = Vec::with_capacity(y.len());
         for (i, &v) in y.iter().enumerate() {
-            let mu = params.mean(i);
-            let s = (v - mu).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32;
-            enc.encode(s, &self.tables[self.index(params.scales[i])])?;
-            y_hat.push(s as f32 + mu);
+            let mean = params.means.as_ref().map_or(0, |m| m[i]);
+            y_hat.push(self.encode_one(v, params.scales[i], mean, enc)? as f32 + to_float(mean));
         }
         Ok(y_hat)
     }
@@ -125,9 +123,21 @@ impl GaussianConditional {
         check_params(params, params.len())?;
         let mut y_hat = Vec::with_capacity(params.len());
         for i in 0..params.len() {
-            y_hat.push(dec.decode(&self.tables[self.index(params.scales[i])])? as f32 + params.mean(i));
+            y_hat.push(self.decode_one(params.scales[i], dec)? as f32 + params.mean(i));
         }
         Ok(y_hat)
+    }
+
+    /// Codes one value under N(`mean`, `scale`) (fixed point); returns its symbol round(v − μ).
+    pub fn encode_one(&self, v: f32, scale: i32, mean: i32, enc: &mut SymbolEncoder) -> Result<i32> {
+        let s = (v - to_float(mean)).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32;
+        enc.encode(s, &self.tables[self.index(scale)])?;
+        Ok(s)
+    }
+
+    /// Decodes one symbol coded by [`encode_one`](Self::encode_one) with the same `scale`.
+    pub fn decode_one(&self, scale: i32, dec: &mut SymbolDecoder) -> Result<i32> {
+        dec.decode(&self.tables[self.index(scale)])
     }
 }
 

@@ -10,6 +10,8 @@
 //!  LatentCodec::Factorized:  y ──EntropyBottleneck──► bytes
 //!  LatentCodec::Hyperprior:  y ──h_a──► z ──EntropyBottleneck──► bytes[0]
 //!                                        ẑ ──h_s (fixed point)──► (σ, μ) ──GaussianConditional(y)──► bytes[1]
+//!  LatentCodec::MultiRef:    as Hyperprior, but y is coded slice by slice, each slice's (σ, μ)
+//!                            refined from decoded references (see [`multiref`]) ──► bytes[1]
 //! ```
 //! Everything that decides a probability table is integer: the bottleneck's tables, the
 //! fixed-point hyper-synthesis ([`IntegerHyperSynthesis`]) and the scale-table index. Entropy
@@ -19,6 +21,7 @@
 //! scale the latent before quantization, so one set of transforms serves all rate points and
 //! training compute is shared between them.
 
+pub mod multiref;
 pub mod transforms;
 
 use burn::module::Param;
@@ -28,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entropy::{BottleneckTables, EntropyBottleneck, GaussianConditional, GaussianParams, SymbolDecoder, SymbolEncoder, gaussian_likelihood};
 use crate::error::{Error, Result};
+pub use multiref::{ContextModel, IntegerContext};
 pub use transforms::IntegerHyperSynthesis;
 use transforms::{Analysis, HyperAnalysis, HyperSynthesis, Synthesis};
 
@@ -44,6 +48,8 @@ pub enum Architecture {
     ScaleHyperprior,
     /// Minnen et al. 2018: mean-scale hyperprior (no context model).
     MeanScaleHyperprior,
+    /// Mean-scale hyperprior plus channel, checkerboard and global references (ELIC/MLIC++).
+    MultiReference,
 }
 
 impl Architecture {
@@ -52,11 +58,12 @@ impl Architecture {
             Architecture::Factorized => "factorized",
             Architecture::ScaleHyperprior => "hyperprior",
             Architecture::MeanScaleHyperprior => "mean-scale",
+            Architecture::MultiReference => "mlic",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Factorized, Self::ScaleHyperprior, Self::MeanScaleHyperprior].into_iter().find(|a| a.name() == name)
+        [Self::Factorized, Self::ScaleHyperprior, Self::MeanScaleHyperprior, Self::MultiReference].into_iter().find(|a| a.name() == name)
     }
 }
 
@@ -77,6 +84,18 @@ impl ModelConfig {
         self.lambdas.len()
     }
 
+    /// Rejects configurations no model can be built from (weight files are untrusted input).
+    pub fn check(&self) -> Result<()> {
+        let min_m = if self.architecture == Architecture::MultiReference { 10 } else { 1 };
+        if self.lambdas.is_empty() || self.lambdas.len() > 255 {
+            return Err(Error::Unsupported("need 1 to 255 quality levels".into()));
+        }
+        if !(1..=1024).contains(&self.n) || !(min_m..=1024).contains(&self.m) {
+            return Err(Error::Unsupported(format!("channels must be N in 1..=1024 and M in {min_m}..=1024")));
+        }
+        Ok(())
+    }
+
     pub fn init(&self, device: &Device) -> ImageModel {
         ImageModel::new(self, device)
     }
@@ -87,6 +106,14 @@ impl ModelConfig {
 pub enum LatentCodec {
     Factorized(EntropyBottleneck),
     Hyperprior(HyperpriorLatent),
+    MultiRef(MultiRefLatent),
+}
+
+/// The mean-scale hyperprior with the multi-reference context model on top.
+#[derive(Module, Debug)]
+pub struct MultiRefLatent {
+    hyper: HyperpriorLatent,
+    context: ContextModel,
 }
 
 #[derive(Module, Debug)]
@@ -103,6 +130,18 @@ pub struct ForwardOutput {
     pub likelihoods: Vec<Tensor<4>>,
 }
 
+/// See [`ImageModel::frozen_targets`].
+pub struct FrozenTargets {
+    /// y after the quality gain: `[B, M, h, w]`.
+    pub y: Tensor<4>,
+    /// h_s(ẑ): `[B, 2M, h, w]`, scales then means.
+    pub hyper: Tensor<4>,
+    /// `[B, M, 1, 1]`: what ŷ is multiplied by before g_s.
+    pub inv_gain: Tensor<4>,
+    /// Bits the mean-scale prior alone spends on y (noisy-latent estimate, for comparison).
+    pub mean_scale_bits: f64,
+}
+
 /// Integer entropy-coding state derived from a trained model: the bottleneck tables shipped in
 /// the weight file, the Gaussian tables, and the fixed-point hyper-synthesis.
 #[derive(Debug, Clone)]
@@ -111,6 +150,8 @@ pub struct CodingTables {
     pub gaussian: GaussianConditional,
     /// Fixed-point h_s (hyperprior models only).
     pub hyper: Option<IntegerHyperSynthesis>,
+    /// Fixed-point context model (multi-reference models only).
+    pub context: Option<IntegerContext>,
     /// Run the float h_s on the device instead of the fixed-point one. Only for measuring what
     /// the integer path costs: streams coded this way decode correctly only on the same backend.
     pub float_hyper: bool,
@@ -118,11 +159,12 @@ pub struct CodingTables {
 
 impl CodingTables {
     pub fn new(model: &ImageModel, bottleneck: BottleneckTables) -> Self {
-        let hyper = match &model.latent {
-            LatentCodec::Factorized(_) => None,
-            LatentCodec::Hyperprior(hp) => Some(hp.h_s.integer()),
+        let (hyper, context) = match &model.latent {
+            LatentCodec::Factorized(_) => (None, None),
+            LatentCodec::Hyperprior(hp) => (Some(hp.h_s.integer()), None),
+            LatentCodec::MultiRef(mr) => (Some(mr.hyper.h_s.integer()), Some(mr.context.integer())),
         };
-        Self { bottleneck, gaussian: GaussianConditional::new(), hyper, float_hyper: false }
+        Self { bottleneck, gaussian: GaussianConditional::new(), hyper, context, float_hyper: false }
     }
 }
 
@@ -153,16 +195,16 @@ impl ImageModel {
         let lg: Vec<f32> = cfg.lambdas.iter().flat_map(|&l| std::iter::repeat_n(((l / mid).ln() / 3.0) as f32, m)).collect();
         let log_gain = Tensor::<2>::from_data(TensorData::new(lg, [q, m]), device);
         let log_inv_gain = log_gain.clone().neg();
+        let hyperprior = |ms| HyperpriorLatent {
+            h_a: HyperAnalysis::new(n, m, ms, device),
+            h_s: HyperSynthesis::new(n, m, ms, device),
+            z_bottleneck: EntropyBottleneck::new(n, device),
+        };
         let latent = match cfg.architecture {
             Architecture::Factorized => LatentCodec::Factorized(EntropyBottleneck::new(m, device)),
-            arch => {
-                let ms = arch == Architecture::MeanScaleHyperprior;
-                LatentCodec::Hyperprior(HyperpriorLatent {
-                    h_a: HyperAnalysis::new(n, m, ms, device),
-                    h_s: HyperSynthesis::new(n, m, ms, device),
-                    z_bottleneck: EntropyBottleneck::new(n, device),
-                })
-            }
+            Architecture::ScaleHyperprior => LatentCodec::Hyperprior(hyperprior(false)),
+            Architecture::MeanScaleHyperprior => LatentCodec::Hyperprior(hyperprior(true)),
+            Architecture::MultiReference => LatentCodec::MultiRef(MultiRefLatent { hyper: hyperprior(true), context: ContextModel::new(m, device) }),
         };
         Self {
             g_a: Analysis::new(n, m, device),
@@ -201,6 +243,12 @@ impl ImageModel {
                 };
                 (y_hat, vec![y_lik, z_lik])
             }
+            LatentCodec::MultiRef(mr) => {
+                let hp = &mr.hyper;
+                let (z_tilde, z_lik) = hp.z_bottleneck.forward(hp.h_a.forward(y.clone()));
+                let out = mr.context.forward(y, hp.hyper_features(z_tilde));
+                (out.y_rec, out.likelihoods.into_iter().chain([z_lik]).collect())
+            }
         };
         let x_hat = self.g_s.forward(y_hat * self.gains(q, true));
         ForwardOutput { x_hat, likelihoods }
@@ -210,7 +258,7 @@ impl ImageModel {
     pub fn export_tables(&self) -> CodingTables {
         let eb = match &self.latent {
             LatentCodec::Factorized(eb) => eb,
-            LatentCodec::Hyperprior(hp) => &hp.z_bottleneck,
+            LatentCodec::Hyperprior(hp) | LatentCodec::MultiRef(MultiRefLatent { hyper: hp, .. }) => &hp.z_bottleneck,
         };
         CodingTables::new(self, eb.export())
     }
@@ -229,15 +277,20 @@ impl ImageModel {
                 Ok(Compressed { sections: vec![enc.finish()?], y_hat })
             }
             LatentCodec::Hyperprior(hp) => {
-                let z = hp.h_a.forward(y);
-                let [_, _, zh, zw] = z.dims();
-                let mut z_enc = SymbolEncoder::new();
-                let z_hat = tables.bottleneck.compress(&to_host(z), zh * zw, &mut z_enc)?;
+                let (z_section, z_hat, zhw) = compress_z(hp, y, tables)?;
                 // Derive the Gaussian parameters from ẑ exactly as the decoder will.
-                let params = self.gaussian_params(hp, z_hat, [zh, zw], tables, &device)?;
+                let params = self.gaussian_params(hp, z_hat, zhw, tables, &device)?;
                 let mut y_enc = SymbolEncoder::new();
                 let y_hat = tables.gaussian.compress(&y_host, &params, &mut y_enc)?;
-                Ok(Compressed { sections: vec![z_enc.finish()?, y_enc.finish()?], y_hat })
+                Ok(Compressed { sections: vec![z_section, y_enc.finish()?], y_hat })
+            }
+            LatentCodec::MultiRef(mr) => {
+                let (z_section, z_hat, zhw) = compress_z(&mr.hyper, y, tables)?;
+                let (int_hyper, context) = integer_multiref(tables)?;
+                let hyper = hyper_raw(int_hyper, &z_hat, zhw, tables)?;
+                let mut y_enc = SymbolEncoder::new();
+                let y_hat = context.code(&hyper, h, w, &tables.gaussian, &mut multiref::Encode { y: &y_host, enc: &mut y_enc })?;
+                Ok(Compressed { sections: vec![z_section, y_enc.finish()?], y_hat })
             }
         }
     }
@@ -245,38 +298,53 @@ impl ImageModel {
     /// Entropy-decodes the latent ŷ (`[M][h][w]`) of a stream: integer work on the CPU only,
     /// identical on every machine (unless `tables.float_hyper`).
     pub fn decode_latent(&self, sections: &[Vec<u8>], y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<Vec<f32>> {
+        Ok(self.decode_parts(sections, y_hw, tables, device)?.0)
+    }
+
+    /// ŷ and, for multi-reference models, the hyperprior features LRP needs.
+    fn decode_parts(&self, sections: &[Vec<u8>], y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<(Vec<f32>, Option<Vec<i32>>)> {
         let [h, w] = y_hw;
         let m = self.latent_channels();
         match &self.latent {
             LatentCodec::Factorized(_) => {
                 let [bytes] = sections else { return Err(Error::Format("expected 1 section".into())) };
                 let mut dec = SymbolDecoder::new(bytes)?;
-                tables.bottleneck.decompress(h * w, &mut dec)
+                Ok((tables.bottleneck.decompress(h * w, &mut dec)?, None))
             }
             LatentCodec::Hyperprior(hp) => {
-                let [z_bytes, y_bytes] = sections else { return Err(Error::Format("expected 2 sections".into())) };
-                let (zh, zw) = (h.div_ceil(4), w.div_ceil(4));
-                let mut z_dec = SymbolDecoder::new(z_bytes)?;
-                let z_hat = tables.bottleneck.decompress(zh * zw, &mut z_dec)?;
-                let params = self.gaussian_params(hp, z_hat, [zh, zw], tables, device)?;
+                let (z_hat, zhw, y_bytes) = decompress_z(sections, y_hw, tables)?;
+                let params = self.gaussian_params(hp, z_hat, zhw, tables, device)?;
                 check_len(params.len(), m * h * w)?;
                 let mut y_dec = SymbolDecoder::new(y_bytes)?;
-                tables.gaussian.decompress(&params, &mut y_dec)
+                Ok((tables.gaussian.decompress(&params, &mut y_dec)?, None))
+            }
+            LatentCodec::MultiRef(_) => {
+                let (z_hat, zhw, y_bytes) = decompress_z(sections, y_hw, tables)?;
+                let (int_hyper, context) = integer_multiref(tables)?;
+                let hyper = hyper_raw(int_hyper, &z_hat, zhw, tables)?;
+                check_len(hyper.len(), 2 * m * h * w)?;
+                let mut y_dec = SymbolDecoder::new(y_bytes)?;
+                let y_hat = context.code(&hyper, h, w, &tables.gaussian, &mut multiref::Decode(&mut y_dec))?;
+                Ok((y_hat, Some(hyper)))
             }
         }
     }
 
     /// Inverse of [`compress`](Self::compress): `y_hw` is the latent's (height, width).
     pub fn decompress(&self, sections: &[Vec<u8>], q: usize, y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<Tensor<4>> {
-        let y_hat = self.decode_latent(sections, y_hw, tables, device)?;
-        self.synthesize(y_hat, q, y_hw, device)
+        let (y_hat, hyper) = self.decode_parts(sections, y_hw, tables, device)?;
+        self.synthesize(y_hat, hyper, q, y_hw, device)
     }
 
-    /// g_s on the device: ŷ (`[M][h][w]`) → padded x̂.
-    pub fn synthesize(&self, y_hat: Vec<f32>, q: usize, [h, w]: [usize; 2], device: &Device) -> Result<Tensor<4>> {
+    /// On the device: ŷ (`[M][h][w]`) → (LRP, for multi-reference models) → g_s → padded x̂.
+    fn synthesize(&self, y_hat: Vec<f32>, hyper: Option<Vec<i32>>, q: usize, [h, w]: [usize; 2], device: &Device) -> Result<Tensor<4>> {
         let m = self.latent_channels();
         check_len(y_hat.len(), m * h * w)?;
-        let y_hat = from_host(y_hat, [1, m, h, w], device);
+        let mut y_hat = from_host(y_hat, [1, m, h, w], device);
+        if let (LatentCodec::MultiRef(mr), Some(hyper)) = (&self.latent, hyper) {
+            let hyper: Vec<f32> = hyper.into_iter().map(crate::nn::fixed::to_float).collect();
+            y_hat = mr.context.reconstruct(y_hat, from_host(hyper, [1, 2 * m, h, w], device));
+        }
         Ok(self.g_s.forward(y_hat * self.gains(quality_tensor(q, device), true)))
     }
 
@@ -293,13 +361,104 @@ impl ImageModel {
         }
     }
 
+    /// g_a without the quality gain (the same latent for every quality level).
+    pub fn analyze(&self, x: Tensor<4>) -> Tensor<4> {
+        self.g_a.forward(x)
+    }
+
+    /// SHA-256 of g_a's parameters: identifies what [`analyze`](Self::analyze) computes.
+    pub fn analysis_digest(&self) -> [u8; 32] {
+        use burn::module::{ModuleVisitor, Param};
+        use sha2::{Digest, Sha256};
+        struct Hash(Sha256);
+        impl ModuleVisitor for Hash {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                for v in to_host(param.val()) {
+                    self.0.update(v.to_le_bytes());
+                }
+            }
+        }
+        let mut h = Hash(Sha256::new());
+        self.g_a.visit(&mut h);
+        h.0.finalize().into()
+    }
+
+    /// The multi-reference context model, if this model has one.
+    pub fn context(&self) -> Option<&ContextModel> {
+        match &self.latent {
+            LatentCodec::MultiRef(mr) => Some(&mr.context),
+            _ => None,
+        }
+    }
+
+    /// What training the context model on frozen transforms needs for gain-free latents
+    /// `y_raw` at qualities `q`: the hyperprior exactly as coding sees it (ẑ rounded around the
+    /// bottleneck `medians`), and the mean-scale prior's own rate on the same latents.
+    pub fn frozen_targets(&self, y_raw: Tensor<4>, q: Tensor<1, Int>, medians: &[f32]) -> Result<FrozenTargets> {
+        let LatentCodec::MultiRef(mr) = &self.latent else {
+            return Err(Error::Unsupported("frozen-transform training needs a multi-reference model".into()));
+        };
+        let device = y_raw.device();
+        let y = y_raw * self.gains(q.clone(), false);
+        let z = mr.hyper.h_a.forward(y.clone());
+        let med = from_host(medians.to_vec(), [1, medians.len(), 1, 1], &device);
+        let z_hat = (z - med.clone()).round() + med;
+        let hyper = mr.hyper.hyper_features(z_hat);
+        let m = y.dims()[1];
+        let noise = Tensor::random(y.shape(), burn::tensor::Distribution::Uniform(-0.5, 0.5), &device);
+        let lik = gaussian_likelihood(y.clone() + noise, hyper.clone().narrow(1, 0, m), Some(hyper.clone().narrow(1, m, m)));
+        let bits = lik.log().sum().neg().div_scalar(std::f64::consts::LN_2);
+        Ok(FrozenTargets { y, hyper, inv_gain: self.gains(q, true), mean_scale_bits: to_host(bits)[0] as f64 })
+    }
+
     pub fn latent_channels(&self) -> usize {
         self.log_gain.dims()[1]
     }
 }
 
+/// z ──h_a──► bottleneck ──► (section, ẑ, (zh, zw)).
+fn compress_z(hp: &HyperpriorLatent, y: Tensor<4>, tables: &CodingTables) -> Result<(Vec<u8>, Vec<f32>, [usize; 2])> {
+    let z = hp.h_a.forward(y);
+    let [_, _, zh, zw] = z.dims();
+    let mut z_enc = SymbolEncoder::new();
+    let z_hat = tables.bottleneck.compress(&to_host(z), zh * zw, &mut z_enc)?;
+    Ok((z_enc.finish()?, z_hat, [zh, zw]))
+}
+
+/// The two sections of a hyperprior stream: decodes ẑ, returns it with its size and the y bytes.
+fn decompress_z<'a>(sections: &'a [Vec<u8>], [h, w]: [usize; 2], tables: &CodingTables) -> Result<(Vec<f32>, [usize; 2], &'a [u8])> {
+    let [z_bytes, y_bytes] = sections else { return Err(Error::Format("expected 2 sections".into())) };
+    let (zh, zw) = (h.div_ceil(4), w.div_ceil(4));
+    let mut z_dec = SymbolDecoder::new(z_bytes)?;
+    Ok((tables.bottleneck.decompress(zh * zw, &mut z_dec)?, [zh, zw], y_bytes))
+}
+
+fn integer_multiref(tables: &CodingTables) -> Result<(&IntegerHyperSynthesis, &IntegerContext)> {
+    match (&tables.hyper, &tables.context) {
+        (Some(h), Some(c)) => Ok((h, c)),
+        _ => Err(Error::Codec("multi-reference tables are missing".into())),
+    }
+}
+
+/// Fixed-point h_s output for the context model (`[2M][4zh][4zw]`, scales then means).
+fn hyper_raw(int: &IntegerHyperSynthesis, z_hat: &[f32], [zh, zw]: [usize; 2], tables: &CodingTables) -> Result<Vec<i32>> {
+    check_len(z_hat.len(), tables.bottleneck.channels() * zh * zw)?;
+    Ok(int.forward_raw(z_hat, zh, zw))
+}
+
+impl HyperpriorLatent {
+    /// h_s's output as one tensor (scales, then means): the context model's hyper input.
+    fn hyper_features(&self, z_hat: Tensor<4>) -> Tensor<4> {
+        let (scales, means) = self.h_s.forward(z_hat);
+        match means {
+            Some(mu) => Tensor::cat(vec![scales, mu], 1),
+            None => scales,
+        }
+    }
+}
+
 /// round(x) in the forward pass, identity in the backward pass.
-fn ste_round(x: Tensor<4>) -> Tensor<4> {
+pub(crate) fn ste_round(x: Tensor<4>) -> Tensor<4> {
     let r = (x.clone().round() - x.clone()).detach();
     x + r
 }

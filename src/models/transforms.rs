@@ -168,13 +168,19 @@ pub struct IntegerHyperSynthesis {
 }
 
 impl IntegerHyperSynthesis {
-    /// `z_hat`: `[N][h][w]` decoded hyper-latent. Returns parameters for a `[M][4h][4w]` latent.
-    pub fn forward(&self, z_hat: &[f32], h: usize, w: usize) -> GaussianParams {
+    /// The output planes as computed: `[M][4h][4w]` scales, then (mean-scale) as many means.
+    pub fn forward_raw(&self, z_hat: &[f32], h: usize, w: usize) -> Vec<i32> {
         let mut x: Vec<i32> = z_hat.iter().map(|&v| crate::nn::fixed::to_fixed(v)).collect();
         let (mut h, mut w) = (h, w);
         for layer in &self.layers {
             (x, h, w) = layer.forward(&x, h, w);
         }
+        x
+    }
+
+    /// `z_hat`: `[N][h][w]` decoded hyper-latent. Returns parameters for a `[M][4h][4w]` latent.
+    pub fn forward(&self, z_hat: &[f32], h: usize, w: usize) -> GaussianParams {
+        let mut x = self.forward_raw(z_hat, h, w);
         if self.mean_scale {
             let means = x.split_off(x.len() / 2);
             GaussianParams { scales: x, means: Some(means) }

@@ -1,5 +1,6 @@
 //! Building blocks shared by every learned transform: padded convolutions and GDN.
 
+pub mod attention;
 pub mod fixed;
 mod gdn;
 

@@ -1,0 +1,489 @@
+//! Multi-reference entropy model (the `mlic` codec): each slice of the latent is predicted from
+//! the hyperprior and from three kinds of already-decoded references at once (ELIC, He 2022;
+//! MLIC++, Jiang 2023), with latent residual prediction (Minnen 2020).
+//!
+//! ```text
+//!  hyper = h_s(ẑ) = (σ_hp, μ_hp)        ŷ_<i = slices decoded before slice i
+//!
+//!  for slice i (uneven channel groups, e.g. 16/16/32/32/64 of M = 160):
+//!    known    = [hyper, ŷ_<i]            ──1x1──► Q, K          (shared by both global refs)
+//!    channel  = conv3x3∘conv3x3(ŷ_<i)                            channel reference
+//!    inter    = LinAttn(Q, K, V(ŷ_<i)), keys = all positions      global inter-slice reference
+//!    pass 1 (anchors, (row+col) even):
+//!      (Δσ, Δμ) = agg([hyper, channel, inter, 0, 0])   ─► σ = σ_hp,i + Δσ, μ = μ_hp,i + Δμ
+//!      code anchors of slice i ─► ŷ_i,anchor
+//!    pass 2 (non-anchors):
+//!      spatial  = checkerboard conv5x5(ŷ_i,anchor)                local spatial reference
+//!      intra    = LinAttn(Q, K, V(ŷ_i,anchor)), keys = anchors    global intra-slice reference
+//!      (Δσ, Δμ) = agg([hyper, channel, inter, spatial, intra])
+//!      code non-anchors of slice i
+//!    LRP: ŷ_i += ½·tanh(lrp([hyper, ŷ_<i, ŷ_i]))   (reconstruction only, never a reference)
+//! ```
+//! `agg` is three 1x1 convolutions, so each pass evaluates it only at the positions it codes.
+//! Decoding is two parallel passes per slice: no raster scan.
+//!
+//! Everything that decides a probability table runs in fixed point ([`IntegerContext`]):
+//! encoder and decoder derive bit-identical (σ, μ) on every machine. LRP changes only what
+//! g_s sees, so it runs in float on the device like g_s.
+
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use burn::tensor::activation::leaky_relu;
+
+use crate::entropy::{GaussianConditional, SymbolDecoder, SymbolEncoder, gaussian_likelihood};
+use crate::error::Result;
+use crate::nn::attention::{linear_attention, linear_attention_fixed};
+use crate::nn::conv;
+use crate::nn::fixed::{Activation, FRAC_BITS, FixedConv, to_float};
+
+const SLOPE: f64 = 0.01;
+
+/// Uneven channel groups as in ELIC (16/16/32/64/rest for M = 320), scaled to `m`: small
+/// slices first, where the channel context is weakest and cheapest.
+pub fn slice_sizes(m: usize) -> Vec<usize> {
+    let (a, b) = (m / 10, m / 5);
+    vec![a, a, b, b, m - 2 * a - 2 * b]
+}
+
+/// Layer widths, proportional to M (M = 160: 64 / 32 / 192 / 128 / 96).
+struct Widths {
+    channel: usize,
+    attention: usize,
+    agg1: usize,
+    agg2: usize,
+    lrp: usize,
+}
+
+impl Widths {
+    fn new(m: usize) -> Self {
+        let at_least = |v: usize| v.max(4);
+        Self { channel: at_least(m * 2 / 5), attention: at_least(m / 5), agg1: at_least(m * 6 / 5), agg2: at_least(m * 4 / 5), lrp: at_least(m * 3 / 5) }
+    }
+}
+
+/// A tenth of an initial weight, as a fresh leaf (no autodiff history on the parameter).
+fn shrink(t: Tensor<4>) -> Tensor<4> {
+    let grad = t.is_require_grad();
+    let t = t.mul_scalar(0.1).detach();
+    if grad { t.require_grad() } else { t }
+}
+
+/// Checkerboard: anchors are the positions with (row + column) even.
+pub fn is_anchor(t: usize, w: usize) -> bool {
+    (t / w + t % w) % 2 == 0
+}
+
+/// The context model of one slice.
+#[derive(Module, Debug)]
+pub struct SliceContext {
+    /// Channel reference over ŷ_<i (absent for the first slice).
+    channel: Option<ChannelContext>,
+    query: Conv2d,
+    key: Conv2d,
+    inter_value: Option<Conv2d>,
+    intra_value: Conv2d,
+    spatial: Conv2d,
+    agg1: Conv2d,
+    agg2: Conv2d,
+    agg3: Conv2d,
+    lrp1: Conv2d,
+    lrp2: Conv2d,
+}
+
+#[derive(Module, Debug)]
+pub struct ChannelContext {
+    c1: Conv2d,
+    c2: Conv2d,
+}
+
+/// What a slice's training pass produces.
+pub struct SliceOutput {
+    pub likelihood: Tensor<4>,
+    /// round(y − μ) + μ with straight-through gradients (what the decoder's references see).
+    pub y_hat: Tensor<4>,
+    /// ŷ after latent residual prediction (what g_s sees).
+    pub y_rec: Tensor<4>,
+    /// The Gaussian parameters each element was coded with.
+    pub scales: Tensor<4>,
+    pub means: Tensor<4>,
+}
+
+impl SliceContext {
+    fn new(m: usize, prev: usize, c: usize, device: &Device) -> Self {
+        let w = Widths::new(m);
+        let hyper = 2 * m;
+        let first = prev == 0;
+        let agg_in = hyper + if first { 0 } else { w.channel + w.attention } + 2 * c + w.attention;
+        let mut agg3 = conv(w.agg2, 2 * c, 1, 1, device);
+        // Start as the plain mean-scale prior (Δσ = Δμ ≈ 0): training only has to improve on it.
+        agg3.weight = agg3.weight.map(shrink);
+        let mut lrp2 = conv(w.lrp, c, 3, 1, device);
+        lrp2.weight = lrp2.weight.map(shrink);
+        Self {
+            channel: (!first).then(|| ChannelContext { c1: conv(prev, w.channel, 3, 1, device), c2: conv(w.channel, w.channel, 3, 1, device) }),
+            query: conv(hyper + prev, w.attention, 1, 1, device),
+            key: conv(hyper + prev, w.attention, 1, 1, device),
+            inter_value: (!first).then(|| conv(prev, w.attention, 1, 1, device)),
+            intra_value: conv(c, w.attention, 1, 1, device),
+            spatial: conv(c, 2 * c, 5, 1, device),
+            agg1: conv(agg_in, w.agg1, 1, 1, device),
+            agg2: conv(w.agg1, w.agg2, 1, 1, device),
+            agg3,
+            lrp1: conv(hyper + prev + c, w.lrp, 1, 1, device),
+            lrp2,
+        }
+    }
+
+    fn channels(&self) -> usize {
+        self.intra_value.weight.dims()[1]
+    }
+
+    fn agg(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = leaky_relu(self.agg1.forward(x), SLOPE);
+        let x = leaky_relu(self.agg2.forward(x), SLOPE);
+        self.agg3.forward(x)
+    }
+
+    /// Training pass for slice `y` (`[B, c, H, W]`, after the quality gain), `offset` its first
+    /// channel. `hyper`: `[B, 2M, H, W]` (scales, then means); `prev`: ŷ_<i.
+    pub fn forward(&self, y: Tensor<4>, offset: usize, hyper: Tensor<4>, prev: Option<Tensor<4>>, anchor: Tensor<4>) -> SliceOutput {
+        let c = self.channels();
+        let [b, two_m, h, w] = hyper.dims();
+        let m = two_m / 2;
+        let device = y.device();
+        let non_anchor = anchor.clone().neg().add_scalar(1.0);
+        let known = match &prev {
+            Some(p) => Tensor::cat(vec![hyper.clone(), p.clone()], 1),
+            None => hyper.clone(),
+        };
+        let (q, k) = (self.query.forward(known.clone()), self.key.forward(known));
+        let mut base = vec![hyper.clone()];
+        if let (Some(cc), Some(iv), Some(p)) = (&self.channel, &self.inter_value, &prev) {
+            base.push(leaky_relu(cc.c2.forward(leaky_relu(cc.c1.forward(p.clone()), SLOPE)), SLOPE));
+            base.push(linear_attention(q.clone(), k.clone(), iv.forward(p.clone()), None));
+        }
+        let hp_scale = hyper.clone().narrow(1, offset, c);
+        let hp_mean = hyper.clone().narrow(1, m + offset, c);
+        let params = |extra: Vec<Tensor<4>>| {
+            let mut inputs = base.clone();
+            inputs.extend(extra);
+            let p = self.agg(Tensor::cat(inputs, 1));
+            (hp_scale.clone() + p.clone().narrow(1, 0, c), hp_mean.clone() + p.narrow(1, c, c))
+        };
+        let zeros = Tensor::zeros([b, 2 * c + self.intra_value.weight.dims()[0], h, w], &device);
+        let (s1, m1) = params(vec![zeros]);
+        let y_anchor = ((y.clone() - m1.clone()).round() + m1.clone()).detach() * anchor.clone();
+        let spatial = self.spatial.forward(y_anchor.clone());
+        let intra = linear_attention(q, k, self.intra_value.forward(y_anchor), Some(anchor.clone()));
+        let (s2, m2) = params(vec![spatial, intra]);
+        let scales = s1 * anchor.clone() + s2 * non_anchor.clone();
+        let means = m1 * anchor + m2 * non_anchor;
+        let noise = Tensor::random(y.shape(), burn::tensor::Distribution::Uniform(-0.5, 0.5), &device);
+        let likelihood = gaussian_likelihood(y.clone() + noise, scales.clone(), Some(means.clone()));
+        let y_hat = super::ste_round(y - means.clone()) + means.clone();
+        let y_rec = y_hat.clone() + self.lrp(hyper, prev, y_hat.clone());
+        SliceOutput { likelihood, y_hat, y_rec, scales, means }
+    }
+
+    /// ½·tanh of the predicted quantization residual.
+    fn lrp(&self, hyper: Tensor<4>, prev: Option<Tensor<4>>, y_hat: Tensor<4>) -> Tensor<4> {
+        let mut inputs = vec![hyper];
+        inputs.extend(prev);
+        inputs.push(y_hat);
+        let x = leaky_relu(self.lrp1.forward(Tensor::cat(inputs, 1)), SLOPE);
+        self.lrp2.forward(x).tanh().mul_scalar(0.5)
+    }
+
+    fn integer(&self, offset: usize) -> IntegerSlice {
+        let act = |c: &Conv2d, a| FixedConv::from_conv(c, a);
+        IntegerSlice {
+            offset,
+            c: self.channels(),
+            d: self.query.weight.dims()[0],
+            channel: self.channel.as_ref().map(|cc| [act(&cc.c1, Activation::LeakyRelu), act(&cc.c2, Activation::LeakyRelu)]),
+            query: act(&self.query, Activation::None),
+            key: act(&self.key, Activation::None),
+            inter_value: self.inter_value.as_ref().map(|c| act(c, Activation::None)),
+            intra_value: act(&self.intra_value, Activation::None),
+            spatial: act(&self.spatial, Activation::None),
+            agg: [act(&self.agg1, Activation::LeakyRelu), act(&self.agg2, Activation::LeakyRelu), act(&self.agg3, Activation::None)],
+        }
+    }
+}
+
+/// The slices' context models: everything the `mlic` codec adds to the mean-scale hyperprior.
+#[derive(Module, Debug)]
+pub struct ContextModel {
+    slices: Vec<SliceContext>,
+}
+
+/// Training pass of the whole context model.
+pub struct ContextOutput {
+    /// One likelihood map per slice.
+    pub likelihoods: Vec<Tensor<4>>,
+    pub y_hat: Tensor<4>,
+    pub y_rec: Tensor<4>,
+    pub scales: Tensor<4>,
+    pub means: Tensor<4>,
+}
+
+impl ContextModel {
+    pub fn new(m: usize, device: &Device) -> Self {
+        let mut prev = 0;
+        let slices = slice_sizes(m)
+            .into_iter()
+            .map(|c| {
+                let s = SliceContext::new(m, prev, c, device);
+                prev += c;
+                s
+            })
+            .collect();
+        Self { slices }
+    }
+
+    /// `y`: `[B, M, H, W]` after the gain; `hyper`: `[B, 2M, H, W]` from h_s.
+    pub fn forward(&self, y: Tensor<4>, hyper: Tensor<4>) -> ContextOutput {
+        let [_, _, h, w] = y.dims();
+        let anchor = checkerboard(h, w, &y.device());
+        let (mut likelihoods, mut hats, mut recs, mut scales, mut means) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut offset = 0;
+        for s in &self.slices {
+            let c = s.channels();
+            let prev = (offset > 0).then(|| Tensor::cat(hats.clone(), 1));
+            let out = s.forward(y.clone().narrow(1, offset, c), offset, hyper.clone(), prev, anchor.clone());
+            likelihoods.push(out.likelihood);
+            hats.push(out.y_hat);
+            recs.push(out.y_rec);
+            scales.push(out.scales);
+            means.push(out.means);
+            offset += c;
+        }
+        let cat = |v| Tensor::cat(v, 1);
+        ContextOutput { likelihoods, y_hat: cat(hats), y_rec: cat(recs), scales: cat(scales), means: cat(means) }
+    }
+
+    /// LRP for decoded latents: ŷ (`[1, M, H, W]`) → what g_s sees.
+    pub fn reconstruct(&self, y_hat: Tensor<4>, hyper: Tensor<4>) -> Tensor<4> {
+        let mut offset = 0;
+        let mut recs = vec![];
+        for s in &self.slices {
+            let c = s.channels();
+            let cur = y_hat.clone().narrow(1, offset, c);
+            let prev = (offset > 0).then(|| y_hat.clone().narrow(1, 0, offset));
+            recs.push(cur.clone() + s.lrp(hyper.clone(), prev, cur));
+            offset += c;
+        }
+        Tensor::cat(recs, 1)
+    }
+
+    /// The fixed-point copy that coding runs.
+    pub fn integer(&self) -> IntegerContext {
+        let mut offset = 0;
+        let slices = self
+            .slices
+            .iter()
+            .map(|s| {
+                let i = s.integer(offset);
+                offset += i.c;
+                i
+            })
+            .collect();
+        IntegerContext { slices, m: offset }
+    }
+}
+
+/// `[1, 1, h, w]` mask, 1 at anchors.
+fn checkerboard(h: usize, w: usize, device: &Device) -> Tensor<4> {
+    let v: Vec<f32> = (0..h * w).map(|t| is_anchor(t, w) as u8 as f32).collect();
+    Tensor::from_data(TensorData::new(v, [1, 1, h, w]), device)
+}
+
+/// Where symbols go (encoder) or come from (decoder) while the context model runs.
+pub trait SymbolIo {
+    /// Codes the element at flat index `index` of the latent under N(`mean`, `scale`)
+    /// (both `Q[FRAC_BITS]`); returns its integer symbol round(y − μ).
+    fn code(&mut self, g: &GaussianConditional, index: usize, scale: i32, mean: i32) -> Result<i32>;
+}
+
+/// Encoder side: symbols from the latent `y`.
+pub struct Encode<'a> {
+    pub y: &'a [f32],
+    pub enc: &'a mut SymbolEncoder,
+}
+
+impl SymbolIo for Encode<'_> {
+    fn code(&mut self, g: &GaussianConditional, index: usize, scale: i32, mean: i32) -> Result<i32> {
+        g.encode_one(self.y[index], scale, mean, self.enc)
+    }
+}
+
+/// Decoder side: symbols from the range decoder.
+pub struct Decode<'a>(pub &'a mut SymbolDecoder);
+
+impl SymbolIo for Decode<'_> {
+    fn code(&mut self, g: &GaussianConditional, _index: usize, scale: i32, _mean: i32) -> Result<i32> {
+        g.decode_one(scale, self.0)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct IntegerSlice {
+    offset: usize,
+    c: usize,
+    d: usize,
+    channel: Option<[FixedConv; 2]>,
+    query: FixedConv,
+    key: FixedConv,
+    inter_value: Option<FixedConv>,
+    intra_value: FixedConv,
+    spatial: FixedConv,
+    agg: [FixedConv; 3],
+}
+
+/// [`ContextModel`] in fixed point: encoder and decoder run exactly this, so the tables they
+/// pick are the same bits everywhere.
+#[derive(Debug, Clone)]
+pub struct IntegerContext {
+    slices: Vec<IntegerSlice>,
+    m: usize,
+}
+
+impl IntegerContext {
+    /// Codes the whole latent: `hyper` is h_s's output (`[2M][h·w]`, scales then means, Q12).
+    /// Returns ŷ (`[M][h·w]`, float: symbol + μ).
+    pub fn code(&self, hyper: &[i32], h: usize, w: usize, g: &GaussianConditional, io: &mut dyn SymbolIo) -> Result<Vec<f32>> {
+        let n = h * w;
+        let m = self.m;
+        if hyper.len() != 2 * m * n {
+            return Err(crate::error::Error::Format("latent geometry does not match the hyperprior".into()));
+        }
+        let (anchors, others): (Vec<usize>, Vec<usize>) = (0..n).partition(|&t| is_anchor(t, w));
+        let mut y_q = vec![0i32; m * n];
+        let mut y_hat = vec![0f32; m * n];
+        for s in &self.slices {
+            let (c, off) = (s.c, s.offset);
+            let prev = &y_q[..off * n];
+            let known = [hyper, prev].concat();
+            let (q, _, _) = s.query.forward(&known, h, w);
+            let (k, _, _) = s.key.forward(&known, h, w);
+            let mut base = hyper.to_vec();
+            if let (Some([c1, c2]), Some(iv)) = (&s.channel, &s.inter_value) {
+                let (x, _, _) = c1.forward(prev, h, w);
+                base.extend(c2.forward(&x, h, w).0);
+                let (v, _, _) = iv.forward(prev, h, w);
+                base.extend(linear_attention_fixed(&q, &k, &v, s.d, s.d, n, None));
+            }
+            // Pass 1: anchors, with the spatial and intra-slice inputs zero.
+            let extra = vec![0i32; (2 * c + s.d) * n];
+            let p = s.params(&base, &extra, &anchors, n);
+            code_positions(s, &p, &anchors, hyper, m, n, g, io, &mut y_q, &mut y_hat)?;
+            // Pass 2: non-anchors, from the decoded anchors.
+            let mut cur = vec![0i32; c * n];
+            for ch in 0..c {
+                for &t in &anchors {
+                    cur[ch * n + t] = y_q[(off + ch) * n + t];
+                }
+            }
+            let mut extra = s.spatial.forward(&cur, h, w).0;
+            let (v, _, _) = s.intra_value.forward(&cur, h, w);
+            extra.extend(linear_attention_fixed(&q, &k, &v, s.d, s.d, n, Some(&anchors)));
+            let p = s.params(&base, &extra, &others, n);
+            code_positions(s, &p, &others, hyper, m, n, g, io, &mut y_q, &mut y_hat)?;
+        }
+        Ok(y_hat)
+    }
+}
+
+impl IntegerSlice {
+    /// agg([base, extra]) at `positions` only (1x1 layers): `[2c][positions]`.
+    fn params(&self, base: &[i32], extra: &[i32], positions: &[usize], n: usize) -> Vec<i32> {
+        let cin = (base.len() + extra.len()) / n;
+        let mut x = Vec::with_capacity(cin * positions.len());
+        for plane in base.chunks_exact(n).chain(extra.chunks_exact(n)) {
+            x.extend(positions.iter().map(|&t| plane[t]));
+        }
+        let len = positions.len();
+        let mut x = x;
+        for layer in &self.agg {
+            x = layer.forward(&x, 1, len).0;
+        }
+        x
+    }
+}
+
+/// Codes slice `s` at `positions` with parameters `p` (`[2c][positions]`, residuals on the
+/// hyperprior's), channel by channel; records ŷ in fixed point and float.
+#[allow(clippy::too_many_arguments)]
+fn code_positions(s: &IntegerSlice, p: &[i32], positions: &[usize], hyper: &[i32], m: usize, n: usize, g: &GaussianConditional, io: &mut dyn SymbolIo, y_q: &mut [i32], y_hat: &mut [f32]) -> Result<()> {
+    let len = positions.len();
+    for ch in 0..s.c {
+        let idx = s.offset + ch;
+        for (j, &t) in positions.iter().enumerate() {
+            let scale = p[ch * len + j].saturating_add(hyper[idx * n + t]);
+            let mean = p[(s.c + ch) * len + j].saturating_add(hyper[(m + idx) * n + t]);
+            let sym = io.code(g, idx * n + t, scale, mean)?;
+            let q = ((sym as i64) << FRAC_BITS) + mean as i64;
+            y_q[idx * n + t] = q.clamp(-(i32::MAX as i64), i32::MAX as i64) as i32;
+            y_hat[idx * n + t] = sym as f32 + to_float(mean);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{from_host, to_host};
+    use crate::nn::fixed::to_fixed;
+
+    /// Records the parameters the integer model codes each element with.
+    struct Record<'a> {
+        y: &'a [f32],
+        scales: Vec<i32>,
+        means: Vec<i32>,
+    }
+
+    impl SymbolIo for Record<'_> {
+        fn code(&mut self, _g: &GaussianConditional, index: usize, scale: i32, mean: i32) -> Result<i32> {
+            self.scales[index] = scale;
+            self.means[index] = mean;
+            Ok((self.y[index] - to_float(mean)).round() as i32)
+        }
+    }
+
+    /// The fixed-point context model picks the parameters the float one (which training
+    /// optimises) computes, for every slice and both checkerboard passes.
+    #[test]
+    fn integer_context_tracks_float() {
+        let device = crate::backend::device();
+        device.seed(3);
+        let (m, h, w) = (20, 6, 7);
+        let n = h * w;
+        let model = ContextModel::new(m, &device);
+        let wave = |i: usize, a: f32, f: usize| a * (((i * f) % 113) as f32 / 113.0 - 0.5);
+        let y: Vec<f32> = (0..m * n).map(|i| wave(i, 12.0, 37)).collect();
+        // Hyper features as the integer h_s would give them: exact in Q12.
+        let hyper: Vec<f32> = (0..2 * m * n).map(|i| if i < m * n { 0.5 + wave(i, 3.0, 53).abs() } else { wave(i, 8.0, 71) }).map(|v| to_float(to_fixed(v))).collect();
+        let out = model.forward(from_host(y.clone(), [1, m, h, w], &device), from_host(hyper.clone(), [1, 2 * m, h, w], &device));
+        let (fs, fm) = (to_host(out.scales), to_host(out.means));
+        let hq: Vec<i32> = hyper.iter().map(|&v| to_fixed(v)).collect();
+        let mut rec = Record { y: &y, scales: vec![0; m * n], means: vec![0; m * n] };
+        let y_hat = model.integer().code(&hq, h, w, &GaussianConditional::new(), &mut rec).unwrap();
+        let close = |f: &[f32], q: &[i32]| f.iter().zip(q).filter(|&(a, &b)| (a - to_float(b)).abs() < 0.02).count();
+        // A value right at a rounding boundary may round differently and shift what follows
+        // slightly; nearly every parameter must still agree.
+        assert!(close(&fs, &rec.scales) * 100 >= 99 * m * n, "scales: {} of {} agree", close(&fs, &rec.scales), m * n);
+        assert!(close(&fm, &rec.means) * 100 >= 99 * m * n, "means: {} of {} agree", close(&fm, &rec.means), m * n);
+        let same = to_host(out.y_hat).iter().zip(&y_hat).filter(|(a, b)| (*a - *b).abs() < 0.02).count();
+        assert!(same * 100 >= 99 * m * n, "ŷ: {same} of {} agree", m * n);
+    }
+
+    #[test]
+    fn slices_cover_the_latent_unevenly() {
+        assert_eq!(slice_sizes(160), vec![16, 16, 32, 32, 64]);
+        assert_eq!(slice_sizes(12).iter().sum::<usize>(), 12);
+        let w = 5;
+        assert_eq!((0..10).filter(|&t| is_anchor(t, w)).collect::<Vec<_>>(), vec![0, 2, 4, 6, 8]);
+        assert_eq!((10..15).filter(|&t| is_anchor(t, w)).collect::<Vec<_>>(), vec![10, 12, 14]);
+    }
+}
