@@ -19,7 +19,7 @@ use crate::models::{PAD_MULTIPLE, Y_STRIDE, from_host, to_host};
 use crate::weights::{self, LoadedModel};
 
 /// The codec used when none is named.
-pub const DEFAULT_CODEC: &str = "mean-scale";
+pub const DEFAULT_CODEC: &str = "mlic";
 
 /// Where shipped codecs live: `$NCODEC_CODECS`, else the `codecs/` folder of this source tree.
 pub fn zoo_dir() -> PathBuf {

@@ -180,25 +180,48 @@ impl LatentSet {
         self.latents.is_empty()
     }
 
-    /// `batch` random `size`x`size` latent crops: `[batch, M, size, size]`. Latents smaller
-    /// than `size` are never picked.
-    pub fn batch(&self, rng: &mut impl Rng, batch: usize, size: usize, device: &Device) -> Result<Tensor<4>> {
-        let fits: Vec<&(usize, usize, Vec<f32>)> = self.latents.iter().filter(|(h, w, _)| *h >= size && *w >= size).collect();
-        if fits.is_empty() {
-            return Err(Error::Unsupported(format!("no training latent of at least {size}x{size}")));
+    /// `batch` random `size`x`size` latent crops of `set`'s images (`[batch, M, size, size]`)
+    /// and the matching `16·size` pixel crops (`[batch, 3, 16·size, 16·size]`). Crops lie
+    /// inside the image, so every latent has its 16x16 pixels.
+    pub fn batch(&self, set: &TrainSet, rng: &mut impl Rng, batch: usize, size: usize, device: &Device) -> Result<(Tensor<4>, Tensor<4>)> {
+        let stride = crate::models::Y_STRIDE;
+        // (latent index, rows and columns of latents fully inside the image)
+        let fits: Vec<(usize, usize, usize)> = (0..self.latents.len())
+            .map(|j| {
+                let im = &set.images[j / 2];
+                (j, im.height() as usize / stride, im.width() as usize / stride)
+            })
+            .filter(|&(_, h, w)| h >= size && w >= size)
+            .collect();
+        if fits.is_empty() || self.latents.len() != 2 * set.len() {
+            return Err(Error::Unsupported(format!("no training image of at least {0}x{0} pixels with cached latents", size * stride)));
         }
         let m = self.channels;
+        let px = size * stride;
         let mut v = Vec::with_capacity(batch * m * size * size);
+        let mut pixels = Vec::with_capacity(batch * 3 * px * px);
         for _ in 0..batch {
-            let (h, w, y) = fits[rng.gen_range(0..fits.len())];
-            let (y0, x0) = (rng.gen_range(0..=h - size), rng.gen_range(0..=w - size));
+            let (j, fh, fw) = fits[rng.gen_range(0..fits.len())];
+            let (_, w, y) = &self.latents[j];
+            let (y0, x0) = (rng.gen_range(0..=fh - size), rng.gen_range(0..=fw - size));
             for c in 0..m {
                 for r in 0..size {
-                    let start = (c * h + y0 + r) * w + x0;
+                    let start = (c * self.latents[j].0 + y0 + r) * w + x0;
                     v.extend_from_slice(&y[start..start + size]);
                 }
             }
+            let im = &set.images[j / 2];
+            let iw = im.width() as usize;
+            for c in 0..3 {
+                for r in 0..px {
+                    for x in 0..px {
+                        let sx = x0 * stride + x;
+                        let sx = if j % 2 == 1 { iw - 1 - sx } else { sx };
+                        pixels.push(im.get_pixel(sx as u32, (y0 * stride + r) as u32).0[c] as f32 / 255.0);
+                    }
+                }
+            }
         }
-        Ok(from_host(v, [batch, m, size, size], device))
+        Ok((from_host(v, [batch, m, size, size], device), from_host(pixels, [batch, 3, px, px], device)))
     }
 }

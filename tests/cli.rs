@@ -50,7 +50,7 @@ fn encode_decode_files_and_pipes() {
     assert_eq!(out, lib);
 
     // stdin → stdout gives the same bytes as the file path.
-    let mut child = ncenc().args(["-", "-o", "-", "-q", "2", "--weights", path_str(&w)]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = ncenc().args(["-", "-o", "-", "-q", "2", "--codec", "mean-scale", "--weights", path_str(&w)]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     {
         use std::io::Write;
         child.stdin.take().unwrap().write_all(&std::fs::read(d.join("in.png")).unwrap()).unwrap();

@@ -5,19 +5,12 @@ mod common;
 use ncodec::models::{Architecture, ModelConfig};
 use ncodec::train::{TrainOptions, load_checkpoint, train};
 
-#[test]
-fn train_checkpoint_resume_export() {
-    let dir = common::tempdir();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(data.join("sub")).unwrap();
-    for i in 0..3 {
-        common::test_image(80, 72, i).save(data.join("sub").join(format!("{i}.png"))).unwrap();
-    }
-    let config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 8, lambdas: vec![0.01, 0.05] };
-    let mut opts = TrainOptions {
-        config: config.clone(),
+/// 3 steps of batch 2, 64x64 crops, checkpoint every 2 steps, from scratch.
+fn quick_options(config: ModelConfig, data: std::path::PathBuf, ckpt_dir: std::path::PathBuf) -> TrainOptions {
+    TrainOptions {
+        config,
         data,
-        ckpt_dir: dir.path().join("ckpt"),
+        ckpt_dir,
         steps: 3,
         minutes: None,
         batch: 2,
@@ -29,7 +22,31 @@ fn train_checkpoint_resume_export() {
         freeze_transforms: false,
         seed: 1,
         progress: false,
-    };
+    }
+}
+
+/// Exports a checkpoint as `<name>.ncw` in `dir` and codes a generated image with it.
+fn export_and_round_trip(model: &ncodec::models::ImageModel, state: &ncodec::train::TrainState, name: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join(format!("{name}.ncw"));
+    ncodec::train::export(model, state, &out, ncodec::weights::Precision::F16).unwrap();
+    let codec = ncodec::Codec::from_weights(name, &out).unwrap();
+    let img = common::test_image(70, 65, 9);
+    let bytes = codec.encode(&img, 2).unwrap();
+    let back = codec.decode(&ncodec::container::Container::parse(&bytes).unwrap()).unwrap();
+    assert_eq!(back.dimensions(), img.dimensions());
+    out
+}
+
+#[test]
+fn train_checkpoint_resume_export() {
+    let dir = common::tempdir();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    for i in 0..3 {
+        common::test_image(80, 72, i).save(data.join("sub").join(format!("{i}.png"))).unwrap();
+    }
+    let config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 8, lambdas: vec![0.01, 0.05] };
+    let mut opts = quick_options(config.clone(), data, dir.path().join("ckpt"));
     let s = train(&opts).unwrap();
     assert_eq!(s.step, 3);
     opts.steps = 5;
@@ -42,13 +59,7 @@ fn train_checkpoint_resume_export() {
     let device = ncodec::backend::device();
     let (state, model) = load_checkpoint(&dir.path().join("ckpt"), &device).unwrap();
     assert_eq!(state.step, 5);
-    let out = dir.path().join("w.ncw");
-    ncodec::train::export(&model, &state, &out, ncodec::weights::Precision::F16).unwrap();
-    let codec = ncodec::Codec::from_weights("mean-scale", &out).unwrap();
-    let img = common::test_image(70, 65, 9);
-    let bytes = codec.encode(&img, 2).unwrap();
-    let back = codec.decode(&ncodec::container::Container::parse(&bytes).unwrap()).unwrap();
-    assert_eq!(back.dimensions(), img.dimensions());
+    let out = export_and_round_trip(&model, &state, "mean-scale", dir.path());
 
     // Training from the exported weights continues their step count (fresh optimizer).
     let mut fresh = opts.clone();
@@ -84,39 +95,18 @@ fn frozen_transform_context_training() {
     ncodec::weights::save(&base_path, &base_config, &base, &base.export_tables(), ncodec::weights::Precision::F32).unwrap();
 
     let config = ModelConfig { architecture: Architecture::MultiReference, ..base_config };
-    let mut opts = TrainOptions {
-        config,
-        data,
-        ckpt_dir: dir.path().join("ckpt"),
-        steps: 3,
-        minutes: None,
-        batch: 2,
-        crop: 64,
-        lr: 1e-3,
-        checkpoint_every: 2,
-        resume: false,
-        init_from: Some(base_path),
-        freeze_transforms: true,
-        seed: 1,
-        progress: false,
-    };
+    let mut opts = TrainOptions { init_from: Some(base_path), freeze_transforms: true, ..quick_options(config, data, dir.path().join("ckpt")) };
     assert_eq!(train(&opts).unwrap().step, 3);
     assert!(dir.path().join("ckpt/latents.bin").exists(), "latents are cached");
     opts.steps = 4;
     opts.resume = true;
     assert_eq!(train(&opts).unwrap().step, 4);
     let log = std::fs::read_to_string(dir.path().join("ckpt/log.csv")).unwrap();
-    assert!(log.starts_with("step,seconds,loss,bpp_y,latent_mse,mean_scale_bpp_y"), "{log}");
+    assert!(log.starts_with("step,seconds,loss,bpp_y,mse,psnr,mean_scale_bpp_y"), "{log}");
 
     let (state, model) = load_checkpoint(&dir.path().join("ckpt"), &device).unwrap();
     assert_eq!(model.analysis_digest(), base.analysis_digest(), "g_a must not change");
-    let out = dir.path().join("mlic.ncw");
-    ncodec::train::export(&model, &state, &out, ncodec::weights::Precision::F16).unwrap();
-    let codec = ncodec::Codec::from_weights("mlic", &out).unwrap();
-    let img = common::test_image(70, 65, 9);
-    let bytes = codec.encode(&img, 2).unwrap();
-    let back = codec.decode(&ncodec::container::Container::parse(&bytes).unwrap()).unwrap();
-    assert_eq!(back.dimensions(), img.dimensions());
+    export_and_round_trip(&model, &state, "mlic", dir.path());
 
     // Freezing needs a context model to train.
     let mut wrong = opts.clone();

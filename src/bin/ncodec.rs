@@ -98,6 +98,9 @@ enum Command {
         /// Learning-rate schedule, recorded in the card.
         #[arg(long)]
         lr_schedule: String,
+        /// mlic: ship with latent residual prediction switched off.
+        #[arg(long)]
+        no_lrp: bool,
     },
     /// List the shipped codecs, their quality levels and what they measure on Kodak.
     List,
@@ -204,6 +207,9 @@ enum Command {
         /// Store fp32 instead of fp16.
         #[arg(long)]
         fp32: bool,
+        /// mlic: switch latent residual prediction off (ŷ reaches g_s unchanged).
+        #[arg(long)]
+        no_lrp: bool,
     },
 }
 
@@ -226,12 +232,12 @@ fn run(cli: Cli) -> ncodec::Result<()> {
             let state = train::train(&opts)?;
             eprintln!("stopped at step {} ({:.2} h of training in total)", state.step, state.seconds / 3600.0);
             if let Some(out) = export {
-                export_ckpt(&ckpt_dir, &out, false)?;
+                export_ckpt(&ckpt_dir, &out, false, false)?;
             }
             Ok(())
         }
         Command::Fetch { dataset, dir } => fetch(&dataset, dir),
-        Command::Export { ckpt_dir, out, fp32 } => export_ckpt(&ckpt_dir, &out, fp32),
+        Command::Export { ckpt_dir, out, fp32, no_lrp } => export_ckpt(&ckpt_dir, &out, fp32, no_lrp),
         Command::List => list(),
         Command::Convert { input, output } => {
             let img = ncodec::io::load_image(&input)?;
@@ -246,7 +252,10 @@ fn run(cli: Cli) -> ncodec::Result<()> {
             Ok(())
         }
         Command::Demo { input, codec, out } => demo(input, &codec, &out),
-        Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule } => ship(&ckpt_dir, &name, data_dir, &description, &command, &lr_schedule),
+        Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule, no_lrp } => {
+            let (state, model) = load_for_export(&ckpt_dir, no_lrp)?;
+            ship(&state, &model, &name, data_dir, &description, &command, &lr_schedule)
+        }
         Command::Info { file } => info(&file),
         Command::Crosscheck { codec, weights, a, b, count, seed, max_side } => crosscheck(&codec, weights.as_deref(), a, b, ncodec::crosscheck::Options { count, seed, max_side }),
         Command::Bench { dataset, data_dir, codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, backend, float_hyper, out } => {
@@ -259,9 +268,8 @@ fn run(cli: Cli) -> ncodec::Result<()> {
     }
 }
 
-fn export_ckpt(ckpt_dir: &std::path::Path, out: &std::path::Path, fp32: bool) -> ncodec::Result<()> {
-    let device = ncodec::backend::device();
-    let (state, model) = train::load_checkpoint(ckpt_dir, &device)?;
+fn export_ckpt(ckpt_dir: &std::path::Path, out: &std::path::Path, fp32: bool, no_lrp: bool) -> ncodec::Result<()> {
+    let (state, model) = load_for_export(ckpt_dir, no_lrp)?;
     let digest = train::export(&model, &state, out, if fp32 { Precision::F32 } else { Precision::F16 })?;
     eprintln!("exported step {} to {} (sha256 {})", state.step, out.display(), hex(&digest));
     Ok(())
@@ -275,7 +283,11 @@ fn list() -> ncodec::Result<()> {
     for (name, card) in codecs {
         println!("{name:<12} {} ({} parameters, {} quality levels: ncenc -q 1..{})", card.description, card.parameters, card.training.lambdas.len(), card.training.lambdas.len());
         for p in &card.kodak {
-            println!("    q{}  λ={:<7} Kodak {:.3} bpp  {:.2} dB PSNR  {:.4} MS-SSIM", p.quality, p.lambda, p.bpp, p.psnr, p.ms_ssim);
+            let times = match (p.encode_s, p.decode_s) {
+                (Some(e), Some(d)) => format!("  enc {e:.2} s / dec {d:.2} s"),
+                _ => String::new(),
+            };
+            println!("    q{}  λ={:<7} Kodak {:.3} bpp  {:.2} dB PSNR  {:.4} MS-SSIM{times}", p.quality, p.lambda, p.bpp, p.psnr, p.ms_ssim);
         }
     }
     Ok(())
@@ -324,6 +336,7 @@ fn write_report(a: &BenchArgs, title: &str, setup: &str, mut curves: Vec<ncodec:
     if curves.is_empty() {
         return Err(ncodec::Error::Unsupported("nothing to benchmark: no codec, anchor or reference".into()));
     }
+    std::fs::create_dir_all(&a.out).map_err(|e| ncodec::Error::io(&a.out, e))?;
     report::plot_svg(&a.out.join("rd-psnr.svg"), &format!("{title}: PSNR-RGB"), &curves, report::Metric::Psnr)?;
     report::plot_svg(&a.out.join("rd-ms-ssim.svg"), &format!("{title}: MS-SSIM-RGB"), &curves, report::Metric::MsSsimDb)?;
     let md = report::markdown(&format!("Rate-distortion on {title}"), setup, &curves, Some(&a.bd_anchor));
@@ -513,14 +526,18 @@ fn demo(input: Option<PathBuf>, codec_name: &str, out: &std::path::Path) -> ncod
     Ok(())
 }
 
-fn ship(ckpt_dir: &std::path::Path, name: &str, data_dir: Option<PathBuf>, description: &str, command: &str, lr_schedule: &str) -> ncodec::Result<()> {
+/// A checkpoint's model, optionally with LRP switched off.
+fn load_for_export(ckpt_dir: &std::path::Path, no_lrp: bool) -> ncodec::Result<(train::TrainState, ncodec::models::ImageModel)> {
+    let (state, model) = train::load_checkpoint(ckpt_dir, &ncodec::backend::device())?;
+    Ok((state, if no_lrp { model.without_lrp() } else { model }))
+}
+
+fn ship(state: &train::TrainState, model: &ncodec::models::ImageModel, name: &str, data_dir: Option<PathBuf>, description: &str, command: &str, lr_schedule: &str) -> ncodec::Result<()> {
     use burn::module::Module;
-    let device = ncodec::backend::device();
-    let (state, model) = train::load_checkpoint(ckpt_dir, &device)?;
     let dir = ncodec::codec::zoo_dir().join(name);
     std::fs::create_dir_all(&dir).map_err(|e| ncodec::Error::io(&dir, e))?;
     let weights = dir.join("weights.ncw");
-    let digest = train::export(&model, &state, &weights, Precision::F16)?;
+    let digest = train::export(model, state, &weights, Precision::F16)?;
     let kodak = default_kodak(data_dir)?;
     let images = ncodec::bench::load_images(&ncodec::manifest::Manifest::builtin("kodak")?.verify(&kodak)?)?;
     let codec = ncodec::bench::Ncodec { name: name.to_string(), codec: ncodec::codec::Codec::from_weights(name, &weights)? };

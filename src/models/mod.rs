@@ -366,6 +366,11 @@ impl ImageModel {
         self.g_a.forward(x)
     }
 
+    /// g_s on a latent already multiplied by its inverse gain.
+    pub fn synthesis(&self, y: Tensor<4>) -> Tensor<4> {
+        self.g_s.forward(y)
+    }
+
     /// SHA-256 of g_a's parameters: identifies what [`analyze`](Self::analyze) computes.
     pub fn analysis_digest(&self) -> [u8; 32] {
         use burn::module::{ModuleVisitor, Param};
@@ -381,6 +386,15 @@ impl ImageModel {
         let mut h = Hash(Sha256::new());
         self.g_a.visit(&mut h);
         h.0.finalize().into()
+    }
+
+    /// A multi-reference model with LRP switched off (see [`ContextModel::without_lrp`]);
+    /// other models unchanged.
+    pub fn without_lrp(mut self) -> Self {
+        if let LatentCodec::MultiRef(mr) = self.latent {
+            self.latent = LatentCodec::MultiRef(MultiRefLatent { hyper: mr.hyper, context: mr.context.without_lrp() });
+        }
+        self
     }
 
     /// The multi-reference context model, if this model has one.

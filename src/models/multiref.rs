@@ -276,6 +276,16 @@ impl ContextModel {
         Tensor::cat(recs, 1)
     }
 
+    /// The same model with latent residual prediction switched off (its last layer zeroed, so
+    /// ŷ reaches g_s unchanged); training can start it again from there.
+    pub fn without_lrp(mut self) -> Self {
+        for s in &mut self.slices {
+            s.lrp2.weight = s.lrp2.weight.clone().map(|t| t.zeros_like());
+            s.lrp2.bias = s.lrp2.bias.take().map(|b| b.map(|t| t.zeros_like()));
+        }
+        self
+    }
+
     /// The fixed-point copy that coding runs.
     pub fn integer(&self) -> IntegerContext {
         let mut offset = 0;
@@ -476,6 +486,18 @@ mod tests {
         assert!(close(&fm, &rec.means) * 100 >= 99 * m * n, "means: {} of {} agree", close(&fm, &rec.means), m * n);
         let same = to_host(out.y_hat).iter().zip(&y_hat).filter(|(a, b)| (*a - *b).abs() < 0.02).count();
         assert!(same * 100 >= 99 * m * n, "ŷ: {same} of {} agree", m * n);
+    }
+
+    #[test]
+    fn without_lrp_passes_the_latent_through() {
+        let device = crate::backend::device();
+        let (m, h, w) = (20, 3, 4);
+        let y = from_host((0..m * h * w).map(|i| (i % 7) as f32 - 3.0).collect(), [1, m, h, w], &device);
+        let hyper = from_host((0..2 * m * h * w).map(|i| (i % 5) as f32 * 0.3).collect(), [1, 2 * m, h, w], &device);
+        let model = ContextModel::new(m, &device);
+        let changed = to_host(model.reconstruct(y.clone(), hyper.clone()));
+        assert_ne!(changed, to_host(y.clone()), "a fresh LRP corrects the latent");
+        assert_eq!(to_host(model.without_lrp().reconstruct(y.clone(), hyper)), to_host(y));
     }
 
     #[test]
