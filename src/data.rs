@@ -111,9 +111,19 @@ pub struct LatentSet {
 const LATENT_MAGIC: &[u8; 4] = b"NCL1";
 
 impl LatentSet {
-    /// The latents cached at `cache` if it was written for `key` (e.g. the transforms' digest),
-    /// else computed and cached there (fp16: training needs no more).
+    /// The latents cached at `cache` if it was written for `key` (e.g. the transforms' digest)
+    /// and this training set, else computed and cached there (fp16: training needs no more).
     pub fn cached(cache: &Path, key: &[u8; 32], set: &TrainSet, model: &ImageModel, device: &Device) -> Result<Self> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(key);
+        for im in &set.images {
+            h.update(im.width().to_le_bytes());
+            h.update(im.height().to_le_bytes());
+            h.update(&im.as_raw()[..im.as_raw().len().min(4096)]);
+        }
+        let key: [u8; 32] = h.finalize().into();
+        let key = &key;
         if let Ok(bytes) = std::fs::read(cache) {
             match Self::from_bytes(&bytes, key) {
                 Some(s) => return Ok(s),
