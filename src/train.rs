@@ -209,21 +209,22 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
             optim = optim.load(&optim_path).map_err(|e| Error::Format(format!("{}: {e:?}", optim_path.display())))?;
         }
         eprintln!("resuming at step {} ({:.1} h trained so far)", state.step, state.seconds / 3600.0);
-    } else if let Some(init) = opts.init_from.as_ref().filter(|_| transplant(opts)) {
-        model = weights::init_prefix(init, opts.config.init(&device))?;
-        eprintln!("initialised transforms and hyperprior from {}", init.display());
     } else if let Some(init) = &opts.init_from {
         let loaded = weights::load(init, &device)?;
-        if loaded.config != opts.config {
+        if transplant(&loaded.config, &opts.config) {
+            model = weights::init_prefix(&loaded.model, opts.config.init(&device)).map_err(|e| Error::Format(format!("{}: {e}", init.display())))?;
+            eprintln!("initialised transforms and hyperprior from {}", init.display());
+        } else if loaded.config != opts.config {
             return Err(Error::Unsupported(format!("{} has a different model configuration", init.display())));
+        } else {
+            model = loaded.model;
+            // Continue the step count of the weights, so cards report the total training.
+            if let Some(p) = loaded.provenance {
+                state.step = p.steps;
+                state.seconds = p.seconds;
+            }
+            eprintln!("initialised from {} (step {})", init.display(), state.step);
         }
-        model = loaded.model;
-        // Continue the step count of the weights, so cards report the total training.
-        if let Some(p) = loaded.provenance {
-            state.step = p.steps;
-            state.seconds = p.seconds;
-        }
-        eprintln!("initialised from {} (step {})", init.display(), state.step);
     } else {
         model = opts.config.init(&device);
     }
@@ -235,11 +236,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
             return Err(Error::Unsupported("--freeze-transforms trains a context model: use --codec mlic".into()));
         }
         let plain = crate::backend::device();
-        let frozen = reload(&model, &opts.config, &plain);
+        // The bottleneck medians come with the copy's tables instead of a second export.
+        let loaded = reload(&model, &opts.config, &plain);
+        let (frozen, medians) = (loaded.model, loaded.tables.bottleneck.parts().0.to_vec());
         eprintln!("latents of {} training images and their mirror images (cached in {})", set.len(), opts.ckpt_dir.display());
         // Keyed by the frozen weights: a cache from other transforms is recomputed.
         let latents = LatentSet::cached(&opts.ckpt_dir.join("latents.bin"), &frozen.analysis_digest(), &set, &frozen, &plain)?;
-        let medians = frozen.export_tables().bottleneck.parts().0.to_vec();
         Source::Latents { latents, set, frozen, medians, device: plain }
     } else {
         Source::Images(set)
@@ -319,18 +321,17 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     Ok(state)
 }
 
-/// `--init-from` a mean-scale file into a multi-reference model of the same transforms.
-fn transplant(opts: &TrainOptions) -> bool {
-    opts.config.architecture == Architecture::MultiReference
-        && opts.init_from.as_ref().and_then(|p| weights::load(p, &crate::backend::device()).ok()).is_some_and(|l| {
-            l.config.architecture == Architecture::MeanScaleHyperprior && l.config.n == opts.config.n && l.config.m == opts.config.m && l.config.lambdas == opts.config.lambdas
-        })
+/// `--init-from` a mean-scale file (`from`) into a multi-reference model of the same transforms.
+fn transplant(from: &ModelConfig, to: &ModelConfig) -> bool {
+    to.architecture == Architecture::MultiReference
+        && from.architecture == Architecture::MeanScaleHyperprior
+        && (from.n, from.m, &from.lambdas) == (to.n, to.m, &to.lambdas)
 }
 
-/// A copy of `model` (parameters only) on `device`.
-fn reload(model: &ImageModel, config: &ModelConfig, device: &Device) -> ImageModel {
+/// A copy of `model` (parameters and coding tables) on `device`.
+fn reload(model: &ImageModel, config: &ModelConfig, device: &Device) -> weights::LoadedModel {
     let bytes = weights::to_bytes(config, model, &model.export_tables(), Precision::F32);
-    weights::from_bytes(&bytes, device).expect("a model's own serialization loads").model
+    weights::from_bytes(&bytes, device).expect("a model's own serialization loads")
 }
 
 fn checkpoint(model: &ImageModel, optim: &ModuleOptimizer, state: &TrainState, dir: &Path) -> Result<()> {

@@ -151,16 +151,16 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     from_bytes(&bytes, device).map_err(|e| Error::Format(format!("{}: {e}", path.display())))
 }
 
-/// Starts `model` from another model's weight file whose parameters are a prefix of its own
-/// (a mean-scale model's transforms and hyperprior inside a multi-reference model): those are
-/// copied, the rest keep their initial values.
-pub fn init_prefix(path: &Path, model: ImageModel) -> Result<ImageModel> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (_, tensors, _) = parse(&bytes).map_err(|e| Error::Format(format!("{}: {e}", path.display())))?;
-    let mut assign = Assign { tensors: tensors.into_iter(), error: None, prefix: true };
+/// Starts `model` from another model whose parameters are a prefix of its own (a mean-scale
+/// model's transforms and hyperprior inside a multi-reference model): those are copied, the
+/// rest keep their initial values.
+pub fn init_prefix(source: &ImageModel, model: ImageModel) -> Result<ImageModel> {
+    let mut collect = Collect(vec![]);
+    source.visit(&mut collect);
+    let mut assign = Assign { tensors: collect.0.into_iter(), error: None, prefix: true };
     let model = model.map(&mut assign);
     match assign.error {
-        Some(e) => Err(Error::Format(format!("{}: {e}", path.display()))),
+        Some(e) => Err(Error::Format(e)),
         None => Ok(model),
     }
 }
