@@ -33,3 +33,125 @@ impl BackendArgs {
         self.backend.select()
     }
 }
+
+/// Options of the video codec `nerv` (ncenc, `ncodec transcode`, `ncodec bench`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct NervArgs {
+    /// Video: target bits per pixel; picks the network size (the reported rate is measured
+    /// from the stream's bytes). Overrides -q.
+    #[arg(long)]
+    pub bpp: Option<f64>,
+    /// Video: encode only the first N frames.
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Video: frames per group (one network per group; decoders seek by group).
+    #[arg(long, default_value_t = 25)]
+    pub group: usize,
+    /// Video: fitting passes over the first group's tiles.
+    #[arg(long, default_value_t = 60)]
+    pub epochs: usize,
+    /// Video: fitting passes over each later group, started from the previous group's network.
+    #[arg(long, default_value_t = 15)]
+    pub warm_epochs: usize,
+    /// Video: 64x64 tiles per fitting step.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Video: peak learning rate (cosine decay per group).
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Video: peak learning rate of warm-started groups, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.3)]
+    pub warm_lr_scale: f64,
+    /// Video: fit every group from scratch (to measure what the warm start saves).
+    #[arg(long)]
+    pub no_warm_start: bool,
+    /// Video: write every group's fitting curve (group, epoch, seconds, PSNR) as CSV here.
+    #[arg(long)]
+    pub fit_log: Option<std::path::PathBuf>,
+    /// Video: seed of the network initialisation and tile order.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// What a nerv encode reports.
+pub struct NervEncoded {
+    pub bytes: Vec<u8>,
+    pub quality: u8,
+    pub reports: Vec<crate::nerv::GroupReport>,
+    pub seconds: f64,
+}
+
+impl NervArgs {
+    /// Fits `video` at quality `q` (or the size `--bpp` asks for), showing a progress bar with
+    /// the fitting PSNR; writes the fit log if asked.
+    pub fn encode(&self, video: &crate::video::Video, q: u8, device: &burn::prelude::Device, quiet: bool) -> crate::Result<NervEncoded> {
+        let quality = match self.bpp {
+            Some(b) => crate::nerv::quality_for_bpp(b, video.width, video.height, video.frames.len(), self.group),
+            None => q,
+        };
+        let opts = crate::nerv::FitOptions {
+            config: crate::nerv::config_for_quality(quality)?,
+            group: self.group.max(1),
+            epochs: self.epochs,
+            warm_epochs: self.warm_epochs,
+            batch: self.batch,
+            lr: self.lr,
+            warm_lr_scale: self.warm_lr_scale,
+            weight_bits: 8,
+            embed_bits: 8,
+            qat_fraction: 0.2,
+            warm_start: !self.no_warm_start,
+            seed: self.seed,
+        };
+        let groups = video.frames.len().div_ceil(opts.group);
+        let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(groups as u64) };
+        bar.set_style(indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] group {pos}/{len} {msg}").unwrap().progress_chars("=> "));
+        let mut log = String::from("group,epoch,seconds,train_psnr\n");
+        let mut done = String::new();
+        let start = std::time::Instant::now();
+        let (bytes, reports) = crate::nerv::encode(video, quality, &opts, device, &mut |e| match e {
+            crate::nerv::Event::Epoch { epoch, epochs, psnr, .. } => bar.set_message(format!("epoch {epoch}/{epochs} fit {psnr:.2} dB{done}")),
+            crate::nerv::Event::Group(r) => {
+                for (ep, s, p) in &r.curve {
+                    log.push_str(&format!("{},{ep},{s:.2},{p:.3}\n", r.group));
+                }
+                done = format!(" | last group {:.2} dB, {} B", r.psnr, r.bytes);
+                bar.inc(1);
+            }
+        })?;
+        bar.finish_and_clear();
+        if let Some(p) = &self.fit_log {
+            crate::io::write_atomic(p, log.as_bytes())?;
+        }
+        Ok(NervEncoded { bytes, quality, reports, seconds: start.elapsed().as_secs_f64() })
+    }
+}
+
+/// Extensions read as video.
+pub fn is_video_path(path: &std::path::Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    matches!(ext.as_str(), "y4m" | "yuv" | "mp4" | "mkv" | "webm" | "mov" | "avi" | "m4v" | "ts" | "mpg" | "mpeg" | "flv" | "264" | "265" | "h264" | "hevc" | "ivf")
+}
+
+/// How decoded video is written (ncdec, `ncodec transcode`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct VideoOutArgs {
+    /// Video output to .mp4/.mkv/.mov: encoder, x264 or x265.
+    #[arg(long, default_value = "x264", value_parser = ["x264", "x265"])]
+    pub out_codec: String,
+    /// Video output to .mp4/.mkv/.mov: constant rate factor.
+    #[arg(long, default_value_t = 18)]
+    pub crf: u32,
+    /// Video output to .mp4/.mkv/.mov: lossless (of the 4:2:0 frames) instead of --crf.
+    #[arg(long)]
+    pub lossless: bool,
+}
+
+impl VideoOutArgs {
+    pub fn options(&self) -> crate::video::write::OutputOptions {
+        crate::video::write::OutputOptions {
+            encoder: format!("lib{}", self.out_codec),
+            rate: if self.lossless { crate::video::anchors::Rate::Lossless } else { crate::video::anchors::Rate::Crf(self.crf) },
+        }
+    }
+}

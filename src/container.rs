@@ -4,12 +4,12 @@
 //!  offset  size  field
 //!  0       4     magic "NCOD"
 //!  4       1     format version (2; 1 = before the fixed-point hyper-synthesis)
-//!  5       1     kind (0 = image)
+//!  5       1     kind (0 = image, 1 = video)
 //!  6       1     codec name length L (1..=32), then L bytes of ASCII name
 //!  .       8     first 8 bytes of the SHA-256 of the weight file used
 //!  .       1     quality level (1-based, as given to ncenc -q)
 //!  .       var   width, height (LEB128)
-//!  .       var   section count S (LEB128, 1..=16), then S section lengths (LEB128)
+//!  .       var   section count S (LEB128; images 1..=16, video 1..=65536), then S lengths (LEB128)
 //!  .       4     CRC-32 of the payload (all sections, in order)
 //!  .       ...   payload: the sections back to back, nothing after them
 //! ```
@@ -25,10 +25,13 @@ pub const MAGIC: &[u8; 4] = b"NCOD";
 pub const VERSION: u8 = 2;
 const MAX_NAME: usize = 32;
 const MAX_SECTIONS: usize = 16;
+/// Video streams: a header section and one section per group of frames.
+const MAX_VIDEO_SECTIONS: usize = 1 << 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Image = 0,
+    Video = 1,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +92,7 @@ impl Container {
         }
         let kind = match r.byte()? {
             0 => Kind::Image,
+            1 => Kind::Video,
             k => return Err(Error::Unsupported(format!("unknown stream kind {k}"))),
         };
         let name_len = r.byte()? as usize;
@@ -106,7 +110,8 @@ impl Container {
         let height = u32::try_from(r.varint()?).map_err(|_| Error::Format("height out of range".into()))?;
         crate::io::check_dimensions(width, height)?;
         let count = r.varint()? as usize;
-        if count == 0 || count > MAX_SECTIONS {
+        let max = if kind == Kind::Video { MAX_VIDEO_SECTIONS } else { MAX_SECTIONS };
+        if count == 0 || count > max {
             return Err(Error::Format(format!("bad section count {count}")));
         }
         let lens: Vec<u64> = (0..count).map(|_| r.varint()).collect::<Result<_>>()?;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fetch;
 pub mod io;
 pub mod models;
+pub mod nerv;
 pub mod nn;
 pub mod train;
 pub mod weights;

@@ -27,14 +27,7 @@ fn clip(w: usize, h: usize, n: usize) -> Video {
 }
 
 fn y4m_bytes(v: &Video) -> Vec<u8> {
-    let mut out = format!("YUV4MPEG2 W{} H{} F{}:{} Ip A1:1 C420jpeg\n", v.width, v.height, v.fps.0, v.fps.1).into_bytes();
-    for f in &v.frames {
-        out.extend_from_slice(b"FRAME\n");
-        out.extend_from_slice(&f.y);
-        out.extend_from_slice(&f.u);
-        out.extend_from_slice(&f.v);
-    }
-    out
+    v.to_y4m()
 }
 
 #[test]

@@ -210,3 +210,36 @@ pub fn evaluate_video(anchor: &crate::video::anchors::VideoAnchor, name: &str, v
     }
     Ok(rows)
 }
+
+/// Runs the `nerv` video codec at each quality on one sequence, through real bytes: fit,
+/// write the container, parse it back, decode, measure (RGB metrics on the RGB frames the
+/// decoder returns; YUV metrics after the writers' BT.709 conversion).
+pub fn evaluate_nerv(args: &crate::cli::NervArgs, name: &str, video: &crate::video::Video, qualities: &[u32], device: &burn::prelude::Device, progress: &(dyn Fn(&Row) + Sync)) -> Result<Vec<Row>> {
+    let mut rows = vec![];
+    for &q in qualities {
+        let q = u8::try_from(q).map_err(|_| crate::Error::Unsupported(format!("nerv quality {q}")))?;
+        // One fitting log per quality: <stem>-q<q>.csv.
+        let mut args = args.clone();
+        args.fit_log = args.fit_log.map(|p| p.with_file_name(format!("{}-q{q}.csv", p.file_stem().unwrap_or_default().to_string_lossy())));
+        let enc = args.encode(video, q, device, true)?;
+        let t = Instant::now();
+        let (_, frames) = crate::nerv::decode(&Container::parse(&enc.bytes)?, None, device)?;
+        let decode_s = t.elapsed().as_secs_f64();
+        let (psnr, psnr_y, psnr_yuv, ms_ssim) = crate::video::quality_rgb(video, &frames)?;
+        let row = Row {
+            image: name.to_string(),
+            setting: enc.quality as u32,
+            bytes: enc.bytes.len(),
+            bpp: enc.bytes.len() as f64 * 8.0 / (video.width * video.height * video.frames.len()) as f64,
+            psnr,
+            psnr_y,
+            psnr_yuv,
+            ms_ssim,
+            encode_s: enc.seconds,
+            decode_s,
+        };
+        progress(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}

@@ -1,4 +1,4 @@
-//! `ncdec`: decode an `.ncod` bitstream to an image.
+//! `ncdec`: decode an `.ncod` bitstream to an image or a video.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,24 +6,32 @@ use std::time::Instant;
 
 use clap::Parser;
 use ncodec::codec::Codec;
-use ncodec::container::Container;
+use ncodec::container::{Container, Kind};
 
 #[derive(Parser)]
 #[command(
     name = "ncdec",
     version,
-    about = "Decode an ncodec .ncod bitstream to an image",
-    after_help = "Examples:\n  ncdec photo.ncod -o photo.png\n  ncdec - -o - < photo.ncod > photo.png\n\nThe output format follows the extension (PNG for stdout)."
+    about = "Decode an ncodec .ncod bitstream to an image or a video",
+    after_help = "Examples:\n  ncdec photo.ncod -o photo.png\n  ncdec - -o - < photo.ncod > photo.png\n  ncdec clip.ncod -o clip.y4m\n  ncdec clip.ncod -o clip.mp4 --crf 16\n  ncdec clip.ncod -o frames/ --start 40 --frames 10\n\nImages: the output format follows the extension (PNG for stdout). Videos: .y4m, .mp4/.mkv/.mov\n(x264 or x265) or a folder of PNGs."
 )]
 struct Args {
     /// Input .ncod file, or - for stdin.
     input: PathBuf,
-    /// Output image (.png, .ppm, .bmp, .tif), or - for PNG on stdout.
+    /// Output image (.png, .ppm, .bmp, .tif, - for PNG on stdout) or video (.y4m, .mp4, .mkv, .mov, folder/).
     #[arg(short, long)]
     output: PathBuf,
     /// Use this weight file instead of the zoo's.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Video: first frame to decode (decoding starts at the group that holds it).
+    #[arg(long, default_value_t = 0)]
+    start: usize,
+    /// Video: number of frames to decode (default: to the end).
+    #[arg(long)]
+    frames: Option<usize>,
+    #[command(flatten)]
+    video_out: ncodec::cli::VideoOutArgs,
     #[command(flatten)]
     backend: ncodec::cli::BackendArgs,
     #[arg(long)]
@@ -38,6 +46,9 @@ fn run(args: &Args) -> ncodec::Result<()> {
     let bytes = ncodec::io::read_input(&args.input)?;
     let container = Container::parse(&bytes)?;
     let backend = args.backend.select()?;
+    if container.header.kind == Kind::Video {
+        return decode_video(args, &container, backend);
+    }
     let codec = Codec::open_on(&container.header.codec, args.weights.as_deref(), backend.device)?;
     let start = Instant::now();
     let img = codec.decode(&container)?;
@@ -46,6 +57,26 @@ fn run(args: &Args) -> ncodec::Result<()> {
     ncodec::io::write_atomic(&args.output, &out)?;
     if !args.quiet {
         eprintln!("{}x{} {} q{}: decoded in {:.2} s on {}", img.width(), img.height(), codec.name, container.header.quality, secs, backend.name);
+    }
+    Ok(())
+}
+
+fn decode_video(args: &Args, container: &Container, backend: ncodec::backend::Selected) -> ncodec::Result<()> {
+    if args.output.as_os_str() == "-" {
+        return Err(ncodec::Error::Unsupported("video streams decode to a file or folder, not stdout".into()));
+    }
+    // Refuse an unwritable output kind before the (longer) decode.
+    ncodec::video::write::output_kind(&args.output)?;
+    let range = args.start..args.frames.map_or(usize::MAX, |n| args.start.saturating_add(n));
+    let start = Instant::now();
+    let (info, frames) = ncodec::nerv::decode(container, Some(range), &backend.device)?;
+    let secs = start.elapsed().as_secs_f64();
+    ncodec::video::write::write_video(&args.output, &frames, info.fps, &args.video_out.options())?;
+    if !args.quiet {
+        eprintln!(
+            "{}x{} nerv q{}: {} frames decoded in {:.2} s ({:.1} fps) on {}",
+            info.width, info.height, container.header.quality, frames.len(), secs, frames.len() as f64 / secs, backend.name
+        );
     }
     Ok(())
 }

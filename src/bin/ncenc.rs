@@ -1,4 +1,4 @@
-//! `ncenc`: encode an image to an `.ncod` bitstream.
+//! `ncenc`: encode an image or a video to an `.ncod` bitstream.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,24 +11,29 @@ use ncodec::codec::{Codec, DEFAULT_CODEC};
 #[command(
     name = "ncenc",
     version,
-    about = "Encode an image with a learned ncodec codec",
-    after_help = "Examples:\n  ncenc photo.png -o photo.ncod\n  ncenc photo.jpg -o photo.ncod -q 6\n  cat in.png | ncenc - -o - > out.ncod\n\nSee the codecs and their quality levels with `ncodec list`."
+    about = "Encode an image or a video with a learned ncodec codec",
+    after_help = "Examples:\n  ncenc photo.png -o photo.ncod\n  ncenc photo.jpg -o photo.ncod -q 6\n  cat in.png | ncenc - -o - > out.ncod\n  ncenc clip.mp4 -o clip.ncod --codec nerv --bpp 0.1 --frames 50\n\nSee the codecs and their quality levels with `ncodec list`. Videos (.y4m, .yuv, .mp4, .mkv, ...)\nuse the video codec `nerv`: encoding fits a small network per group of frames, which takes\nminutes on a CPU."
 )]
 struct Args {
-    /// Input image (PNG, JPEG, BMP, TIFF, PNM, WebP), or - for stdin.
+    /// Input image (PNG, JPEG, BMP, TIFF, PNM, WebP) or video (.y4m, .yuv, anything ffmpeg reads), or - for an image on stdin.
     input: PathBuf,
     /// Output .ncod file, or - for stdout.
     #[arg(short, long)]
     output: PathBuf,
-    /// Quality level: 1 = smallest file … 8 = best quality.
+    /// Quality level: 1 = smallest file … 8 (images) / 6 (nerv) = best quality.
     #[arg(short, long, default_value_t = 4)]
     quality: u8,
-    /// Codec from the zoo (`ncodec list`).
-    #[arg(short, long, default_value = DEFAULT_CODEC)]
-    codec: String,
+    /// Codec from the zoo (`ncodec list`); default: mlic for images, nerv for videos.
+    #[arg(short, long)]
+    codec: Option<String>,
     /// Use this weight file instead of the zoo's (the stream records its digest).
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Raw .yuv input: frame size WxH (else taken from the file name).
+    #[arg(long, value_parser = parse_geometry)]
+    geometry: Option<(usize, usize)>,
+    #[command(flatten)]
+    nerv: ncodec::cli::NervArgs,
     #[command(flatten)]
     backend: ncodec::cli::BackendArgs,
     /// Print nothing on success.
@@ -36,14 +41,26 @@ struct Args {
     quiet: bool,
 }
 
+fn parse_geometry(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s.split_once('x').ok_or("expected WxH")?;
+    Ok((w.parse().map_err(|_| "bad width")?, h.parse().map_err(|_| "bad height")?))
+}
+
 fn main() -> ExitCode {
     ncodec::cli::finish("ncenc", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> ncodec::Result<()> {
+    let video_codec = args.codec.as_deref() == Some(ncodec::nerv::CODEC_NAME);
+    if video_codec || ncodec::cli::is_video_path(&args.input) {
+        if !video_codec && args.codec.is_some() {
+            return Err(ncodec::Error::Unsupported(format!("'{}' is an image codec; videos are encoded with --codec nerv", args.codec.as_deref().unwrap())));
+        }
+        return encode_video(args);
+    }
     let img = ncodec::io::load_image(&args.input)?;
     let backend = args.backend.select()?;
-    let codec = Codec::open_on(&args.codec, args.weights.as_deref(), backend.device)?;
+    let codec = Codec::open_on(args.codec.as_deref().unwrap_or(DEFAULT_CODEC), args.weights.as_deref(), backend.device)?;
     let start = Instant::now();
     let bytes = codec.encode(&img, args.quality)?;
     let secs = start.elapsed().as_secs_f64();
@@ -53,6 +70,22 @@ fn run(args: &Args) -> ncodec::Result<()> {
         eprintln!(
             "{}x{} {} q{}: {} bytes, {:.4} bpp, encoded in {:.2} s on {}",
             img.width(), img.height(), codec.name, args.quality, bytes.len(), bytes.len() as f64 * 8.0 / px, secs, backend.name
+        );
+    }
+    Ok(())
+}
+
+fn encode_video(args: &Args) -> ncodec::Result<()> {
+    let video = ncodec::video::Video::open(&args.input, args.geometry, args.nerv.frames)?;
+    let backend = args.backend.select()?;
+    let enc = args.nerv.encode(&video, args.quality, &backend.device, args.quiet)?;
+    ncodec::io::write_atomic(&args.output, &enc.bytes)?;
+    if !args.quiet {
+        let px = (video.width * video.height * video.frames.len()) as f64;
+        let psnr = enc.reports.iter().map(|r| r.psnr * r.frames as f64).sum::<f64>() / video.frames.len() as f64;
+        eprintln!(
+            "{}x{} x {} frames, nerv q{}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB, encoded in {:.1} s on {}",
+            video.width, video.height, video.frames.len(), enc.quality, enc.bytes.len(), enc.bytes.len() as f64 * 8.0 / px, psnr, enc.seconds, backend.name
         );
     }
     Ok(())

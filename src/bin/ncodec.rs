@@ -114,6 +114,33 @@ enum Command {
         input: PathBuf,
         output: PathBuf,
     },
+    /// Transcode a video through a learned video codec and back: fit, write the stream,
+    /// decode it, write the output (.y4m, .mp4/.mkv/.mov, or a folder of PNGs).
+    /// Prints the stream's bpp (from its bytes), RGB PSNR, encode time and decode speed.
+    Transcode {
+        /// Input video: .y4m, .yuv (with --geometry or WxH in the name), or anything ffmpeg reads.
+        input: PathBuf,
+        /// Output video: .y4m, .mp4/.mkv/.mov (x264/x265, see --crf, --lossless), or folder/.
+        output: PathBuf,
+        /// Codec the video goes through.
+        #[arg(long, default_value = "nerv")]
+        via: String,
+        /// Quality level 1..=6 (--bpp overrides it).
+        #[arg(short, long, default_value_t = 3)]
+        quality: u8,
+        /// Also keep the .ncod stream here.
+        #[arg(long)]
+        stream: Option<PathBuf>,
+        /// Raw .yuv input: frame size WxH.
+        #[arg(long)]
+        geometry: Option<String>,
+        #[command(flatten)]
+        nerv: ncodec::cli::NervArgs,
+        #[command(flatten)]
+        video_out: ncodec::cli::VideoOutArgs,
+        #[command(flatten)]
+        backend: ncodec::cli::BackendArgs,
+    },
     /// Print the header of an .ncod file.
     Info {
         file: PathBuf,
@@ -142,9 +169,9 @@ enum Command {
         /// x264, x265 (video; default both), or none.
         #[arg(long, value_delimiter = ',')]
         anchors: Option<Vec<String>>,
-        /// Video mode: use only the first N frames.
-        #[arg(long)]
-        frames: Option<usize>,
+        /// Video mode: options of the nerv codec (--codec nerv; -q picks its qualities, default 2,4).
+        #[command(flatten)]
+        nerv: ncodec::cli::NervArgs,
         /// Curve that BD-rates are computed against (default: jpeg for images, x264 for video).
         #[arg(long)]
         bd_anchor: Option<String>,
@@ -257,12 +284,13 @@ fn run(cli: Cli) -> ncodec::Result<()> {
             ship(&state, &model, &name, data_dir, &description, &command, &lr_schedule)
         }
         Command::Info { file } => info(&file),
+        Command::Transcode { input, output, via, quality, stream, geometry, nerv, video_out, backend } => transcode(&input, &output, &via, quality, stream.as_deref(), geometry.as_deref(), &nerv, &video_out, &backend),
         Command::Crosscheck { codec, weights, a, b, count, seed, max_side } => crosscheck(&codec, weights.as_deref(), a, b, ncodec::crosscheck::Options { count, seed, max_side }),
-        Command::Bench { dataset, data_dir, codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, backend, float_hyper, out } => {
+        Command::Bench { dataset, data_dir, codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, out } => {
             let video = dataset == "video";
             let anchors = anchors.unwrap_or_else(|| if video { vec!["x264".into(), "x265".into()] } else { vec!["jpeg".into(), "webp".into(), "avif".into()] });
             let bd_anchor = bd_anchor.unwrap_or_else(|| if video { "x264" } else { "jpeg" }.into());
-            let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, frames, bd_anchor, reference, limit, timing, backend, float_hyper, out };
+            let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, out };
             bench(&opts)
         }
     }
@@ -290,6 +318,11 @@ fn list() -> ncodec::Result<()> {
             println!("    q{}  λ={:<7} Kodak {:.3} bpp  {:.2} dB PSNR  {:.4} MS-SSIM{times}", p.quality, p.lambda, p.bpp, p.psnr, p.ms_ssim);
         }
     }
+    println!("{:<12} video: HNeRV-style network fitted to each video at encode time (no shipped weights; ncenc CLIP -o OUT --codec nerv -q 1..{})", ncodec::nerv::CODEC_NAME, ncodec::nerv::QUALITIES);
+    for q in 1..=ncodec::nerv::QUALITIES {
+        let c = ncodec::nerv::config_for_quality(q)?;
+        println!("    q{q}  {} decoder parameters per group, {} embedding values per 64x64 tile, widths {:?}", c.parameters(), c.embed_dim * c.grid().pow(2), c.widths);
+    }
     Ok(())
 }
 
@@ -302,6 +335,17 @@ fn info(file: &std::path::Path) -> ncodec::Result<()> {
     println!("codec:     {} (weights {})", h.codec, hex(&h.weights_digest));
     println!("quality:   {}", h.quality);
     println!("geometry:  {}x{}", h.width, h.height);
+    if h.kind == ncodec::container::Kind::Video {
+        let i = ncodec::nerv::stream_info(&c)?;
+        let c = &i.config;
+        println!("video:     {} frames at {}/{} fps, {} groups of {} frames", i.frames, i.fps.0, i.fps.1, i.groups(), i.group);
+        println!("network:   {} decoder parameters, {}x{} tiles, {} levels, embeddings {}x{}x{} per tile, widths {:?}", c.parameters(), c.tile, c.tile, c.levels, c.embed_dim, c.grid(), c.grid(), c.widths);
+        println!("bpp:       {:.4}", bytes.len() as f64 * 8.0 / (h.width as f64 * h.height as f64 * i.frames as f64));
+        let sizes: Vec<String> = ncodec::container::Container::parse(&bytes)?.sections.iter().map(|s| s.len().to_string()).collect();
+        println!("sections:  header + {} groups ({} bytes)", i.groups(), sizes.join(" + "));
+        println!("decodable: yes (the stream carries its network)");
+        return Ok(());
+    }
     println!("bpp:       {:.4}", bytes.len() as f64 * 8.0 / (h.width as f64 * h.height as f64));
     let sizes: Vec<String> = c.sections.iter().map(|s| s.len().to_string()).collect();
     println!("sections:  {} ({} bytes)", c.sections.len(), sizes.join(" + "));
@@ -356,13 +400,32 @@ fn print_curve(curve: &ncodec::bench::report::Curve) {
 fn bench_video(a: &BenchArgs) -> ncodec::Result<()> {
     use ncodec::bench::{self, report};
     let path = a.data_dir.clone().ok_or_else(|| ncodec::Error::Unsupported("video mode: pass the clip as --data-dir FILE (.y4m, .yuv or any container)".into()))?;
-    let video = ncodec::video::Video::open(&path, None, a.frames)?;
+    let video = ncodec::video::Video::open(&path, None, a.nerv.frames)?;
     let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-    if a.codecs.iter().any(|c| c != "none" && c != ncodec::codec::DEFAULT_CODEC) {
-        return Err(ncodec::Error::Unsupported("no ncodec video codec is shipped yet: run with --codec none".into()));
+    // The image default means "ncodec's codec" here: the video codec.
+    let codecs: Vec<&str> = a.codecs.iter().map(|c| if c == ncodec::codec::DEFAULT_CODEC { ncodec::nerv::CODEC_NAME } else { c.as_str() }).filter(|c| *c != "none").collect();
+    if let Some(c) = codecs.iter().find(|c| **c != ncodec::nerv::CODEC_NAME) {
+        return Err(ncodec::Error::Unsupported(format!("'{c}' is not a video codec (video: nerv, or none for anchors only)")));
     }
-    eprintln!("{name}: {}x{}, {} frames at {}/{} fps (no ncodec video codec shipped yet: anchors only)", video.width, video.height, video.frames.len(), video.fps.0, video.fps.1);
+    eprintln!("{name}: {}x{}, {} frames at {}/{} fps", video.width, video.height, video.frames.len(), video.fps.0, video.fps.1);
     let mut curves = vec![];
+    if !codecs.is_empty() {
+        let backend = a.backend.select()?;
+        let qualities = a.quality.clone().unwrap_or_else(|| vec![2, 4]);
+        let bar = indicatif::ProgressBar::new(qualities.len() as u64);
+        bar.set_message("fitting nerv");
+        let rows = bench::evaluate_nerv(&a.nerv, &name, &video, &qualities, &backend.device, &|_| bar.inc(1))?;
+        bar.finish_and_clear();
+        let n = &a.nerv;
+        let description = format!(
+            "ncodec nerv (HNeRV-style, fitted per clip on {}): groups of {} frames, {} epochs first group, {} epochs per warm-started group, batch {} tiles of 64x64, lr {}; rate = .ncod bytes; {name}, {}x{}, {} frames",
+            backend.name, n.group, n.epochs, n.warm_epochs, n.batch, n.lr, video.width, video.height, video.frames.len()
+        );
+        report::write_codec(&a.out, "ncodec-nerv", &description, &rows)?;
+        let curve = report::Curve::measured("ncodec-nerv", &description, &rows);
+        print_curve(&curve);
+        curves.push(curve);
+    }
     for an in a.anchors.iter().filter(|c| c.as_str() != "none") {
         let anchor = ncodec::video::anchors::VideoAnchor::by_name(an)?;
         let settings = anchor.settings();
@@ -376,13 +439,52 @@ fn bench_video(a: &BenchArgs) -> ncodec::Result<()> {
         curves.push(curve);
     }
     let setup = format!(
-        "Sequence `{}`: {}x{}, {} frames, 8-bit 4:2:0. bpp = bits / (W·H·frames). PSNR-YUV and PSNR-Y on the 4:2:0 planes, per frame, averaged; PSNR-RGB and MS-SSIM after BT.709 limited-range conversion with chroma replication.",
+        "Sequence `{}`: {}x{}, {} frames, 8-bit 4:2:0. bpp = bits / (W·H·frames). PSNR-RGB and MS-SSIM per frame on RGB (source: BT.709 limited-range conversion with chroma replication; nerv fits and outputs RGB, the anchors' decoded 4:2:0 goes through the same conversion), averaged; PSNR-Y/YUV on 4:2:0 planes (nerv output converted with BT.709 and 2x2 chroma averaging).",
         path.display(),
         video.width,
         video.height,
         video.frames.len()
     );
     write_report(a, &name, &setup, curves)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transcode(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    via: &str,
+    quality: u8,
+    stream: Option<&std::path::Path>,
+    geometry: Option<&str>,
+    nerv: &ncodec::cli::NervArgs,
+    video_out: &ncodec::cli::VideoOutArgs,
+    backend: &ncodec::cli::BackendArgs,
+) -> ncodec::Result<()> {
+    if via != ncodec::nerv::CODEC_NAME {
+        return Err(ncodec::Error::Unsupported(format!("cannot transcode via '{via}' (video codecs: nerv)")));
+    }
+    // Refuse a bad output before minutes of fitting.
+    ncodec::video::write::output_kind(output)?;
+    let geometry = geometry
+        .map(|g| g.split_once('x').and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?))).ok_or_else(|| ncodec::Error::Unsupported(format!("--geometry {g}: expected WxH"))))
+        .transpose()?;
+    let video = ncodec::video::Video::open(input, geometry, nerv.frames)?;
+    let backend = backend.select()?;
+    let enc = nerv.encode(&video, quality, &backend.device, false)?;
+    if let Some(s) = stream {
+        ncodec::io::write_atomic(s, &enc.bytes)?;
+    }
+    let t = std::time::Instant::now();
+    let (info, frames) = ncodec::nerv::decode(&ncodec::container::Container::parse(&enc.bytes)?, None, &backend.device)?;
+    let decode_s = t.elapsed().as_secs_f64();
+    ncodec::video::write::write_video(output, &frames, info.fps, &video_out.options())?;
+    let (psnr, _, psnr_yuv, _) = ncodec::video::quality_rgb(&video, &frames)?;
+    let px = (video.width * video.height * video.frames.len()) as f64;
+    eprintln!(
+        "{}x{} x {} frames via nerv q{}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB (YUV {:.2}), encoded in {:.1} s, decoded at {:.1} fps on {}",
+        video.width, video.height, video.frames.len(), enc.quality, enc.bytes.len(), enc.bytes.len() as f64 * 8.0 / px, psnr, psnr_yuv, enc.seconds, frames.len() as f64 / decode_s, backend.name
+    );
+    Ok(())
 }
 
 fn fetch(dataset: &str, dir: Option<PathBuf>) -> ncodec::Result<()> {
@@ -422,7 +524,7 @@ struct BenchArgs {
     weights: Option<PathBuf>,
     quality: Option<Vec<u32>>,
     anchors: Vec<String>,
-    frames: Option<usize>,
+    nerv: ncodec::cli::NervArgs,
     bd_anchor: String,
     reference: Vec<PathBuf>,
     limit: Option<usize>,

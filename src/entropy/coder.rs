@@ -29,6 +29,8 @@ pub struct CdfTable {
     offset: i32,
     n: u32,
     model: Categorical,
+    /// Ideal code length of each in-range symbol, then of the escape symbol (bits).
+    costs: Vec<f32>,
 }
 
 impl CdfTable {
@@ -45,13 +47,26 @@ impl CdfTable {
         }
         let model = Categorical::from_nonzero_fixed_point_probabilities(freqs, false)
             .map_err(|()| Error::Format("invalid probability table".into()))?;
-        Ok(Self { offset, n: (freqs.len() - 1) as u32, model })
+        let costs = freqs.iter().map(|&f| (PRECISION as f64 - (f as f64).log2()) as f32).collect();
+        Ok(Self { offset, n: (freqs.len() - 1) as u32, model, costs })
     }
 
     /// From a probability mass function over `offset .. offset + pmf.len()`; whatever mass is
     /// missing from `pmf` (the tails) goes to the escape symbol.
     pub fn from_pmf(offset: i32, pmf: &[f64]) -> Result<Self> {
         Self::from_frequencies(offset, &quantize_pmf(pmf))
+    }
+
+    /// Ideal code length of `value` in bits (an escaped value: the escape symbol plus its tail),
+    /// for an encoder choosing between tables; never used to report a rate.
+    pub fn cost_bits(&self, value: i32) -> f64 {
+        let rel = value as i64 - self.offset as i64;
+        if (0..self.n as i64).contains(&rel) {
+            return self.costs[rel as usize] as f64;
+        }
+        let dist = if rel < 0 { -rel } else { rel - self.n as i64 + 1 } as u64;
+        let bits = 64 - dist.leading_zeros();
+        self.costs[self.n as usize] as f64 + 1.0 + (MAX_TAIL_BITS as f64 + 1.0).log2() + (bits - 1) as f64
     }
 
     pub fn offset(&self) -> i32 {

@@ -61,39 +61,8 @@ impl VideoAnchor {
 
     /// Encodes the sequence at `crf`; returns the elementary stream's packets.
     pub fn encode(&self, video: &Video, crf: u32) -> Result<Vec<Vec<u8>>> {
-        init()?;
-        let codec = ff::encoder::find_by_name(self.encoder).ok_or_else(|| Error::Unsupported(format!("this libavcodec has no {}", self.encoder)))?;
-        let mut enc = ff::codec::context::Context::new_with_codec(codec).encoder().video().map_err(fferr(self.encoder))?;
-        enc.set_width(video.width as u32);
-        enc.set_height(video.height as u32);
-        enc.set_format(Pixel::YUV420P);
-        enc.set_time_base(ff::Rational::new(video.fps.1 as i32, video.fps.0 as i32));
-        enc.set_frame_rate(Some(ff::Rational::new(video.fps.0 as i32, video.fps.1 as i32)));
-        enc.set_max_b_frames(0);
-        let mut opts = ff::Dictionary::new();
-        opts.set("preset", "medium");
-        opts.set("tune", "zerolatency");
-        opts.set("crf", &crf.to_string());
-        if self.encoder == "libx265" {
-            opts.set("x265-params", "bframes=0:log-level=error");
-        }
-        let mut enc = enc.open_with(opts).map_err(fferr(self.encoder))?;
-        let mut packets = vec![];
-        let drain = |enc: &mut ff::encoder::Video, packets: &mut Vec<Vec<u8>>| {
-            let mut p = ff::Packet::empty();
-            while enc.receive_packet(&mut p).is_ok() {
-                packets.push(p.data().unwrap_or(&[]).to_vec());
-            }
-        };
-        for (i, f) in video.frames.iter().enumerate() {
-            let mut frame = to_ff_frame(video, f);
-            frame.set_pts(Some(i as i64));
-            enc.send_frame(&frame).map_err(fferr(self.encoder))?;
-            drain(&mut enc, &mut packets);
-        }
-        enc.send_eof().map_err(fferr(self.encoder))?;
-        drain(&mut enc, &mut packets);
-        Ok(packets)
+        let (_, packets) = encode_with(video, self.encoder, Rate::Crf(crf), false)?;
+        Ok(packets.iter().map(|p| p.data().unwrap_or(&[]).to_vec()).collect())
     }
 
     pub fn decode(&self, packets: &[Vec<u8>], width: usize, height: usize, fps: (u32, u32)) -> Result<Video> {
@@ -109,6 +78,81 @@ impl VideoAnchor {
         receive_all(&mut dec, &mut frames, width, height)?;
         Ok(Video { width, height, fps, frames })
     }
+}
+
+/// How [`encode_with`] spends bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    Crf(u32),
+    /// x264 `qp 0` / x265 `lossless=1` (of the 4:2:0 frames it is given).
+    Lossless,
+}
+
+/// Encodes `video` with libx264/libx265 (low delay, no B-frames); returns the opened encoder
+/// (its parameters describe the stream) and the packets with their timestamps, in the
+/// encoder's time base (1/fps). `global_header`: extradata for containers that want it (mp4, mkv).
+pub fn encode_with(video: &Video, encoder: &str, rate: Rate, global_header: bool) -> Result<(ff::encoder::Video, Vec<ff::Packet>)> {
+    init()?;
+    let codec = ff::encoder::find_by_name(encoder).ok_or_else(|| Error::Unsupported(format!("this libavcodec has no {encoder}")))?;
+    let mut enc = ff::codec::context::Context::new_with_codec(codec).encoder().video().map_err(fferr(encoder))?;
+    enc.set_width(video.width as u32);
+    enc.set_height(video.height as u32);
+    enc.set_format(Pixel::YUV420P);
+    enc.set_time_base(ff::Rational::new(video.fps.1 as i32, video.fps.0 as i32));
+    enc.set_frame_rate(Some(ff::Rational::new(video.fps.0 as i32, video.fps.1 as i32)));
+    enc.set_max_b_frames(0);
+    if global_header {
+        enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    }
+    let mut opts = ff::Dictionary::new();
+    opts.set("preset", "medium");
+    opts.set("tune", "zerolatency");
+    let x265 = encoder == "libx265";
+    match rate {
+        Rate::Crf(crf) => opts.set("crf", &crf.to_string()),
+        Rate::Lossless if x265 => {}
+        Rate::Lossless => opts.set("qp", "0"),
+    }
+    if x265 {
+        opts.set("x265-params", if rate == Rate::Lossless { "bframes=0:log-level=error:lossless=1" } else { "bframes=0:log-level=error" });
+    }
+    let mut enc = enc.open_with(opts).map_err(fferr(encoder))?;
+    let mut packets = vec![];
+    let drain = |enc: &mut ff::encoder::Video, packets: &mut Vec<ff::Packet>| {
+        let mut p = ff::Packet::empty();
+        while enc.receive_packet(&mut p).is_ok() {
+            // One frame long (time base 1/fps): without it mp4 edit lists cut the last frame.
+            p.set_duration(1);
+            packets.push(std::mem::replace(&mut p, ff::Packet::empty()));
+        }
+    };
+    for (i, f) in video.frames.iter().enumerate() {
+        let mut frame = to_ff_frame(video, f);
+        frame.set_pts(Some(i as i64));
+        enc.send_frame(&frame).map_err(fferr(encoder))?;
+        drain(&mut enc, &mut packets);
+    }
+    enc.send_eof().map_err(fferr(encoder))?;
+    drain(&mut enc, &mut packets);
+    Ok((enc, packets))
+}
+
+/// Muxes encoded packets into a container file at `path` (format from its extension).
+pub fn mux(path: &Path, enc: &ff::encoder::Video, packets: Vec<ff::Packet>) -> Result<()> {
+    let err = |e: ff::Error| Error::Codec(format!("{}: {e}", path.display()));
+    let mut octx = ff::format::output(path).map_err(err)?;
+    let codec = ff::encoder::find(enc.id()).ok_or_else(|| Error::Unsupported("muxer: encoder vanished".into()))?;
+    let mut ost = octx.add_stream(codec).map_err(err)?;
+    ost.set_parameters(enc);
+    ost.set_time_base(enc.time_base());
+    octx.write_header().map_err(err)?;
+    let out_tb = octx.stream(0).expect("one stream").time_base();
+    for mut p in packets {
+        p.set_stream(0);
+        p.rescale_ts(enc.time_base(), out_tb);
+        p.write_interleaved(&mut octx).map_err(err)?;
+    }
+    octx.write_trailer().map_err(err)
 }
 
 fn libavcodec_version() -> String {

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod anchors;
+pub mod write;
 
 use std::path::Path;
 
@@ -178,30 +179,42 @@ fn plane_psnr(a: &[u8], b: &[u8]) -> f64 {
 
 /// Per-sequence means of per-frame metrics: (PSNR-RGB, PSNR-Y, PSNR-YUV, MS-SSIM-RGB).
 pub fn quality(orig: &Video, dec: &Video) -> Result<(f64, f64, f64, f64)> {
-    if (orig.width, orig.height, orig.frames.len()) != (dec.width, dec.height, dec.frames.len()) {
-        return Err(Error::Codec(format!(
-            "decoded {}x{}x{} frames, expected {}x{}x{}",
-            dec.width,
-            dec.height,
-            dec.frames.len(),
-            orig.width,
-            orig.height,
-            orig.frames.len()
-        )));
+    check_same_geometry(orig, dec.width, dec.height, dec.frames.len())?;
+    Ok(mean_metrics(orig, |i| (dec.frames[i].clone(), dec.rgb(i))))
+}
+
+/// [`quality`] of frames decoded straight to RGB (learned video codecs): PSNR-RGB and
+/// MS-SSIM on those RGB frames; PSNR-Y/YUV after converting them to I420 like the writers do.
+pub fn quality_rgb(orig: &Video, dec: &[RgbImage]) -> Result<(f64, f64, f64, f64)> {
+    let (w, h) = dec.first().map_or((0, 0), |f| (f.width() as usize, f.height() as usize));
+    check_same_geometry(orig, w, h, dec.len())?;
+    Ok(mean_metrics(orig, |i| (Frame::from_rgb(&dec[i]), dec[i].clone())))
+}
+
+fn check_same_geometry(orig: &Video, w: usize, h: usize, n: usize) -> Result<()> {
+    if (orig.width, orig.height, orig.frames.len()) != (w, h, n) {
+        return Err(Error::Codec(format!("decoded {w}x{h}x{n} frames, expected {}x{}x{}", orig.width, orig.height, orig.frames.len())));
     }
+    Ok(())
+}
+
+/// Means over frames of (PSNR-RGB, PSNR-Y, PSNR-YUV, MS-SSIM-RGB); `decoded(i)` gives frame
+/// i as I420 and as RGB.
+fn mean_metrics(orig: &Video, decoded: impl Fn(usize) -> (Frame, RgbImage) + Sync) -> (f64, f64, f64, f64) {
     use rayon::prelude::*;
     let fits = orig.width.min(orig.height) >= crate::metrics::MS_SSIM_MIN_SIDE as usize;
     let per: Vec<(f64, f64, f64, f64)> = (0..orig.frames.len())
         .into_par_iter()
         .map(|i| {
-            let (a, b) = (&orig.frames[i], &dec.frames[i]);
+            let a = &orig.frames[i];
+            let (b, rb) = decoded(i);
             let (y, u, v) = (plane_psnr(&a.y, &b.y), plane_psnr(&a.u, &b.u), plane_psnr(&a.v, &b.v));
-            let (ra, rb) = (orig.rgb(i), dec.rgb(i));
+            let ra = orig.rgb(i);
             let ms = if fits { crate::metrics::ms_ssim(&ra, &rb) } else { f64::NAN };
             (crate::metrics::psnr(&ra, &rb), y, (6.0 * y + u + v) / 8.0, ms)
         })
         .collect();
     let n = per.len() as f64;
     let mean = |f: fn(&(f64, f64, f64, f64)) -> f64| per.iter().map(f).sum::<f64>() / n;
-    Ok((mean(|p| p.0), mean(|p| p.1), mean(|p| p.2), mean(|p| p.3)))
+    (mean(|p| p.0), mean(|p| p.1), mean(|p| p.2), mean(|p| p.3))
 }
