@@ -55,3 +55,16 @@ impl<'a> Reader<'a> {
         self.buf.len() - self.pos
     }
 }
+
+/// Appends `v` as LEB128 (what [`Reader::varint`] reads).
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}

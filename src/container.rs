@@ -16,7 +16,7 @@
 //! Parsing checks every field and the exact total length before the decoder allocates
 //! anything that depends on the declared geometry.
 
-use crate::bytes::Reader;
+use crate::bytes::{Reader, put_varint};
 use crate::error::{Error, Result};
 
 pub const MAGIC: &[u8; 4] = b"NCOD";
@@ -130,18 +130,6 @@ impl Container {
             return Err(Error::Format("payload checksum mismatch (corrupt file)".into()));
         }
         Ok(Self { header: Header { kind, codec, weights_digest, quality, width, height }, sections })
-    }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
     }
 }
 

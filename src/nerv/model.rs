@@ -57,7 +57,7 @@ impl NervConfig {
     pub fn check(&self) -> Result<()> {
         let ok = (1..=MAX_LEVELS).contains(&self.levels)
             && (1..=MAX_TILE).contains(&self.tile)
-            && self.tile % (1 << self.levels) == 0
+            && self.tile.is_multiple_of(1 << self.levels)
             && (1..=MAX_EMBED).contains(&self.embed_dim)
             && self.widths.len() == self.levels + 1
             && self.widths.iter().all(|&w| (1..=MAX_WIDTH).contains(&w))

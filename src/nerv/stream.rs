@@ -18,7 +18,7 @@
 use std::sync::OnceLock;
 
 use super::model::NervConfig;
-use crate::bytes::Reader;
+use crate::bytes::{Reader, put_varint};
 use crate::entropy::{CdfTable, SymbolDecoder, SymbolEncoder};
 use crate::error::{Error, Result};
 
@@ -311,18 +311,6 @@ pub fn decode_group(bytes: &[u8], prev: Option<&QuantGroup>, info: &StreamInfo, 
         embed_steps: embed_heads.iter().map(|h| h.0).collect(),
         embeds,
     })
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
 }
 
 #[cfg(test)]

@@ -123,11 +123,9 @@ fn hidden_sibling(path: &Path, keep_ext: bool) -> Result<PathBuf> {
     let name = path.file_name().ok_or_else(|| Error::Unsupported(format!("{}: not a file name", path.display())))?.to_string_lossy();
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = format!(".{name}.ncodec-{}-{n}", std::process::id());
-    if keep_ext {
-        if let Some(e) = path.extension() {
-            tmp.push('.');
-            tmp.push_str(&e.to_string_lossy());
-        }
+    if let Some(e) = path.extension().filter(|_| keep_ext) {
+        tmp.push('.');
+        tmp.push_str(&e.to_string_lossy());
     }
     Ok(path.with_file_name(tmp))
 }
