@@ -60,8 +60,12 @@ pub struct NervArgs {
     #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
     /// Video: peak learning rate of warm-started groups, as a fraction of --lr.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 1.0)]
     pub warm_lr_scale: f64,
+    /// Video: HNeRV's parameter balance (kernels 1, 3, 5, 5… and widths shrinking by 1.2) at
+    /// the preset's parameter count; about 3x the fitting and decoding compute.
+    #[arg(long)]
+    pub growing_kernels: bool,
     /// Video: fit every group from scratch (to measure what the warm start saves).
     #[arg(long)]
     pub no_warm_start: bool,
@@ -90,7 +94,7 @@ impl NervArgs {
             None => q,
         };
         let opts = crate::nerv::FitOptions {
-            config: crate::nerv::config_for_quality(quality)?,
+            config: if self.growing_kernels { crate::nerv::balanced_config_for_quality(quality)? } else { crate::nerv::config_for_quality(quality)? },
             group: self.group.max(1),
             epochs: self.epochs,
             warm_epochs: self.warm_epochs,

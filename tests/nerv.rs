@@ -31,7 +31,7 @@ fn small_options(group: usize, warm: bool) -> FitOptions {
         warm_epochs: 60,
         batch: 8,
         lr: 5e-3,
-        warm_lr_scale: 0.3,
+        warm_lr_scale: 1.0,
         weight_bits: 8,
         embed_bits: 8,
         qat_fraction: 0.2,

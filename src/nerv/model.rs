@@ -33,8 +33,8 @@ pub struct NervConfig {
     pub embed_dim: usize,
     /// Channel widths: the stem's output, then each block's output (levels + 1 values).
     pub widths: Vec<usize>,
-    /// Kernel size of the upsampling blocks and the head.
-    pub kernel: usize,
+    /// Kernel size of each upsampling block, then of the head (levels + 1 values; 1, 3 or 5).
+    pub kernels: Vec<usize>,
 }
 
 /// Largest values a stream may declare (checked before anything is allocated).
@@ -47,7 +47,14 @@ impl NervConfig {
     /// Widths shrinking by `ratio` per level from `c0`, none below 8.
     pub fn with_c0(tile: usize, levels: usize, embed_dim: usize, c0: usize, ratio: f64) -> Self {
         let widths = (0..=levels).map(|k| ((c0 as f64 / ratio.powi(k as i32)).round() as usize).max(8)).collect();
-        Self { tile, levels, embed_dim, widths, kernel: 3 }
+        Self { tile, levels, embed_dim, widths, kernels: vec![3; levels + 1] }
+    }
+
+    /// HNeRV's balance: kernels growing with the level (1, 3, 5, 5, …), so parameters spread
+    /// more evenly across scales (at more compute at high resolution).
+    pub fn with_growing_kernels(mut self) -> Self {
+        self.kernels = (0..=self.levels).map(|l| (1 + 2 * l).min(5)).collect();
+        self
     }
 
     pub fn grid(&self) -> usize {
@@ -61,19 +68,20 @@ impl NervConfig {
             && (1..=MAX_EMBED).contains(&self.embed_dim)
             && self.widths.len() == self.levels + 1
             && self.widths.iter().all(|&w| (1..=MAX_WIDTH).contains(&w))
-            && matches!(self.kernel, 1 | 3 | 5);
+            && self.kernels.len() == self.levels + 1
+            && self.kernels.iter().all(|k| matches!(k, 1 | 3 | 5));
         if ok { Ok(()) } else { Err(Error::Format(format!("invalid nerv network geometry {self:?}"))) }
     }
 
     /// Shapes of the decoder's tensors in stream order: per convolution, weight then bias.
     pub fn tensor_shapes(&self) -> Vec<Vec<usize>> {
         let w = &self.widths;
-        let k = self.kernel;
+        let k = &self.kernels;
         let mut convs = vec![[w[0], self.embed_dim, 1, 1]];
         for l in 0..self.levels {
-            convs.push([4 * w[l + 1], w[l], k, k]);
+            convs.push([4 * w[l + 1], w[l], k[l], k[l]]);
         }
-        convs.push([3, w[self.levels], k, k]);
+        convs.push([3, w[self.levels], k[self.levels], k[self.levels]]);
         convs.iter().flat_map(|s| [s.to_vec(), vec![s[0]]]).collect()
     }
 
@@ -89,9 +97,9 @@ impl NervConfig {
         let mut macs = g * g * self.embed_dim * w[0];
         for l in 0..self.levels {
             let side = g << l;
-            macs += side * side * 4 * w[l + 1] * w[l] * self.kernel * self.kernel;
+            macs += side * side * 4 * w[l + 1] * w[l] * self.kernels[l].pow(2);
         }
-        macs + self.tile * self.tile * 3 * w[self.levels] * self.kernel * self.kernel
+        macs + self.tile * self.tile * 3 * w[self.levels] * self.kernels[self.levels].pow(2)
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  section 0 (header): version, frames, fps, frames per group, tile, levels, embed dim,
-//!                      kernel, widths                                        (LEB128 each)
+//!                      widths, kernels                                       (LEB128 each)
 //!  section 1+g (group g):
 //!    per decoder tensor:     f32 step, byte mode<<7 | table   (mode 1: delta to group g-1)
 //!    per embedding channel:  f32 step, byte mode<<7 | table   (mode 1: delta to the same
@@ -101,10 +101,10 @@ impl StreamInfo {
     pub fn to_bytes(&self) -> Vec<u8> {
         let c = &self.config;
         let mut out = vec![STREAM_VERSION];
-        for v in [self.frames, self.fps.0 as usize, self.fps.1 as usize, self.group, c.tile, c.levels, c.embed_dim, c.kernel] {
+        for v in [self.frames, self.fps.0 as usize, self.fps.1 as usize, self.group, c.tile, c.levels, c.embed_dim] {
             put_varint(&mut out, v as u64);
         }
-        c.widths.iter().for_each(|&w| put_varint(&mut out, w as u64));
+        c.widths.iter().chain(&c.kernels).for_each(|&w| put_varint(&mut out, w as u64));
         out
     }
 
@@ -117,15 +117,16 @@ impl StreamInfo {
         }
         let mut next = || -> Result<usize> { usize::try_from(r.varint()?).map_err(|_| Error::Format("nerv header value out of range".into())) };
         let (frames, num, den, group) = (next()?, next()?, next()?, next()?);
-        let (tile, levels, embed_dim, kernel) = (next()?, next()?, next()?, next()?);
+        let (tile, levels, embed_dim) = (next()?, next()?, next()?);
         if levels > super::model::MAX_LEVELS {
             return Err(Error::Format(format!("nerv: {levels} levels")));
         }
         let widths = (0..=levels).map(|_| next()).collect::<Result<Vec<_>>>()?;
+        let kernels = (0..=levels).map(|_| next()).collect::<Result<Vec<_>>>()?;
         if r.remaining() != 0 {
             return Err(Error::Format("nerv header has trailing bytes".into()));
         }
-        let config = NervConfig { tile, levels, embed_dim, widths, kernel };
+        let config = NervConfig { tile, levels, embed_dim, widths, kernels };
         config.check()?;
         if !(1..=MAX_FRAMES).contains(&frames) || !(1..=MAX_GROUP).contains(&group) {
             return Err(Error::Unsupported(format!("nerv: {frames} frames in groups of {group} (limits {MAX_FRAMES}, {MAX_GROUP})")));
