@@ -7,6 +7,7 @@ pub mod data;
 pub mod entropy;
 pub mod error;
 pub mod fetch;
+pub mod fuzzing;
 pub mod io;
 pub mod models;
 pub mod nerv;

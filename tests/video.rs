@@ -43,6 +43,8 @@ fn y4m_and_yuv_read_back_exactly_and_reject_bad_input() {
     assert!(Video::read_y4m(&mut &b"YUV4MPEG3 W2 H2\n"[..], usize::MAX).is_err());
     assert!(Video::read_y4m(&mut &b"YUV4MPEG2 W16 H16 C444\nFRAME\n"[..], usize::MAX).is_err());
     assert!(Video::read_y4m(&mut &b"YUV4MPEG2 W99999999 H99999999\nFRAME\n"[..], usize::MAX).is_err());
+    // Found by fuzzing: a header field starting with a multi-byte character.
+    assert!(Video::read_y4m(&mut "YUV4MPEG2 W24 \u{1ff}ACE H16\n".as_bytes(), usize::MAX).is_err());
 
     let dir = common::tempdir();
     let raw: Vec<u8> = v.frames.iter().flat_map(|f| [f.y.clone(), f.u.clone(), f.v.clone()].concat()).collect();

@@ -118,23 +118,25 @@ pub fn untile(out: &[f32], frames: usize, info: &StreamInfo) -> Vec<RgbImage> {
         .collect()
 }
 
-/// Runs a decoded group's network: embeddings → frames. Tiles go through in batches so
-/// memory stays bounded whatever the frame size.
-pub fn synthesize(group: &QuantGroup, info: &StreamInfo, frames: usize, device: &Device) -> Vec<RgbImage> {
+/// Runs a decoded group's network on frames `wanted` (indices within the group):
+/// embeddings → frames. Tiles go through in batches so memory stays bounded whatever the
+/// frame size.
+pub fn synthesize(group: &QuantGroup, info: &StreamInfo, wanted: std::ops::Range<usize>, device: &Device) -> Vec<RgbImage> {
     let cfg = &info.config;
     let decoder = NervDecoder::from_tensors(cfg, &group.weights_f32(), device);
     let g = cfg.grid();
     let per_tile = cfg.embed_dim * g * g;
     let embeds = group.embeds_f32(g * g);
-    let tiles = frames * info.tiles_per_frame();
+    let per_frame = info.tiles_per_frame();
+    let (first, tiles) = (wanted.start * per_frame, wanted.len() * per_frame);
     let chunk = (1 << 22) / (3 * cfg.tile * cfg.tile).max(1) + 1;
     let mut out = Vec::with_capacity(tiles * 3 * cfg.tile * cfg.tile);
-    for start in (0..tiles).step_by(chunk) {
-        let n = chunk.min(tiles - start);
+    for start in (first..first + tiles).step_by(chunk) {
+        let n = chunk.min(first + tiles - start);
         let e = from_host(embeds[start * per_tile..(start + n) * per_tile].to_vec(), [n, cfg.embed_dim, g, g], device);
         out.extend(to_host(decoder.forward(e, None)));
     }
-    untile(&out, frames, info)
+    untile(&out, wanted.len(), info)
 }
 
 fn optimizer() -> ModuleOptimizer {
@@ -249,7 +251,7 @@ pub fn fit_video(frames: &[RgbImage], fps: (u32, u32), opts: &FitOptions, device
         let bytes = encode_group(&quant, prev.as_ref(), &info, n_frames)?;
         // Measure what a decoder gets from these bytes.
         let decoded = decode_group(&bytes, prev.as_ref(), &info, n_frames)?;
-        let recon = synthesize(&decoded, &info, n_frames, device);
+        let recon = synthesize(&decoded, &info, 0..n_frames, device);
         let psnr = info.group_frames(g).zip(&recon).map(|(i, r)| crate::metrics::psnr(&frames[i], r)).sum::<f64>() / n_frames as f64;
         let report = GroupReport { group: g, frames: n_frames, epochs, bytes: bytes.len(), psnr, seconds: start.elapsed().as_secs_f64(), curve };
         progress(Event::Group(&report));

@@ -138,8 +138,9 @@ pub fn decode(c: &Container, range: Option<Range<usize>>, device: &Device) -> Re
         }
         let group = stream::decode_group(&c.sections[1 + g], prev.as_ref(), &info, frames.len())?;
         if frames.end > range.start {
-            let imgs = fit::synthesize(&group, &info, frames.len(), device);
-            out.extend(frames.zip(imgs).filter(|(i, _)| range.contains(i)).map(|(_, img)| img));
+            // Only the wanted frames of this group go through the network.
+            let (a, b) = (range.start.max(frames.start), range.end.min(frames.end));
+            out.extend(fit::synthesize(&group, &info, a - frames.start..b - frames.start, device));
         }
         prev = Some(group);
     }

@@ -75,7 +75,9 @@ impl Video {
         }
         let (mut w, mut h, mut fps) = (0usize, 0usize, (25u32, 1u32));
         for f in fields {
-            let (tag, val) = f.split_at(f.len().min(1));
+            // The tag is the first character, which need not be ASCII in a hostile header.
+            let tag_len = f.chars().next().map_or(0, char::len_utf8);
+            let (tag, val) = f.split_at(tag_len);
             match tag {
                 "W" => w = val.parse().map_err(|_| bad("bad width"))?,
                 "H" => h = val.parse().map_err(|_| bad("bad height"))?,
@@ -103,8 +105,12 @@ impl Video {
             if (frames.len() + 1) * fb > MAX_VIDEO_BYTES {
                 return Err(Error::Unsupported(format!("y4m: more than {MAX_VIDEO_BYTES} bytes of frames")));
             }
-            let mut buf = vec![0u8; fb];
-            r.read_exact(&mut buf).map_err(|_| bad("truncated frame"))?;
+            // Read what is there rather than allocating what the header claims.
+            let mut buf = Vec::new();
+            r.by_ref().take(fb as u64).read_to_end(&mut buf).map_err(Error::Stream)?;
+            if buf.len() < fb {
+                return Err(bad("truncated frame"));
+            }
             frames.push(split_i420(buf, w, h));
         }
         if frames.is_empty() {

@@ -1,0 +1,135 @@
+//! Fuzzing entry points, shared by the cargo-fuzz targets (`fuzz/`) and the regression test
+//! that replays their corpora in CI (`tests/fuzz_regressions.rs`). Each takes arbitrary bytes
+//! and must return normally: any panic, hang or runaway allocation is a bug.
+//!
+//! ```text
+//!  container      bytes ──Container::parse──► (re-serializes and parses to the same container)
+//!  range_coder    byte 0: table; rest ──SymbolDecoder──► ≤ 4096 symbols
+//!  image_decode   byte 0: architecture; rest ──container (checksum ignored, header pointed
+//!                 at a tiny random model)──► Codec::decode
+//!  nerv_decode    bytes ──container (checksum ignored)──► nerv::decode
+//!  y4m            bytes ──Video::read_y4m──► frames
+//! ```
+//! Geometry is capped to [`MAX_FUZZ_PIXELS`] so one input cannot make an execution slow;
+//! the real limits are tested separately.
+
+#![doc(hidden)]
+
+use std::sync::OnceLock;
+
+use crate::codec::Codec;
+use crate::container::{Container, Kind};
+use crate::models::{Architecture, ModelConfig};
+
+/// Largest decoded area (pixels × frames) an execution may ask for.
+pub const MAX_FUZZ_PIXELS: u64 = 96 * 96 * 4;
+
+pub const ARCHITECTURES: [Architecture; 4] = [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior, Architecture::MultiReference];
+
+/// A tiny randomly initialised model of `arch` (N = 8, M = 20), built once per process.
+pub fn tiny_codec(arch: Architecture) -> &'static Codec {
+    static CODECS: OnceLock<Vec<Codec>> = OnceLock::new();
+    let codecs = CODECS.get_or_init(|| {
+        let device = burn::prelude::Device::flex();
+        ARCHITECTURES
+            .iter()
+            .map(|&a| {
+                device.seed(7);
+                let config = ModelConfig { architecture: a, n: 8, m: 20, lambdas: vec![0.001, 0.01, 0.1] };
+                let model = config.init(&device);
+                let bytes = crate::weights::to_bytes(&config, &model, &model.export_tables(), crate::weights::Precision::F16);
+                Codec::from_loaded(a.name(), crate::weights::from_bytes(&bytes, &device).expect("own weights load"), device.clone())
+            })
+            .collect()
+    });
+    &codecs[ARCHITECTURES.iter().position(|&a| a == arch).expect("known architecture")]
+}
+
+pub fn container(data: &[u8]) {
+    if let Ok(c) = Container::parse(data) {
+        let again = Container::parse(&c.to_bytes()).expect("a parsed container re-serializes to a valid one");
+        assert_eq!(again, c);
+    }
+}
+
+pub fn range_coder(data: &[u8]) {
+    let Some((&t, rest)) = data.split_first() else { return };
+    static TABLES: OnceLock<crate::entropy::GaussianConditional> = OnceLock::new();
+    let g = TABLES.get_or_init(crate::entropy::GaussianConditional::new);
+    let scale = ((t as i32) << 10) | t as i32;
+    if let Ok(mut dec) = crate::entropy::SymbolDecoder::new(&rest[..rest.len() / 4 * 4]) {
+        for _ in 0..4096 {
+            if g.decode_one(scale, &mut dec).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+fn small(c: &Container, frames: u64) -> bool {
+    (c.header.width as u64) * (c.header.height as u64) * frames <= MAX_FUZZ_PIXELS
+}
+
+pub fn image_decode(data: &[u8]) {
+    let Some((&a, rest)) = data.split_first() else { return };
+    let codec = tiny_codec(ARCHITECTURES[a as usize % ARCHITECTURES.len()]);
+    let Ok(mut c) = Container::parse_ignoring_checksum(rest) else { return };
+    if c.header.kind != Kind::Image || !small(&c, 1) {
+        return;
+    }
+    c.header.codec = codec.name.clone();
+    c.header.weights_digest = codec.digest()[..8].try_into().unwrap();
+    let _ = codec.decode(&c);
+}
+
+pub fn nerv_decode(data: &[u8]) {
+    let Ok(mut c) = Container::parse_ignoring_checksum(data) else { return };
+    c.header.kind = Kind::Video;
+    c.header.codec = crate::nerv::CODEC_NAME.into();
+    c.header.weights_digest = crate::nerv::format_digest();
+    let Ok(info) = crate::nerv::stream_info(&c) else { return };
+    if !small(&c, info.frames as u64) || info.config.parameters() > 200_000 {
+        return;
+    }
+    let _ = crate::nerv::decode(&c, None, &burn::prelude::Device::flex());
+}
+
+pub fn y4m(data: &[u8]) {
+    let _ = crate::video::Video::read_y4m(&mut &data[..], 64);
+}
+
+/// Valid inputs for every target, to seed the corpora: streams of each tiny image codec at
+/// two sizes and qualities, a short nerv stream, a Y4M clip.
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = vec![];
+    for (i, &arch) in ARCHITECTURES.iter().enumerate() {
+        for (w, h, q) in [(16, 16, 1), (40, 24, 3)] {
+            let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 6) as u8, (y * 9) as u8, ((x + y) * 3) as u8]));
+            let bytes = tiny_codec(arch).encode(&img, q).expect("tiny codec encodes");
+            out.push(("container", bytes.clone()));
+            out.push(("image_decode", [vec![i as u8], bytes].concat()));
+        }
+    }
+    let frames: Vec<image::RgbImage> = (0..2).map(|t| image::RgbImage::from_fn(24, 16, |x, y| image::Rgb([(x * 9 + t * 30) as u8, (y * 14) as u8, 90]))).collect();
+    let video = crate::video::Video::from_rgb(&frames, (25, 1)).expect("frames");
+    let opts = crate::nerv::FitOptions {
+        config: crate::nerv::NervConfig::with_c0(16, 2, 2, 8, 1.4),
+        group: 1,
+        epochs: 1,
+        warm_epochs: 1,
+        batch: 4,
+        lr: 1e-3,
+        warm_lr_scale: 1.0,
+        weight_bits: 8,
+        embed_bits: 8,
+        qat_fraction: 0.5,
+        warm_start: true,
+        seed: 1,
+    };
+    let (nerv, _) = crate::nerv::encode(&video, 1, &opts, &burn::prelude::Device::flex(), &mut |_| {}).expect("tiny nerv encodes");
+    out.push(("container", nerv.clone()));
+    out.push(("nerv_decode", nerv));
+    out.push(("y4m", video.to_y4m()));
+    out.push(("range_coder", (0u8..=255).cycle().take(301).collect()));
+    out
+}
