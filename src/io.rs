@@ -8,12 +8,9 @@ use image::{ImageDecoder, ImageReader, RgbImage};
 
 use crate::error::{Error, Result};
 
-/// Largest image side and pixel count accepted. The transforms hold ~N floats per pixel at
-/// half resolution, so 16 MP (4096x4096) keeps peak memory to a few GB; larger images need tiling.
-pub const MAX_SIDE: u32 = 16384;
-pub const MAX_PIXELS: u64 = 1 << 24;
-/// Largest input file read into memory.
-pub const MAX_INPUT_BYTES: u64 = 1 << 30;
+// Image side, pixel count and input size limits live in [`crate::limits`]. The transforms
+// hold ~N floats per pixel at half resolution, so the default 16 MP keeps peak memory to a few
+// GB; larger images need tiling.
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
 /// failure never leaves a partial file behind. `-` writes to stdout.
@@ -40,17 +37,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Reads a whole file (or stdin for `-`), refusing anything over [`MAX_INPUT_BYTES`].
+/// Reads a whole file (or stdin for `-`), refusing anything over the input-size limit.
 pub fn read_input(path: &Path) -> Result<Vec<u8>> {
+    let max = crate::limits::get().max_input_bytes;
     let mut buf = Vec::new();
     if path.as_os_str() == "-" {
-        std::io::stdin().lock().take(MAX_INPUT_BYTES + 1).read_to_end(&mut buf)?;
+        std::io::stdin().lock().take(max.saturating_add(1)).read_to_end(&mut buf)?;
     } else {
         let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        f.take(MAX_INPUT_BYTES + 1).read_to_end(&mut buf).map_err(|e| Error::io(path, e))?;
+        f.take(max.saturating_add(1)).read_to_end(&mut buf).map_err(|e| Error::io(path, e))?;
     }
-    if buf.len() as u64 > MAX_INPUT_BYTES {
-        return Err(Error::Unsupported(format!("{}: input larger than {MAX_INPUT_BYTES} bytes", path.display())));
+    if buf.len() as u64 > max {
+        return Err(Error::Unsupported(format!("{}: input larger than {max} bytes (raise with --max-input-bytes)", path.display())));
     }
     Ok(buf)
 }
@@ -60,9 +58,11 @@ pub fn check_dimensions(width: u32, height: u32) -> Result<()> {
     if width == 0 || height == 0 {
         return Err(Error::Unsupported(format!("image has zero size ({width}x{height})")));
     }
-    if width > MAX_SIDE || height > MAX_SIDE || width as u64 * height as u64 > MAX_PIXELS {
+    let l = crate::limits::get();
+    if width as u64 > l.max_side || height as u64 > l.max_side || width as u64 * height as u64 > l.max_pixels {
         return Err(Error::Unsupported(format!(
-            "image is {width}x{height}; the limit is {MAX_SIDE} per side and {MAX_PIXELS} pixels"
+            "image is {width}x{height}; the limit is {} per side and {} pixels (raise with --max-side / --max-pixels)",
+            l.max_side, l.max_pixels
         )));
     }
     Ok(())
@@ -77,7 +77,7 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     let (w, h) = decoder.dimensions();
     check_dimensions(w, h)?;
     let mut limits = image::Limits::default();
-    limits.max_alloc = Some(MAX_PIXELS * 8);
+    limits.max_alloc = Some(crate::limits::get().max_pixels.saturating_mul(8));
     decoder.set_limits(limits).map_err(|e| Error::Image(e.to_string()))?;
     let img = image::DynamicImage::from_decoder(decoder).map_err(|e| Error::Image(e.to_string()))?;
     Ok(img.to_rgb8())

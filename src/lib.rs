@@ -9,6 +9,7 @@ pub mod error;
 pub mod fetch;
 pub mod fuzzing;
 pub mod io;
+pub mod limits;
 pub mod models;
 pub mod nerv;
 pub mod nn;

@@ -106,3 +106,24 @@ fn hostile_inputs_fail_cleanly_and_leave_no_output() {
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("/nonexistent/x.png"));
 }
+
+#[test]
+fn limits_are_flags_with_documented_defaults() {
+    let dir = common::tempdir();
+    let d = dir.path();
+    let w = tiny_weights(d, Architecture::MeanScaleHyperprior, 5);
+    test_image(150, 90, 1).save(d.join("in.png")).unwrap();
+    let enc = |extra: &[&str]| ncenc().args([path_str(&d.join("in.png")), "-o", path_str(&d.join("a.ncod")), "-q", "2", "--codec", "mean-scale", "--weights", path_str(&w)]).args(extra).output().unwrap();
+    let small = enc(&["--max-pixels", "10000"]);
+    assert_eq!(small.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&small.stderr).contains("--max-pixels"), "{}", String::from_utf8_lossy(&small.stderr));
+    assert!(!d.join("a.ncod").exists());
+    assert!(enc(&["--max-pixels", "13500"]).status.success());
+    let dec = ncdec().args([path_str(&d.join("a.ncod")), "-o", path_str(&d.join("b.png")), "--weights", path_str(&w), "--max-input-bytes", "16"]).output().unwrap();
+    assert_eq!(dec.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&dec.stderr).contains("--max-input-bytes"));
+    assert!(!d.join("b.png").exists());
+    // The stream's own header is checked against the decoder's limits too.
+    let dec = ncdec().args([path_str(&d.join("a.ncod")), "-o", path_str(&d.join("b.png")), "--weights", path_str(&w), "--max-side", "100"]).output().unwrap();
+    assert_eq!(dec.status.code(), Some(1));
+}

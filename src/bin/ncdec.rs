@@ -34,6 +34,8 @@ struct Args {
     video_out: ncodec::cli::VideoOutArgs,
     #[command(flatten)]
     backend: ncodec::cli::BackendArgs,
+    #[command(flatten)]
+    limits: ncodec::limits::LimitArgs,
     #[arg(long)]
     quiet: bool,
 }
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> ncodec::Result<()> {
+    args.limits.apply();
     let bytes = ncodec::io::read_input(&args.input)?;
     let container = Container::parse(&bytes)?;
     let backend = args.backend.select()?;

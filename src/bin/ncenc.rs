@@ -36,6 +36,8 @@ struct Args {
     nerv: ncodec::cli::NervArgs,
     #[command(flatten)]
     backend: ncodec::cli::BackendArgs,
+    #[command(flatten)]
+    limits: ncodec::limits::LimitArgs,
     /// Print nothing on success.
     #[arg(long)]
     quiet: bool,
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> ncodec::Result<()> {
+    args.limits.apply();
     let video_codec = args.codec.as_deref() == Some(ncodec::nerv::CODEC_NAME);
     if video_codec || ncodec::cli::is_video_path(&args.input) {
         if !video_codec && args.codec.is_some() {

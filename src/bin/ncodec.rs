@@ -9,10 +9,12 @@ use ncodec::train::{self, TrainOptions};
 use ncodec::weights::Precision;
 
 #[derive(Parser)]
-#[command(name = "ncodec", version, about = "ncodec learned image codec: zoo, training and measurement tools")]
+#[command(name = "ncodec", version, about = "ncodec learned image and video codecs: zoo, transcoding, training and measurement tools")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    limits: ncodec::limits::LimitArgs,
 }
 
 /// λ per quality level, 1 (smallest file) … 8 (best quality): CompressAI's MSE set.
@@ -245,6 +247,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> ncodec::Result<()> {
+    cli.limits.apply();
     match cli.command {
         Command::Train {
             codec, data, n, m, lambda, ckpt_dir, steps, minutes, batch, crop, lr, checkpoint_every, resume, init_from, freeze_transforms, seed, export,

@@ -126,8 +126,8 @@ pub fn decode(c: &Container, range: Option<Range<usize>>, device: &Device) -> Re
     if range.is_empty() {
         return Err(Error::Unsupported(format!("no frames in the requested range (the stream has {})", info.frames)));
     }
-    if range.len().saturating_mul(info.width * info.height * 3) > crate::video::MAX_VIDEO_BYTES {
-        return Err(Error::Unsupported("requested frames exceed the decoded-video memory limit".into()));
+    if range.len().saturating_mul(info.width * info.height * 3) > crate::video::max_video_bytes() {
+        return Err(Error::Unsupported("requested frames exceed the decoded-video memory limit (--max-video-bytes)".into()));
     }
     let mut out = Vec::with_capacity(range.len());
     let mut prev = None;

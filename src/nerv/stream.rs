@@ -128,8 +128,9 @@ impl StreamInfo {
         }
         let config = NervConfig { tile, levels, embed_dim, widths, kernels };
         config.check()?;
-        if !(1..=MAX_FRAMES).contains(&frames) || !(1..=MAX_GROUP).contains(&group) {
-            return Err(Error::Unsupported(format!("nerv: {frames} frames in groups of {group} (limits {MAX_FRAMES}, {MAX_GROUP})")));
+        let max_frames = MAX_FRAMES.min(crate::video::max_frames());
+        if !(1..=max_frames).contains(&frames) || !(1..=MAX_GROUP).contains(&group) {
+            return Err(Error::Unsupported(format!("nerv: {frames} frames in groups of {group} (limits {max_frames}, {MAX_GROUP})")));
         }
         let fps = (u32::try_from(num).unwrap_or(0), u32::try_from(den).unwrap_or(0));
         if fps.0 == 0 || fps.1 == 0 {

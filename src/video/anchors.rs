@@ -201,8 +201,8 @@ fn receive_all(dec: &mut ff::decoder::Video, frames: &mut Vec<Frame>, width: usi
     let mut f = ff::frame::Video::empty();
     while dec.receive_frame(&mut f).is_ok() {
         frames.push(from_ff_frame(&f, width, height)?);
-        if frames.len() * (width * height * 3 / 2) > super::MAX_VIDEO_BYTES {
-            return Err(Error::Unsupported("decoded video too large".into()));
+        if frames.len() * (width * height * 3 / 2) > super::max_video_bytes() || frames.len() > super::max_frames() {
+            return Err(Error::Unsupported("decoded video exceeds --max-video-bytes / --max-frames".into()));
         }
     }
     Ok(())

@@ -16,8 +16,15 @@ use image::RgbImage;
 
 use crate::error::{Error, Result};
 
-/// Refuse sequences whose decoded frames would exceed this many bytes.
-pub const MAX_VIDEO_BYTES: usize = 8 << 30;
+/// Decoded video bytes allowed in memory ([`crate::limits`], `--max-video-bytes`).
+pub fn max_video_bytes() -> usize {
+    usize::try_from(crate::limits::get().max_video_bytes).unwrap_or(usize::MAX)
+}
+
+/// Frames allowed in a sequence ([`crate::limits`], `--max-frames`).
+pub fn max_frames() -> usize {
+    usize::try_from(crate::limits::get().max_frames).unwrap_or(usize::MAX)
+}
 
 /// One 8-bit I420 frame, planes tightly packed (chroma is ceil(W/2) x ceil(H/2)).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,8 +109,8 @@ impl Video {
             if !line.starts_with(b"FRAME") {
                 return Err(bad("expected FRAME marker"));
             }
-            if (frames.len() + 1) * fb > MAX_VIDEO_BYTES {
-                return Err(Error::Unsupported(format!("y4m: more than {MAX_VIDEO_BYTES} bytes of frames")));
+            if (frames.len() + 1) * fb > max_video_bytes() || frames.len() >= self::max_frames() {
+                return Err(Error::Unsupported(format!("y4m: more than {} bytes or {} frames (raise with --max-video-bytes / --max-frames)", max_video_bytes(), self::max_frames())));
             }
             // Read what is there rather than allocating what the header claims.
             let mut buf = Vec::new();
@@ -127,11 +134,14 @@ impl Video {
         let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
         let mut frames = vec![];
         while frames.len() < max_frames {
-            if (frames.len() + 1) * fb > MAX_VIDEO_BYTES {
-                return Err(Error::Unsupported(format!("{}: more than {MAX_VIDEO_BYTES} bytes of frames", path.display())));
+            if (frames.len() + 1) * fb > max_video_bytes() {
+                return Err(Error::Unsupported(format!("{}: more than {} bytes of frames (raise with --max-video-bytes)", path.display(), max_video_bytes())));
             }
             let mut buf = vec![0u8; fb];
             match f.read_exact(&mut buf) {
+                Ok(()) if frames.len() >= self::max_frames() => {
+                    return Err(Error::Unsupported(format!("{}: more than {} frames (raise with --max-frames)", path.display(), self::max_frames())));
+                }
                 Ok(()) => frames.push(split_i420(buf, w, h)),
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
                 Err(e) => return Err(Error::io(path, e)),
