@@ -204,18 +204,24 @@ fn killed_transcode_leaves_no_output_and_an_intact_input() {
     let src = d.join("in.y4m");
     let original = Video::from_rgb(&scene(70, 40, 4), (25, 1)).unwrap().to_y4m();
     std::fs::write(&src, &original).unwrap();
-    for target in ["out.mp4", "out.y4m", "outdir/"] {
-        let mut child = bin("ncodec")
-            .args(["transcode", s(&src), s(&d.join(target)), "--epochs", "100000", "--stream", s(&d.join("out.ncod"))])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+    let transcode = |target: &str| {
+        let mut c = bin("ncodec");
+        c.args(["transcode", s(&src), s(&d.join(target)), "--epochs", "100000", "--stream", s(&d.join("out.ncod"))]);
+        c
+    };
+    let encode = || {
+        let mut c = bin("ncenc");
+        c.args([s(&src), "-o", s(&d.join("out.ncod")), "--epochs", "100000"]);
+        c
+    };
+    for (target, mut cmd) in [("out.mp4", transcode("out.mp4")), ("out.y4m", transcode("out.y4m")), ("outdir/", transcode("outdir/")), ("out.ncod", encode())] {
+        let mut child = cmd.stderr(std::process::Stdio::null()).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1500));
         assert!(child.try_wait().unwrap().is_none(), "transcode ended before it was killed");
         child.kill().unwrap();
         child.wait().unwrap();
         let left: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        assert_eq!(left, vec!["in.y4m".to_string()], "after killing the transcode to {target}");
+        assert_eq!(left, vec!["in.y4m".to_string()], "after killing the run writing {target}");
         assert_eq!(std::fs::read(&src).unwrap(), original);
     }
 }
