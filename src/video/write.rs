@@ -8,7 +8,7 @@
 //! Every output is assembled in memory (or in a hidden temporary folder for PNGs) and moved
 //! into place with one rename, so a failed or killed run leaves no partial output.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::RgbImage;
 
@@ -105,29 +105,20 @@ pub fn write_video(path: &Path, frames: &[RgbImage], fps: (u32, u32), opts: &Out
         OutputKind::Container => {
             let video = Video::from_rgb(frames, fps)?;
             let (enc, packets) = anchors::encode_with(&video, &opts.encoder, opts.rate, true)?;
-            // Mux into a hidden file beside the target (same extension: the muxer goes by
-            // it), then rename over the target.
-            let tmp = hidden_sibling(path, true)?;
-            let result = anchors::mux(&tmp, &enc, packets).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            result
+            // Mux into a hidden temporary file beside the target (same extension: the muxer
+            // goes by it), then rename over the target; dropped on failure.
+            let ext = format!(".{}", path.extension().unwrap_or_default().to_string_lossy());
+            let tmp = tempfile::Builder::new().prefix(&hidden_prefix(path)).suffix(&ext).tempfile_in(crate::io::parent_dir(path)).map_err(|e| Error::io(path, e))?;
+            anchors::mux(tmp.path(), &enc, packets)?;
+            tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+            Ok(())
         }
     }
 }
 
-/// `.name.ncodec-<pid>-<n>[.ext]` in the same folder as `path`.
-fn hidden_sibling(path: &Path, keep_ext: bool) -> Result<PathBuf> {
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let name = path.file_name().ok_or_else(|| Error::Unsupported(format!("{}: not a file name", path.display())))?.to_string_lossy();
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut tmp = format!(".{name}.ncodec-{}-{n}", std::process::id());
-    if let Some(e) = path.extension().filter(|_| keep_ext) {
-        tmp.push('.');
-        tmp.push_str(&e.to_string_lossy());
-    }
-    Ok(path.with_file_name(tmp))
+/// Name prefix of hidden temporary siblings of `path`: `.name.ncodec-`.
+fn hidden_prefix(path: &Path) -> String {
+    format!(".{}.ncodec-", path.file_name().unwrap_or_default().to_string_lossy())
 }
 
 /// PNGs into a hidden sibling folder, then one rename. The target must not exist or be an
@@ -141,20 +132,17 @@ fn write_png_dir(path: &Path, frames: &[RgbImage]) -> Result<()> {
             return Err(Error::Unsupported(format!("{}: folder exists and is not empty", path.display())));
         }
     }
-    let tmp = hidden_sibling(path, false)?;
-    let result = (|| {
-        std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        for (i, f) in frames.iter().enumerate() {
-            let p = tmp.join(format!("frame_{:06}.png", i + 1));
-            f.save(&p).map_err(|e| Error::Image(format!("{}: {e}", p.display())))?;
-        }
-        if path.exists() {
-            std::fs::remove_dir(path).map_err(|e| Error::io(path, e))?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
+    // Removed on drop unless renamed into place.
+    let tmp = tempfile::Builder::new().prefix(&hidden_prefix(path)).tempdir_in(crate::io::parent_dir(path)).map_err(|e| Error::io(path, e))?;
+    for (i, f) in frames.iter().enumerate() {
+        let p = tmp.path().join(format!("frame_{:06}.png", i + 1));
+        f.save(&p).map_err(|e| Error::Image(format!("{}: {e}", p.display())))?;
     }
-    result
+    if path.exists() {
+        std::fs::remove_dir(path).map_err(|e| Error::io(path, e))?;
+    }
+    std::fs::rename(tmp.path(), path).map_err(|e| Error::io(path, e))?;
+    // Renamed: nothing left for the guard to delete.
+    let _ = tmp.keep();
+    Ok(())
 }
