@@ -37,8 +37,9 @@ impl BackendArgs {
 /// Options of the video codec `nerv` (ncenc, `ncodec transcode`, `ncodec bench`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct NervArgs {
-    /// Video: target bits per pixel; picks the network size (the reported rate is measured
-    /// from the stream's bytes). Overrides -q.
+    /// Target bits per pixel; overrides -q. Images: the best quality level whose real stream
+    /// fits the target (the smallest level if none does). Video: picks the network size (the
+    /// reported rate is measured from the stream's bytes).
     #[arg(long)]
     pub bpp: Option<f64>,
     /// Video: encode only the first N frames.

@@ -41,6 +41,21 @@ pub struct Card {
     /// Kodak results measured from real bitstreams, one entry per quality level.
     #[serde(default)]
     pub kodak: Vec<RatePoint>,
+    /// VQ codecs: how the Kodak images use each codebook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codebook_usage: Option<Vec<CodebookUsage>>,
+}
+
+/// Usage of one VQ codebook over a test set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodebookUsage {
+    pub quality: u8,
+    pub level: usize,
+    pub codes: usize,
+    /// 2^entropy of the code histogram: the number of equally used codes it is worth.
+    pub perplexity: f64,
+    /// Codes never chosen.
+    pub unused: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +177,15 @@ impl Codec {
         self.loaded.tables.float_hyper = on;
     }
 
+    /// Measurement only: quality 1 with its gain scaled by `factor` (< 1: below the lowest
+    /// trained rate). Streams made this way carry the same weight digest but decode correctly
+    /// only with a codec scaled the same way.
+    #[doc(hidden)]
+    pub fn with_lowest_gain_scaled(mut self, factor: f64) -> Self {
+        self.loaded.model = self.loaded.model.with_gain_scaled(0, factor);
+        self
+    }
+
     /// Number of quality levels (ncenc -q 1..=levels).
     pub fn qualities(&self) -> u8 {
         self.loaded.config.qualities() as u8
@@ -174,6 +198,32 @@ impl Codec {
     /// Encodes an 8-bit RGB image at `quality` (1 = smallest file … `qualities()` = best).
     pub fn encode(&self, img: &RgbImage, quality: u8) -> Result<Vec<u8>> {
         Ok(self.encode_with_latent(img, quality)?.0)
+    }
+
+    /// Encodes at the best quality level whose stream is at most `bpp` bits per pixel (the
+    /// lowest level if even that is larger), by bisection on real stream sizes (the rate grows
+    /// with the level). Returns the stream and the level.
+    pub fn encode_at_bpp(&self, img: &RgbImage, bpp: f64) -> Result<(Vec<u8>, u8)> {
+        if !(bpp.is_finite() && bpp > 0.0) {
+            return Err(Error::Unsupported(format!("target rate {bpp} bpp is not a positive number")));
+        }
+        let budget = bpp * img.width() as f64 * img.height() as f64 / 8.0;
+        let (mut lo, mut hi) = (1u8, self.qualities());
+        let mut best = (self.encode(img, lo)?, lo);
+        if best.0.len() as f64 > budget {
+            return Ok(best);
+        }
+        // Invariant: level `lo` fits.
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let bytes = self.encode(img, mid)?;
+            if bytes.len() as f64 <= budget {
+                (lo, best) = (mid, (bytes, mid));
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(best)
     }
 
     /// [`encode`](Self::encode), also returning the quantized latent ŷ the stream carries, as
@@ -196,6 +246,19 @@ impl Codec {
         Ok((Container { header, sections: coded.sections }.to_bytes(), coded.y_hat))
     }
 
+    /// VQ codecs: codebooks and presets.
+    pub fn vq_config(&self) -> Option<&crate::models::VqConfig> {
+        self.loaded.tables.vq.as_ref().map(|v| &v.config)
+    }
+
+    /// VQ codecs: the code indices (`[levels][positions]`) of `img` at `quality`.
+    pub fn vq_indices(&self, img: &RgbImage, quality: u8) -> Result<Vec<Vec<u32>>> {
+        if !(1..=self.qualities()).contains(&quality) {
+            return Err(Error::Unsupported(format!("quality {quality} out of range 1..={}", self.qualities())));
+        }
+        self.loaded.model.vq_indices(image_to_tensor(img, &self.device), quality as usize - 1, &self.loaded.tables)
+    }
+
     /// Decodes a parsed container made by this codec.
     pub fn decode(&self, c: &Container) -> Result<RgbImage> {
         let (q, y_hw) = self.check_stream(c)?;
@@ -206,8 +269,8 @@ impl Codec {
     /// Entropy-decodes a stream's latent ŷ without synthesizing pixels. Integer work only: the
     /// result is the same on every backend and machine.
     pub fn decode_latent(&self, c: &Container) -> Result<Vec<f32>> {
-        let (_, y_hw) = self.check_stream(c)?;
-        self.loaded.model.decode_latent(&c.sections, y_hw, &self.loaded.tables, &self.device)
+        let (q, y_hw) = self.check_stream(c)?;
+        self.loaded.model.decode_latent(&c.sections, q, y_hw, &self.loaded.tables, &self.device)
     }
 
     /// Checks that `c` was made by this codec and these weights; returns (quality index, latent size).

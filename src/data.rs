@@ -186,6 +186,17 @@ impl LatentSet {
         self.latents.len()
     }
 
+    /// Latent `i`: (height, width, `[M][h][w]`). Even `i`: training image `i / 2`; odd: its
+    /// mirror image.
+    pub fn get(&self, i: usize) -> (usize, usize, &[f32]) {
+        let (h, w, y) = &self.latents[i];
+        (*h, *w, y)
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
     pub fn is_empty(&self) -> bool {
         self.latents.is_empty()
     }

@@ -24,7 +24,7 @@ use crate::models::{Architecture, ModelConfig};
 /// Largest decoded area (pixels × frames) an execution may ask for.
 pub const MAX_FUZZ_PIXELS: u64 = 96 * 96 * 4;
 
-pub const ARCHITECTURES: [Architecture; 4] = [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior, Architecture::MultiReference];
+pub const ARCHITECTURES: [Architecture; 5] = [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior, Architecture::MultiReference, Architecture::Vq];
 
 /// A tiny randomly initialised model of `arch` (N = 8, M = 20), built once per process.
 pub fn tiny_codec(arch: Architecture) -> &'static Codec {
@@ -35,9 +35,17 @@ pub fn tiny_codec(arch: Architecture) -> &'static Codec {
             .iter()
             .map(|&a| {
                 device.seed(7);
-                let config = ModelConfig { architecture: a, n: 8, m: 20, lambdas: vec![0.001, 0.01, 0.1] };
+                let config = if a == Architecture::Vq {
+                    ModelConfig { architecture: a, n: 8, m: 20, lambdas: vec![], vq: Some(crate::models::VqConfig::with(3, 16)) }
+                } else {
+                    ModelConfig { architecture: a, n: 8, m: 20, lambdas: vec![0.001, 0.01, 0.1], vq: None }
+                };
                 let model = config.init(&device);
-                let bytes = crate::weights::to_bytes(&config, &model, &model.export_tables(), crate::weights::Precision::F16);
+                let mut tables = model.export_tables();
+                if let Some(vq) = &mut tables.vq {
+                    vq.priors = crate::models::vq::flat_priors(&vq.config);
+                }
+                let bytes = crate::weights::to_bytes(&config, &model, &tables, crate::weights::Precision::F16);
                 Codec::from_loaded(a.name(), crate::weights::from_bytes(&bytes, &device).expect("own weights load"), device.clone())
             })
             .collect()

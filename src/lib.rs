@@ -14,6 +14,7 @@ pub mod models;
 pub mod nerv;
 pub mod nn;
 pub mod train;
+pub mod train_vq;
 pub mod weights;
 
 pub use error::{Error, Result};

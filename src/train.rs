@@ -51,6 +51,8 @@ pub struct TrainOptions {
     pub freeze_transforms: bool,
     pub seed: u64,
     pub progress: bool,
+    /// VQ models only: loss and encoder training (see [`crate::train_vq`]).
+    pub vq: crate::train_vq::VqTrainOptions,
 }
 
 /// What a checkpoint directory records besides the tensors.
@@ -161,7 +163,7 @@ impl ScalarF64 for Tensor<1> {
     }
 }
 
-fn optimizer() -> ModuleOptimizer {
+pub(crate) fn optimizer() -> ModuleOptimizer {
     // PyTorch's ε: burn's default (1e-5) damps the many small post-clipping gradients.
     AdamConfig::new().with_epsilon(1e-8).with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))).init()
 }
@@ -175,6 +177,9 @@ pub fn hardware_description() -> String {
 }
 
 pub fn train(opts: &TrainOptions) -> Result<TrainState> {
+    if opts.config.architecture == Architecture::Vq {
+        return crate::train_vq::train(opts);
+    }
     let device = crate::backend::device().autodiff();
     std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
     let state_path = opts.ckpt_dir.join("state.json");
@@ -329,12 +334,12 @@ fn transplant(from: &ModelConfig, to: &ModelConfig) -> bool {
 }
 
 /// A copy of `model` (parameters and coding tables) on `device`.
-fn reload(model: &ImageModel, config: &ModelConfig, device: &Device) -> weights::LoadedModel {
+pub(crate) fn reload(model: &ImageModel, config: &ModelConfig, device: &Device) -> weights::LoadedModel {
     let bytes = weights::to_bytes(config, model, &model.export_tables(), Precision::F32);
     weights::from_bytes(&bytes, device).expect("a model's own serialization loads")
 }
 
-fn checkpoint(model: &ImageModel, optim: &ModuleOptimizer, state: &TrainState, dir: &Path) -> Result<()> {
+pub(crate) fn checkpoint(model: &ImageModel, optim: &ModuleOptimizer, state: &TrainState, dir: &Path) -> Result<()> {
     // Write next to the old files, then rename: a kill mid-write keeps the previous checkpoint.
     let tmp_model = dir.join("model.tmp.bpk");
     let tmp_optim = dir.join("optim.tmp.bpk");
@@ -354,9 +359,22 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(TrainState, Image
     Ok((state, model))
 }
 
-/// Exports a checkpoint as a shippable weight file (fp16 or fp32) with its integer tables.
-pub fn export(model: &ImageModel, state: &TrainState, out: &Path, precision: Precision) -> Result<[u8; 32]> {
-    let tables = model.export_tables();
+/// The integer tables to ship with a checkpoint's model: derived from the model, plus for VQ
+/// models the priors its training run learned (`<dir>/priors.bin`).
+pub fn checkpoint_tables(dir: &Path, model: &ImageModel) -> Result<crate::models::CodingTables> {
+    let mut tables = model.export_tables();
+    if let Some(vq) = &mut tables.vq {
+        let priors = crate::train_vq::load_priors(dir)?;
+        crate::models::vq::check_priors(&vq.config, &priors)?;
+        vq.priors = priors;
+    }
+    Ok(tables)
+}
+
+/// Exports a checkpoint (the model in `dir`) as a shippable weight file (fp16 or fp32) with
+/// its integer tables.
+pub fn export(dir: &Path, model: &ImageModel, state: &TrainState, out: &Path, precision: Precision) -> Result<[u8; 32]> {
+    let tables = checkpoint_tables(dir, model)?;
     let provenance = weights::Provenance { steps: state.step, seconds: state.seconds };
     weights::save_trained(out, &state.config, model, &tables, precision, Some(provenance))
 }

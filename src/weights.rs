@@ -5,6 +5,7 @@
 //!  "NCW1" | u32 header length | header (JSON: ModelConfig, dtype)
 //!  | u32 tensor count | per tensor: u8 rank, u32 dims[rank], values (f16/f32 LE)
 //!  | u32 channels | per channel: f32 median, i32 offset, u32 n, u32 freqs[n]
+//!  [ | VQ models: "VQP1" prior tables (see `models::vq::priors_to_bytes`) ]
 //! ```
 //! Parameters are stored in the module's visit order; loading checks every shape.
 
@@ -132,6 +133,9 @@ pub fn to_bytes_trained(config: &ModelConfig, model: &ImageModel, tables: &Codin
             put_u32(&mut out, f);
         }
     }
+    if let Some(vq) = tables.vq.as_ref().filter(|v| !v.priors.is_empty()) {
+        out.extend_from_slice(&crate::models::vq::priors_to_bytes(&vq.priors));
+    }
     out
 }
 
@@ -169,7 +173,7 @@ type Tensors = Vec<(Vec<usize>, Vec<f32>)>;
 
 pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     let digest: [u8; 32] = Sha256::digest(bytes).into();
-    let (header, tensors, bottleneck) = parse(bytes)?;
+    let (header, tensors, bottleneck, priors) = parse(bytes)?;
     let config = header.config;
     let mut assign = Assign { tensors: tensors.into_iter(), error: None, prefix: false };
     let model = config.init(device).map(&mut assign);
@@ -179,12 +183,20 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     if assign.tensors.next().is_some() {
         return Err(Error::Format("weight file has too many parameters".into()));
     }
-    let tables = CodingTables::new(&model, bottleneck);
+    let mut tables = CodingTables::new(&model, bottleneck);
+    match (&mut tables.vq, priors) {
+        (Some(vq), Some(priors)) => {
+            crate::models::vq::check_priors(&vq.config, &priors)?;
+            vq.priors = priors;
+        }
+        (None, Some(_)) => return Err(Error::Format("VQ priors in a weight file of another model".into())),
+        _ => {}
+    }
     Ok(LoadedModel { config, model, tables, digest, provenance: header.provenance })
 }
 
 /// Header, parameters and bottleneck tables of a weight file, all checked for sanity.
-fn parse(bytes: &[u8]) -> Result<(Header, Tensors, BottleneckTables)> {
+fn parse(bytes: &[u8]) -> Result<(Header, Tensors, BottleneckTables, Option<Vec<crate::models::PriorSet>>)> {
     let mut r = Reader::new(bytes, "weight file");
     if r.take(4)? != MAGIC {
         return Err(Error::Format("not an ncodec weight file".into()));
@@ -222,12 +234,13 @@ fn parse(bytes: &[u8]) -> Result<(Header, Tensors, BottleneckTables)> {
             .collect();
         freqs.push(f);
     }
+    let priors = if r.remaining() > 0 { Some(crate::models::vq::priors_from_reader(&mut r)?) } else { None };
     if r.remaining() != 0 {
         return Err(Error::Format("trailing bytes in weight file".into()));
     }
     header.config.check().map_err(|e| Error::Format(format!("implausible model configuration: {e}")))?;
     let bottleneck = BottleneckTables::new(medians, offsets, freqs)?;
-    Ok((header, tensors, bottleneck))
+    Ok((header, tensors, bottleneck, priors))
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {

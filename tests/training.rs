@@ -22,13 +22,14 @@ fn quick_options(config: ModelConfig, data: std::path::PathBuf, ckpt_dir: std::p
         freeze_transforms: false,
         seed: 1,
         progress: false,
+        vq: Default::default(),
     }
 }
 
 /// Exports a checkpoint as `<name>.ncw` in `dir` and codes a generated image with it.
 fn export_and_round_trip(model: &ncodec::models::ImageModel, state: &ncodec::train::TrainState, name: &str, dir: &std::path::Path) -> std::path::PathBuf {
     let out = dir.join(format!("{name}.ncw"));
-    ncodec::train::export(model, state, &out, ncodec::weights::Precision::F16).unwrap();
+    ncodec::train::export(dir, model, state, &out, ncodec::weights::Precision::F16).unwrap();
     let codec = ncodec::Codec::from_weights(name, &out).unwrap();
     let img = common::test_image(70, 65, 9);
     let bytes = codec.encode(&img, 2).unwrap();
@@ -45,7 +46,7 @@ fn train_checkpoint_resume_export() {
     for i in 0..3 {
         common::test_image(80, 72, i).save(data.join("sub").join(format!("{i}.png"))).unwrap();
     }
-    let config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 8, lambdas: vec![0.01, 0.05] };
+    let config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 8, lambdas: vec![0.01, 0.05], vq: None };
     let mut opts = quick_options(config.clone(), data, dir.path().join("ckpt"));
     let s = train(&opts).unwrap();
     assert_eq!(s.step, 3);
@@ -89,7 +90,7 @@ fn frozen_transform_context_training() {
     }
     let device = ncodec::backend::device();
     let lambdas = vec![0.01, 0.05];
-    let base_config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 10, lambdas: lambdas.clone() };
+    let base_config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 10, lambdas: lambdas.clone(), vq: None };
     let base = base_config.init(&device);
     let base_path = dir.path().join("base.ncw");
     ncodec::weights::save(&base_path, &base_config, &base, &base.export_tables(), ncodec::weights::Precision::F32).unwrap();

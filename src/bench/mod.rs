@@ -37,6 +37,10 @@ pub trait RdCodec: Send + Sync {
     fn settings(&self) -> Vec<u32>;
     fn encode(&self, img: &RgbImage, setting: u32) -> Result<Vec<u8>>;
     fn decode(&self, bytes: &[u8]) -> Result<RgbImage>;
+    /// Decodes what `encode(_, setting)` made (for codecs whose streams need the setting).
+    fn decode_setting(&self, bytes: &[u8], _setting: u32) -> Result<RgbImage> {
+        self.decode(bytes)
+    }
 }
 
 /// An ncodec model from the zoo (or a weight file) under the harness's interface.
@@ -61,6 +65,42 @@ impl RdCodec for Ncodec {
     }
     fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
         self.codec.decode(&Container::parse(bytes)?)
+    }
+}
+
+/// Measurement only: a gain-unit codec pushed below its lowest trained rate, quality 1's gain
+/// scaled by one factor per setting (setting i uses `codecs[i - 1]`).
+pub struct Extrapolated {
+    pub name: String,
+    pub codecs: Vec<(f64, Codec)>,
+}
+
+impl Extrapolated {
+    fn get(&self, setting: u32) -> Result<&Codec> {
+        let i = (setting as usize).checked_sub(1).filter(|&i| i < self.codecs.len());
+        Ok(&self.codecs[i.ok_or_else(|| crate::Error::Unsupported(format!("setting {setting}")))?].1)
+    }
+}
+
+impl RdCodec for Extrapolated {
+    fn name(&self) -> String {
+        format!("ncodec-{}-extrapolated", self.name)
+    }
+    fn description(&self) -> String {
+        let f: Vec<String> = self.codecs.iter().map(|(f, _)| format!("{f}")).collect();
+        format!("ncodec {} at quality 1 with its gain scaled by {} (below the trained range; measurement only)", self.name, f.join(", "))
+    }
+    fn settings(&self) -> Vec<u32> {
+        (1..=self.codecs.len() as u32).collect()
+    }
+    fn encode(&self, img: &RgbImage, setting: u32) -> Result<Vec<u8>> {
+        self.get(setting)?.encode(img, 1)
+    }
+    fn decode(&self, _bytes: &[u8]) -> Result<RgbImage> {
+        Err(crate::Error::Unsupported(format!("{}: the stream does not say its gain factor", self.name())))
+    }
+    fn decode_setting(&self, bytes: &[u8], setting: u32) -> Result<RgbImage> {
+        self.get(setting)?.decode(&Container::parse(bytes)?)
     }
 }
 
@@ -112,7 +152,7 @@ pub fn measure(codec: &dyn RdCodec, name: &str, img: &RgbImage, setting: u32) ->
     let bytes = codec.encode(img, setting)?;
     let encode_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let out = codec.decode(&bytes)?;
+    let out = codec.decode_setting(&bytes, setting)?;
     let decode_s = t.elapsed().as_secs_f64();
     if out.dimensions() != img.dimensions() {
         return Err(crate::Error::Codec(format!("{}: decoded {:?}, expected {:?}", codec.name(), out.dimensions(), img.dimensions())));

@@ -12,7 +12,7 @@ use ncodec::codec::{Codec, DEFAULT_CODEC};
     name = "ncenc",
     version,
     about = "Encode an image or a video with a learned ncodec codec",
-    after_help = "Examples:\n  ncenc photo.png -o photo.ncod\n  ncenc photo.jpg -o photo.ncod -q 6\n  cat in.png | ncenc - -o - > out.ncod\n  ncenc clip.mp4 -o clip.ncod --codec nerv --bpp 0.1 --frames 50\n\nSee the codecs and their quality levels with `ncodec list`. Videos (.y4m, .yuv, .mp4, .mkv, ...)\nuse the video codec `nerv`: encoding fits a small network per group of frames, which takes\nminutes on a CPU."
+    after_help = "Examples:\n  ncenc photo.png -o photo.ncod\n  ncenc photo.jpg -o photo.ncod -q 6\n  ncenc photo.png -o tiny.ncod --codec vq --bpp 0.05\n  cat in.png | ncenc - -o - > out.ncod\n  ncenc clip.mp4 -o clip.ncod --codec nerv --bpp 0.1 --frames 50\n\nSee the codecs and their quality levels with `ncodec list`. Videos (.y4m, .yuv, .mp4, .mkv, ...)\nuse the video codec `nerv`: encoding fits a small network per group of frames, which takes\nminutes on a CPU."
 )]
 struct Args {
     /// Input image (PNG, JPEG, BMP, TIFF, PNM, WebP) or video (.y4m, .yuv, anything ffmpeg reads), or - for an image on stdin.
@@ -65,14 +65,17 @@ fn run(args: &Args) -> ncodec::Result<()> {
     let backend = args.backend.select()?;
     let codec = Codec::open_on(args.codec.as_deref().unwrap_or(DEFAULT_CODEC), args.weights.as_deref(), backend.device)?;
     let start = Instant::now();
-    let bytes = codec.encode(&img, args.quality)?;
+    let (bytes, quality) = match args.nerv.bpp {
+        Some(target) => codec.encode_at_bpp(&img, target)?,
+        None => (codec.encode(&img, args.quality)?, args.quality),
+    };
     let secs = start.elapsed().as_secs_f64();
     ncodec::io::write_atomic(&args.output, &bytes)?;
     if !args.quiet {
         let px = img.width() as f64 * img.height() as f64;
         eprintln!(
             "{}x{} {} q{}: {} bytes, {:.4} bpp, encoded in {:.2} s on {}",
-            img.width(), img.height(), codec.name, args.quality, bytes.len(), bytes.len() as f64 * 8.0 / px, secs, backend.name
+            img.width(), img.height(), codec.name, quality, bytes.len(), bytes.len() as f64 * 8.0 / px, secs, backend.name
         );
     }
     Ok(())

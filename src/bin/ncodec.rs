@@ -68,6 +68,18 @@ enum Command {
         /// Export the result as this weight file (fp16) when training stops.
         #[arg(long)]
         export: Option<PathBuf>,
+        /// vq: residual levels.
+        #[arg(long, default_value_t = 6)]
+        vq_levels: usize,
+        /// vq: codes per level.
+        #[arg(long, default_value_t = 256)]
+        vq_codes: usize,
+        /// vq: what the decoder minimises.
+        #[arg(long, value_enum, default_value = "mse")]
+        vq_loss: ncodec::train_vq::VqLoss,
+        /// vq: train the encoder too (straight-through, commitment loss) instead of only g_s.
+        #[arg(long)]
+        train_encoder: bool,
     },
     /// Encode and decode an image (a generated scene by default) at every quality level of the
     /// default codec and print bpp, PSNR and MS-SSIM.
@@ -192,6 +204,15 @@ enum Command {
         /// `<codec>-float-hyper`), to measure what the integer entropy path costs.
         #[arg(long, hide = true)]
         float_hyper: bool,
+        /// Measurement only: also run each gain-unit codec below its lowest trained rate, with
+        /// quality 1's gain scaled by each factor (curve `<codec>-extrapolated`, one setting per
+        /// factor). Its streams are not standard ones: compare, do not ship.
+        #[arg(long, value_delimiter = ',')]
+        extrapolate: Option<Vec<f64>>,
+        /// Anchor settings to run instead of each anchor's default sweep (e.g. 1,3,5,10 for
+        /// their lowest rates).
+        #[arg(long, value_delimiter = ',')]
+        anchor_quality: Option<Vec<u32>>,
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
     },
@@ -251,13 +272,19 @@ fn run(cli: Cli) -> ncodec::Result<()> {
     match cli.command {
         Command::Train {
             codec, data, n, m, lambda, ckpt_dir, steps, minutes, batch, crop, lr, checkpoint_every, resume, init_from, freeze_transforms, seed, export,
+            vq_levels, vq_codes, vq_loss, train_encoder,
         } => {
             let architecture = Architecture::from_name(&codec)
                 .ok_or_else(|| ncodec::Error::Unsupported(format!("unknown codec architecture '{codec}'")))?;
-            let config = ModelConfig { architecture, n, m, lambdas: lambda.unwrap_or(DEFAULT_LAMBDAS.to_vec()) };
+            let config = if architecture == Architecture::Vq {
+                ModelConfig { architecture, n, m, lambdas: vec![], vq: Some(ncodec::models::VqConfig::with(vq_levels, vq_codes)) }
+            } else {
+                ModelConfig { architecture, n, m, lambdas: lambda.unwrap_or(DEFAULT_LAMBDAS.to_vec()), vq: None }
+            };
+            let vq = ncodec::train_vq::VqTrainOptions { loss: vq_loss, train_encoder, ..Default::default() };
             let opts = TrainOptions {
                 config, data, ckpt_dir: ckpt_dir.clone(), steps, minutes, batch, crop, lr,
-                checkpoint_every: checkpoint_every.max(1), resume, init_from, freeze_transforms, seed, progress: true,
+                checkpoint_every: checkpoint_every.max(1), resume, init_from, freeze_transforms, seed, progress: true, vq,
             };
             let state = train::train(&opts)?;
             eprintln!("stopped at step {} ({:.2} h of training in total)", state.step, state.seconds / 3600.0);
@@ -284,16 +311,16 @@ fn run(cli: Cli) -> ncodec::Result<()> {
         Command::Demo { input, codec, out } => demo(input, &codec, &out),
         Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule, no_lrp } => {
             let (state, model) = load_for_export(&ckpt_dir, no_lrp)?;
-            ship(&state, &model, &name, data_dir, &description, &command, &lr_schedule)
+            ship(&ckpt_dir, &state, &model, &name, data_dir, &description, &command, &lr_schedule)
         }
         Command::Info { file } => info(&file),
         Command::Transcode { input, output, via, quality, stream, geometry, nerv, video_out, backend } => transcode(&input, &output, &via, quality, stream.as_deref(), geometry.as_deref(), &nerv, &video_out, &backend),
         Command::Crosscheck { codec, weights, a, b, count, seed, max_side } => crosscheck(&codec, weights.as_deref(), a, b, ncodec::crosscheck::Options { count, seed, max_side }),
-        Command::Bench { dataset, data_dir, codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, out } => {
+        Command::Bench { dataset, data_dir, codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, extrapolate, anchor_quality, out } => {
             let video = dataset == "video";
             let anchors = anchors.unwrap_or_else(|| if video { vec!["x264".into(), "x265".into()] } else { vec!["jpeg".into(), "webp".into(), "avif".into()] });
             let bd_anchor = bd_anchor.unwrap_or_else(|| if video { "x264" } else { "jpeg" }.into());
-            let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, out };
+            let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, extrapolate, anchor_quality, out };
             bench(&opts)
         }
     }
@@ -301,7 +328,7 @@ fn run(cli: Cli) -> ncodec::Result<()> {
 
 fn export_ckpt(ckpt_dir: &std::path::Path, out: &std::path::Path, fp32: bool, no_lrp: bool) -> ncodec::Result<()> {
     let (state, model) = load_for_export(ckpt_dir, no_lrp)?;
-    let digest = train::export(&model, &state, out, if fp32 { Precision::F32 } else { Precision::F16 })?;
+    let digest = train::export(ckpt_dir, &model, &state, out, if fp32 { Precision::F32 } else { Precision::F16 })?;
     eprintln!("exported step {} to {} (sha256 {})", state.step, out.display(), hex(&digest));
     Ok(())
 }
@@ -312,13 +339,14 @@ fn list() -> ncodec::Result<()> {
         println!("no codecs shipped in {}", ncodec::codec::zoo_dir().display());
     }
     for (name, card) in codecs {
-        println!("{name:<12} {} ({} parameters, {} quality levels: ncenc -q 1..{})", card.description, card.parameters, card.training.lambdas.len(), card.training.lambdas.len());
+        println!("{name:<12} {} ({} parameters, {} quality levels: ncenc -q 1..{})", card.description, card.parameters, card.kodak.len(), card.kodak.len());
         for p in &card.kodak {
             let times = match (p.encode_s, p.decode_s) {
                 (Some(e), Some(d)) => format!("  enc {e:.2} s / dec {d:.2} s"),
                 _ => String::new(),
             };
-            println!("    q{}  λ={:<7} Kodak {:.3} bpp  {:.2} dB PSNR  {:.4} MS-SSIM{times}", p.quality, p.lambda, p.bpp, p.psnr, p.ms_ssim);
+            let lambda = if p.lambda > 0.0 { format!("λ={:<7}", p.lambda) } else { " ".repeat(9) };
+            println!("    q{:<2} {lambda} Kodak {:.3} bpp  {:.2} dB PSNR  {:.4} MS-SSIM{times}", p.quality, p.bpp, p.psnr, p.ms_ssim);
         }
     }
     println!("{:<12} video: HNeRV-style network fitted to each video at encode time (no shipped weights; ncenc CLIP -o OUT --codec nerv -q 1..{})", ncodec::nerv::CODEC_NAME, ncodec::nerv::QUALITIES);
@@ -534,6 +562,8 @@ struct BenchArgs {
     timing: bool,
     backend: ncodec::cli::BackendArgs,
     float_hyper: bool,
+    extrapolate: Option<Vec<f64>>,
+    anchor_quality: Option<Vec<u32>>,
     out: PathBuf,
 }
 
@@ -566,6 +596,11 @@ fn bench(a: &BenchArgs) -> ncodec::Result<()> {
             codec.use_float_hyper(true);
             codecs.push(Box::new(bench::Ncodec { name: format!("{name}-float-hyper"), codec }));
         }
+        if let Some(factors) = a.extrapolate.as_ref().filter(|_| name != "vq") {
+            let open = || ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone());
+            let scaled = factors.iter().map(|&f| Ok((f, open()?.with_lowest_gain_scaled(f)))).collect::<ncodec::Result<Vec<_>>>()?;
+            codecs.push(Box::new(bench::Extrapolated { name: name.clone(), codecs: scaled }));
+        }
     }
     for name in a.anchors.iter().filter(|c| c.as_str() != "none") {
         codecs.push(bench::anchors::by_name(name)?);
@@ -574,8 +609,10 @@ fn bench(a: &BenchArgs) -> ncodec::Result<()> {
     let mut curves = vec![];
     for codec in &codecs {
         let is_ncodec = codec.name().starts_with("ncodec-");
-        let settings = match (&a.quality, is_ncodec) {
-            (Some(q), true) => q.clone(),
+        let extrapolated = codec.name().ends_with("-extrapolated");
+        let settings = match (&a.quality, &a.anchor_quality, is_ncodec) {
+            (Some(q), _, true) if !extrapolated => q.clone(),
+            (_, Some(q), false) => q.clone(),
             _ => codec.settings(),
         };
         let bar = indicatif::ProgressBar::new((images.len() * settings.len()) as u64);
@@ -637,12 +674,13 @@ fn load_for_export(ckpt_dir: &std::path::Path, no_lrp: bool) -> ncodec::Result<(
     Ok((state, if no_lrp { model.without_lrp() } else { model }))
 }
 
-fn ship(state: &train::TrainState, model: &ncodec::models::ImageModel, name: &str, data_dir: Option<PathBuf>, description: &str, command: &str, lr_schedule: &str) -> ncodec::Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::models::ImageModel, name: &str, data_dir: Option<PathBuf>, description: &str, command: &str, lr_schedule: &str) -> ncodec::Result<()> {
     use burn::module::Module;
     let dir = ncodec::codec::zoo_dir().join(name);
     std::fs::create_dir_all(&dir).map_err(|e| ncodec::Error::io(&dir, e))?;
     let weights = dir.join("weights.ncw");
-    let digest = train::export(model, state, &weights, Precision::F16)?;
+    let digest = train::export(ckpt_dir, model, state, &weights, Precision::F16)?;
     let kodak = default_kodak(data_dir)?;
     let images = ncodec::bench::load_images(&ncodec::manifest::Manifest::builtin("kodak")?.verify(&kodak)?)?;
     let codec = ncodec::bench::Ncodec { name: name.to_string(), codec: ncodec::codec::Codec::from_weights(name, &weights)? };
@@ -655,7 +693,14 @@ fn ship(state: &train::TrainState, model: &ncodec::models::ImageModel, name: &st
     let points = ncodec::bench::summarize(&rows);
     let card = ncodec::codec::Card {
         name: name.to_string(),
-        architecture: format!("{} (N={}, M={}), {} gain-unit quality levels", state.config.architecture.name(), state.config.n, state.config.m, state.config.qualities()),
+        architecture: match &state.config.vq {
+            Some(vq) => format!(
+                "{} (N={}, M={}), residual VQ: {} levels x {} codes; presets (levels, level-0 codes): {}",
+                state.config.architecture.name(), state.config.n, state.config.m, vq.levels, vq.codes,
+                vq.presets.iter().map(|p| format!("({}, {})", p.levels, p.codes)).collect::<Vec<_>>().join(" ")
+            ),
+            None => format!("{} (N={}, M={}), {} gain-unit quality levels", state.config.architecture.name(), state.config.n, state.config.m, state.config.qualities()),
+        },
         description: description.to_string(),
         weights: "weights.ncw".into(),
         weights_sha256: hex(&digest),
@@ -676,7 +721,7 @@ fn ship(state: &train::TrainState, model: &ncodec::models::ImageModel, name: &st
             .iter()
             .map(|p| ncodec::codec::RatePoint {
                 quality: p.setting as u8,
-                lambda: state.config.lambdas[p.setting as usize - 1],
+                lambda: state.config.lambdas.get(p.setting as usize - 1).copied().unwrap_or(0.0),
                 bpp: (p.bpp * 1e4).round() / 1e4,
                 psnr: (p.psnr * 1e3).round() / 1e3,
                 ms_ssim: (p.ms_ssim * 1e5).round() / 1e5,
@@ -684,6 +729,7 @@ fn ship(state: &train::TrainState, model: &ncodec::models::ImageModel, name: &st
                 decode_s: Some((p.decode_s * 1e3).round() / 1e3),
             })
             .collect(),
+        codebook_usage: vq_usage(&codec.codec, &images)?,
     };
     let text = format!(
         "# Codec card: generated by `ncodec ship`; Kodak numbers are means over the 24 images of\n# {}, measured from real .ncod bytes (bpp = file bytes x 8 / pixels), RGB 8-bit output.\n{}",
@@ -697,6 +743,31 @@ fn ship(state: &train::TrainState, model: &ncodec::models::ImageModel, name: &st
         println!("  q{} {:.4} bpp {:.3} dB {:.5}", p.setting, p.bpp, p.psnr, p.ms_ssim);
     }
     Ok(())
+}
+
+/// VQ codecs: per codebook, how Kodak uses it (perplexity, unused codes): the full levels at
+/// the best preset, and each reduced level-0 codebook at its preset.
+fn vq_usage(codec: &ncodec::codec::Codec, images: &[(String, image::RgbImage)]) -> ncodec::Result<Option<Vec<ncodec::codec::CodebookUsage>>> {
+    let Some(cfg) = codec.vq_config() else { return Ok(None) };
+    let mut out = vec![];
+    for (q, preset) in cfg.presets.iter().enumerate() {
+        let best = q + 1 == cfg.presets.len();
+        if preset.codes == cfg.codes && !best {
+            continue;
+        }
+        let mut per_level: Vec<Vec<u32>> = vec![vec![]; preset.levels];
+        for im in images {
+            for (l, ks) in codec.vq_indices(&im.1, q as u8 + 1)?.into_iter().enumerate() {
+                per_level[l].extend(ks);
+            }
+        }
+        for (l, ks) in per_level.iter().enumerate() {
+            let codes = if l == 0 { preset.codes } else { cfg.codes };
+            let (perplexity, unused) = ncodec::models::vq::usage(ks, codes);
+            out.push(ncodec::codec::CodebookUsage { quality: q as u8 + 1, level: l, codes, perplexity: (perplexity * 10.0).round() / 10.0, unused });
+        }
+    }
+    Ok(Some(out))
 }
 
 fn hex(b: &[u8]) -> String {

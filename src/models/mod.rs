@@ -12,6 +12,8 @@
 //!                                        ẑ ──h_s (fixed point)──► (σ, μ) ──GaussianConditional(y)──► bytes[1]
 //!  LatentCodec::MultiRef:    as Hyperprior, but y is coded slice by slice, each slice's (σ, μ)
 //!                            refined from decoded references (see [`multiref`]) ──► bytes[1]
+//!  LatentCodec::Vq:          y ──residual VQ──► code indices ──learned categorical priors──► bytes
+//!                            (see [`vq`]; quality levels pick codebook depth, gains are 1)
 //! ```
 //! Everything that decides a probability table is integer: the bottleneck's tables, the
 //! fixed-point hyper-synthesis ([`IntegerHyperSynthesis`]) and the scale-table index. Entropy
@@ -23,6 +25,7 @@
 
 pub mod multiref;
 pub mod transforms;
+pub mod vq;
 
 use burn::module::Param;
 use burn::prelude::*;
@@ -33,7 +36,9 @@ use crate::entropy::{BottleneckTables, EntropyBottleneck, GaussianConditional, G
 use crate::error::{Error, Result};
 pub use multiref::{ContextModel, IntegerContext};
 pub use transforms::IntegerHyperSynthesis;
-use transforms::{Analysis, HyperAnalysis, HyperSynthesis, Synthesis};
+pub use vq::{Codebook, Codebooks, PriorSet, VqConfig, VqLatent, VqPreset};
+pub use transforms::Synthesis;
+use transforms::{Analysis, HyperAnalysis, HyperSynthesis};
 
 /// Spatial downsampling of y relative to x, and of the padding unit for whole images.
 pub const Y_STRIDE: usize = 16;
@@ -50,6 +55,8 @@ pub enum Architecture {
     MeanScaleHyperprior,
     /// Mean-scale hyperprior plus channel, checkerboard and global references (ELIC/MLIC++).
     MultiReference,
+    /// Residual vector quantization with learned categorical priors (McQuic-style).
+    Vq,
 }
 
 impl Architecture {
@@ -59,11 +66,12 @@ impl Architecture {
             Architecture::ScaleHyperprior => "hyperprior",
             Architecture::MeanScaleHyperprior => "mean-scale",
             Architecture::MultiReference => "mlic",
+            Architecture::Vq => "vq",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Factorized, Self::ScaleHyperprior, Self::MeanScaleHyperprior, Self::MultiReference].into_iter().find(|a| a.name() == name)
+        [Self::Factorized, Self::ScaleHyperprior, Self::MeanScaleHyperprior, Self::MultiReference, Self::Vq].into_iter().find(|a| a.name() == name)
     }
 }
 
@@ -76,18 +84,27 @@ pub struct ModelConfig {
     /// Channels of the latent y.
     pub m: usize,
     /// Rate-distortion trade-off per quality level, lowest rate first (loss = λ·255²·MSE + bpp).
+    /// Empty for VQ models, whose quality levels are [`VqConfig::presets`].
     pub lambdas: Vec<f64>,
+    /// Codebooks and presets of a VQ model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vq: Option<VqConfig>,
 }
 
 impl ModelConfig {
     pub fn qualities(&self) -> usize {
-        self.lambdas.len()
+        match &self.vq {
+            Some(vq) if self.architecture == Architecture::Vq => vq.presets.len(),
+            _ => self.lambdas.len(),
+        }
     }
 
     /// Rejects configurations no model can be built from (weight files are untrusted input).
     pub fn check(&self) -> Result<()> {
         let min_m = if self.architecture == Architecture::MultiReference { 10 } else { 1 };
-        if self.lambdas.is_empty() || self.lambdas.len() > 255 {
+        if self.architecture == Architecture::Vq {
+            self.vq.as_ref().ok_or_else(|| Error::Unsupported("a VQ model needs its codebook configuration".into()))?.check()?;
+        } else if self.lambdas.is_empty() || self.lambdas.len() > 255 {
             return Err(Error::Unsupported("need 1 to 255 quality levels".into()));
         }
         if !(1..=1024).contains(&self.n) || !(min_m..=1024).contains(&self.m) {
@@ -107,6 +124,7 @@ pub enum LatentCodec {
     Factorized(EntropyBottleneck),
     Hyperprior(HyperpriorLatent),
     MultiRef(MultiRefLatent),
+    Vq(VqLatent),
 }
 
 /// The mean-scale hyperprior with the multi-reference context model on top.
@@ -155,16 +173,40 @@ pub struct CodingTables {
     /// Run the float h_s on the device instead of the fixed-point one. Only for measuring what
     /// the integer path costs: streams coded this way decode correctly only on the same backend.
     pub float_hyper: bool,
+    /// Codebooks and priors (VQ models only).
+    pub vq: Option<VqTables>,
+}
+
+/// What a VQ model codes with, on the host.
+#[derive(Debug, Clone)]
+pub struct VqTables {
+    pub config: VqConfig,
+    pub books: Codebooks,
+    /// Empty until learned ([`vq::fit_priors`]) or loaded from a weight file.
+    pub priors: Vec<PriorSet>,
+}
+
+impl VqTables {
+    /// The level-0 codebook, levels and priors of quality index `q`.
+    fn preset(&self, q: usize) -> Result<(&Codebook, usize, &PriorSet)> {
+        let p = self.config.presets.get(q).ok_or_else(|| Error::Format("quality out of range".into()))?;
+        let set = self.priors.iter().find(|s| s.first_codes == p.codes).ok_or_else(|| Error::Codec("this VQ model has no priors (export it with `ncodec export`)".into()))?;
+        Ok((self.books.first(p.codes)?, p.levels, set))
+    }
 }
 
 impl CodingTables {
     pub fn new(model: &ImageModel, bottleneck: BottleneckTables) -> Self {
         let (hyper, context) = match &model.latent {
-            LatentCodec::Factorized(_) => (None, None),
+            LatentCodec::Factorized(_) | LatentCodec::Vq(_) => (None, None),
             LatentCodec::Hyperprior(hp) => (Some(hp.h_s.integer()), None),
             LatentCodec::MultiRef(mr) => (Some(mr.hyper.h_s.integer()), Some(mr.context.integer())),
         };
-        Self { bottleneck, gaussian: GaussianConditional::new(), hyper, context, float_hyper: false }
+        let vq = match &model.latent {
+            LatentCodec::Vq(v) => Some(VqTables { config: v.config().clone(), books: v.host(), priors: vec![] }),
+            _ => None,
+        };
+        Self { bottleneck, gaussian: GaussianConditional::new(), hyper, context, float_hyper: false, vq }
     }
 }
 
@@ -191,8 +233,11 @@ impl ImageModel {
         let (n, m, q) = (cfg.n, cfg.m, cfg.qualities());
         // Start each quality with a gain roughly matched to its λ (quantization step ~ λ^-1/3),
         // relative to the middle quality, so the rate points are apart from the first step.
-        let mid = cfg.lambdas[q / 2];
-        let lg: Vec<f32> = cfg.lambdas.iter().flat_map(|&l| std::iter::repeat_n(((l / mid).ln() / 3.0) as f32, m)).collect();
+        let lg: Vec<f32> = match cfg.lambdas.get(q / 2) {
+            Some(&mid) if cfg.architecture != Architecture::Vq => cfg.lambdas.iter().flat_map(|&l| std::iter::repeat_n(((l / mid).ln() / 3.0) as f32, m)).collect(),
+            // VQ: every preset sees y itself (gain 1).
+            _ => vec![0.0; q * m],
+        };
         let log_gain = Tensor::<2>::from_data(TensorData::new(lg, [q, m]), device);
         let log_inv_gain = log_gain.clone().neg();
         let hyperprior = |ms| HyperpriorLatent {
@@ -205,6 +250,7 @@ impl ImageModel {
             Architecture::ScaleHyperprior => LatentCodec::Hyperprior(hyperprior(false)),
             Architecture::MeanScaleHyperprior => LatentCodec::Hyperprior(hyperprior(true)),
             Architecture::MultiReference => LatentCodec::MultiRef(MultiRefLatent { hyper: hyperprior(true), context: ContextModel::new(m, device) }),
+            Architecture::Vq => LatentCodec::Vq(VqLatent::new(cfg.vq.as_ref().expect("checked VQ configuration"), m, device)),
         };
         Self {
             g_a: Analysis::new(n, m, device),
@@ -249,6 +295,16 @@ impl ImageModel {
                 let out = mr.context.forward(y, hp.hyper_features(z_tilde));
                 (out.y_rec, out.likelihoods.into_iter().chain([z_lik]).collect())
             }
+            LatentCodec::Vq(v) => {
+                // Every level, straight through; VQ training has its own loop (train_vq).
+                let [b, m, h, w] = y.dims();
+                let books = v.host();
+                let vectors: Vec<f32> = to_host(y.clone().detach()).chunks(m * h * w).flat_map(|s| vq::planar_to_vectors(s, m)).collect();
+                let (_, recon) = books.quantize(&vectors, books.levels.len(), &books.levels[0]);
+                let planar: Vec<f32> = recon.chunks(m * h * w).flat_map(|s| vq::vectors_to_planar(s, m)).collect();
+                let q = from_host(planar, [b, m, h, w], &y.device());
+                (y.clone() + (q - y).detach(), vec![])
+            }
         };
         let x_hat = self.g_s.forward(y_hat * self.gains(q, true));
         ForwardOutput { x_hat, likelihoods }
@@ -259,6 +315,8 @@ impl ImageModel {
         let eb = match &self.latent {
             LatentCodec::Factorized(eb) => eb,
             LatentCodec::Hyperprior(hp) | LatentCodec::MultiRef(MultiRefLatent { hyper: hp, .. }) => &hp.z_bottleneck,
+            // Priors are learned from data, not from the model: see vq::fit_priors.
+            LatentCodec::Vq(_) => return CodingTables::new(self, BottleneckTables::new(vec![], vec![], vec![]).expect("empty tables")),
         };
         CodingTables::new(self, eb.export())
     }
@@ -292,17 +350,34 @@ impl ImageModel {
                 let y_hat = context.code(&hyper, h, w, &tables.gaussian, &mut multiref::Encode { y: &y_host, enc: &mut y_enc })?;
                 Ok(Compressed { sections: vec![z_section, y_enc.finish()?], y_hat })
             }
+            LatentCodec::Vq(_) => {
+                let vt = tables.vq.as_ref().ok_or_else(|| Error::Codec("VQ tables are missing".into()))?;
+                let (first, levels, priors) = vt.preset(q)?;
+                let m = self.latent_channels();
+                let (mut idx, recon) = vt.books.quantize(&vq::planar_to_vectors(&y_host, m), levels, first);
+                let mut enc = SymbolEncoder::new();
+                vq::code_indices(&mut idx, h, w, priors, &mut vq::Encode(&mut enc))?;
+                Ok(Compressed { sections: vec![enc.finish()?], y_hat: vq::vectors_to_planar(&recon, m) })
+            }
         }
+    }
+
+    /// VQ models: the code indices (`[levels][h·w]`) an image gets at quality index `q`.
+    pub fn vq_indices(&self, x: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Vec<Vec<u32>>> {
+        let vt = tables.vq.as_ref().ok_or_else(|| Error::Unsupported("not a VQ model".into()))?;
+        let (first, levels, _) = vt.preset(q)?;
+        let y = to_host(self.g_a.forward(x));
+        Ok(vt.books.quantize(&vq::planar_to_vectors(&y, self.latent_channels()), levels, first).0)
     }
 
     /// Entropy-decodes the latent ŷ (`[M][h][w]`) of a stream: integer work on the CPU only,
     /// identical on every machine (unless `tables.float_hyper`).
-    pub fn decode_latent(&self, sections: &[Vec<u8>], y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<Vec<f32>> {
-        Ok(self.decode_parts(sections, y_hw, tables, device)?.0)
+    pub fn decode_latent(&self, sections: &[Vec<u8>], q: usize, y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<Vec<f32>> {
+        Ok(self.decode_parts(sections, q, y_hw, tables, device)?.0)
     }
 
     /// ŷ and, for multi-reference models, the hyperprior features LRP needs.
-    fn decode_parts(&self, sections: &[Vec<u8>], y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<(Vec<f32>, Option<Vec<i32>>)> {
+    fn decode_parts(&self, sections: &[Vec<u8>], q: usize, y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<(Vec<f32>, Option<Vec<i32>>)> {
         let [h, w] = y_hw;
         let m = self.latent_channels();
         match &self.latent {
@@ -327,12 +402,21 @@ impl ImageModel {
                 let y_hat = context.code(&hyper, h, w, &tables.gaussian, &mut multiref::Decode(&mut y_dec))?;
                 Ok((y_hat, Some(hyper)))
             }
+            LatentCodec::Vq(_) => {
+                let [bytes] = sections else { return Err(Error::Format("expected 1 section".into())) };
+                let vt = tables.vq.as_ref().ok_or_else(|| Error::Codec("VQ tables are missing".into()))?;
+                let (first, levels, priors) = vt.preset(q)?;
+                let mut idx = vec![vec![0u32; h * w]; levels];
+                let mut dec = SymbolDecoder::new(bytes)?;
+                vq::code_indices(&mut idx, h, w, priors, &mut vq::Decode(&mut dec))?;
+                Ok((vq::vectors_to_planar(&vt.books.reconstruct(&idx, first), m), None))
+            }
         }
     }
 
     /// Inverse of [`compress`](Self::compress): `y_hw` is the latent's (height, width).
     pub fn decompress(&self, sections: &[Vec<u8>], q: usize, y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<Tensor<4>> {
-        let (y_hat, hyper) = self.decode_parts(sections, y_hw, tables, device)?;
+        let (y_hat, hyper) = self.decode_parts(sections, q, y_hw, tables, device)?;
         self.synthesize(y_hat, hyper, q, y_hw, device)
     }
 
@@ -359,6 +443,50 @@ impl ImageModel {
                 Ok(GaussianParams::from_float(&to_host(scales), means.map(to_host).as_deref()))
             }
         }
+    }
+
+    /// This model with `other`'s analysis and synthesis transforms (same N and M).
+    pub fn with_transforms_of(mut self, other: &ImageModel) -> Self {
+        self.g_a = other.g_a.clone();
+        self.g_s = other.g_s.clone();
+        self
+    }
+
+    /// This model with quality `q`'s gain multiplied by `factor` (and its inverse gain divided).
+    pub fn with_gain_scaled(mut self, q: usize, factor: f64) -> Self {
+        let shift = |t: Tensor<2>, by: f64| {
+            let [qs, m] = t.dims();
+            let mut v = to_host(t.clone());
+            for x in &mut v[q * m..(q + 1) * m] {
+                *x += by as f32;
+            }
+            from_host(v, [qs, m], &t.device())
+        };
+        let ln = factor.ln();
+        self.log_gain = self.log_gain.map(|t| shift(t, ln));
+        self.log_inv_gain = self.log_inv_gain.map(|t| shift(t, -ln));
+        self
+    }
+
+    /// The synthesis transform, e.g. to collect only its gradients.
+    pub fn synthesis_module(&self) -> &Synthesis {
+        &self.g_s
+    }
+
+    /// The codebooks of a VQ model.
+    pub fn vq_latent(&self) -> Option<&VqLatent> {
+        match &self.latent {
+            LatentCodec::Vq(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A VQ model with these codebook values (other models unchanged).
+    pub fn with_codebooks(mut self, books: &Codebooks) -> Self {
+        if let LatentCodec::Vq(v) = self.latent {
+            self.latent = LatentCodec::Vq(v.with_host(books));
+        }
+        self
     }
 
     /// g_a without the quality gain (the same latent for every quality level).

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod fixed;
+pub mod ms_ssim;
 mod gdn;
 
 pub use gdn::Gdn;
