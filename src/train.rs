@@ -181,39 +181,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         return crate::train_vq::train(opts);
     }
     let device = crate::backend::device().autodiff();
-    std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
-    let state_path = opts.ckpt_dir.join("state.json");
-    let model_path = opts.ckpt_dir.join("model.bpk");
-    let optim_path = opts.ckpt_dir.join("optim.bpk");
-
-    opts.config.check()?;
-    let set = TrainSet::load(&opts.data, opts.crop)?;
-    let mut state = TrainState {
-        config: opts.config.clone(),
-        step: 0,
-        seconds: 0.0,
-        batch: opts.batch,
-        crop: opts.crop,
-        lr: opts.lr,
-        data: opts.data.display().to_string(),
-        images: set.len(),
-        hardware: hardware_description(),
-    };
+    let (set, mut state) = start_run(opts)?;
     let mut optim = optimizer();
     let mut model;
-    if opts.resume && state_path.exists() {
-        let prev: TrainState = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?)
-            .map_err(|e| Error::Format(format!("{}: {e}", state_path.display())))?;
-        if prev.config != opts.config {
-            return Err(Error::Unsupported(format!("checkpoint in {} is for a different model configuration", opts.ckpt_dir.display())));
-        }
-        state.step = prev.step;
-        state.seconds = prev.seconds;
-        model = opts.config.init(&device).load_file(&model_path);
-        if optim_path.exists() {
-            optim = optim.load(&optim_path).map_err(|e| Error::Format(format!("{}: {e:?}", optim_path.display())))?;
-        }
-        eprintln!("resuming at step {} ({:.1} h trained so far)", state.step, state.seconds / 3600.0);
+    if let Some((m, o)) = resume_run(opts, &mut state, &device)? {
+        (model, optim) = (m, o);
     } else if let Some(init) = &opts.init_from {
         let loaded = weights::load(init, &device)?;
         if transplant(&loaded.config, &opts.config) {
@@ -324,6 +296,50 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     checkpoint(&model, &optim, &state, &opts.ckpt_dir)?;
     bar.finish();
     Ok(state)
+}
+
+/// Checks the options, creates the checkpoint folder, loads the training set and starts the
+/// run's state at step 0.
+pub(crate) fn start_run(opts: &TrainOptions) -> Result<(TrainSet, TrainState)> {
+    std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
+    opts.config.check()?;
+    let set = TrainSet::load(&opts.data, opts.crop)?;
+    let state = TrainState {
+        config: opts.config.clone(),
+        step: 0,
+        seconds: 0.0,
+        batch: opts.batch,
+        crop: opts.crop,
+        lr: opts.lr,
+        data: opts.data.display().to_string(),
+        images: set.len(),
+        hardware: hardware_description(),
+    };
+    Ok((set, state))
+}
+
+/// With `--resume` and a checkpoint in the folder: its model and optimizer, and `state`
+/// continued from its step count. `None` when there is nothing to resume.
+pub(crate) fn resume_run(opts: &TrainOptions, state: &mut TrainState, device: &Device) -> Result<Option<(ImageModel, ModuleOptimizer)>> {
+    let dir = &opts.ckpt_dir;
+    let state_path = dir.join("state.json");
+    if !(opts.resume && state_path.exists()) {
+        return Ok(None);
+    }
+    let prev: TrainState = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?)
+        .map_err(|e| Error::Format(format!("{}: {e}", state_path.display())))?;
+    if prev.config != opts.config {
+        return Err(Error::Unsupported(format!("checkpoint in {} is for a different model configuration", dir.display())));
+    }
+    (state.step, state.seconds) = (prev.step, prev.seconds);
+    let model = opts.config.init(device).load_file(dir.join("model.bpk"));
+    let mut optim = optimizer();
+    let optim_path = dir.join("optim.bpk");
+    if optim_path.exists() {
+        optim = optim.load(&optim_path).map_err(|e| Error::Format(format!("{}: {e:?}", optim_path.display())))?;
+    }
+    eprintln!("resuming at step {} ({:.1} h trained so far)", state.step, state.seconds / 3600.0);
+    Ok(Some((model, optim)))
 }
 
 /// `--init-from` a mean-scale file (`from`) into a multi-reference model of the same transforms.

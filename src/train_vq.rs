@@ -19,7 +19,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -27,7 +26,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{LatentSet, TrainSet};
+use crate::data::LatentSet;
 use crate::error::{Error, Result};
 use crate::models::vq::{self, Codebook, Codebooks, kmeans};
 use crate::models::{ImageModel, VqConfig, from_host, to_host};
@@ -203,49 +202,21 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     }
     let device = crate::backend::device().autodiff();
     let plain = crate::backend::device();
-    std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
     let dir = &opts.ckpt_dir;
-    let state_path = dir.join("state.json");
-    opts.config.check()?;
-    let set = TrainSet::load(&opts.data, opts.crop)?;
-    let mut state = TrainState {
-        config: opts.config.clone(),
-        step: 0,
-        seconds: 0.0,
-        batch: opts.batch,
-        crop: opts.crop,
-        lr: opts.lr,
-        data: opts.data.display().to_string(),
-        images: set.len(),
-        hardware: crate::train::hardware_description(),
+    let (set, mut state) = crate::train::start_run(opts)?;
+    let (mut model, mut optim, resumed) = match crate::train::resume_run(opts, &mut state, &device)? {
+        Some((m, o)) => (m, o, true),
+        None => {
+            let init = opts.init_from.as_ref().ok_or_else(|| Error::Unsupported("VQ training starts from a trained model's transforms: give --init-from (e.g. codecs/mlic/weights.ncw)".into()))?;
+            let loaded = weights::load(init, &device)?;
+            if (loaded.config.n, loaded.config.m) != (opts.config.n, opts.config.m) {
+                return Err(Error::Unsupported(format!("{} has N={}, M={}; give the same --n and --m", init.display(), loaded.config.n, loaded.config.m)));
+            }
+            eprintln!("transforms from {}", init.display());
+            (opts.config.init(&device).with_transforms_of(&loaded.model), crate::train::optimizer(), false)
+        }
     };
-    let mut optim = crate::train::optimizer();
-    let mut rng;
-    let mut model: ImageModel;
-    let resumed = opts.resume && state_path.exists();
-    if resumed {
-        let prev: TrainState = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?)
-            .map_err(|e| Error::Format(format!("{}: {e}", state_path.display())))?;
-        if prev.config != opts.config {
-            return Err(Error::Unsupported(format!("checkpoint in {} is for a different model configuration", dir.display())));
-        }
-        (state.step, state.seconds) = (prev.step, prev.seconds);
-        model = opts.config.init(&device).load_file(dir.join("model.bpk"));
-        let optim_path = dir.join("optim.bpk");
-        if optim_path.exists() {
-            optim = optim.load(&optim_path).map_err(|e| Error::Format(format!("{}: {e:?}", optim_path.display())))?;
-        }
-        eprintln!("resuming at step {} ({:.1} h trained so far)", state.step, state.seconds / 3600.0);
-    } else {
-        let init = opts.init_from.as_ref().ok_or_else(|| Error::Unsupported("VQ training starts from a trained model's transforms: give --init-from (e.g. codecs/mlic/weights.ncw)".into()))?;
-        let loaded = weights::load(init, &device)?;
-        if (loaded.config.n, loaded.config.m) != (opts.config.n, opts.config.m) {
-            return Err(Error::Unsupported(format!("{} has N={}, M={}; give the same --n and --m", init.display(), loaded.config.n, loaded.config.m)));
-        }
-        model = opts.config.init(&device).with_transforms_of(&loaded.model);
-        eprintln!("transforms from {}", init.display());
-    }
-    rng = StdRng::seed_from_u64(opts.seed.wrapping_add(state.step as u64));
+    let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_add(state.step as u64));
     device.seed(opts.seed.wrapping_add(state.step as u64));
 
     // Latents of the current g_a (cached by its digest): codebook init, frozen-encoder batches

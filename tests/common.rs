@@ -42,3 +42,24 @@ pub fn datasets() -> Option<PathBuf> {
     let candidates = [std::env::var_os("NCODEC_DATA").map(PathBuf::from), Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets")))];
     candidates.into_iter().flatten().find(|p| p.join("kodak").is_dir())
 }
+
+/// Training options for a few quick steps: batch 2, 64x64 crops, checkpoint every 2 steps.
+pub fn quick_train_options(config: ModelConfig, data: PathBuf, ckpt_dir: PathBuf) -> ncodec::train::TrainOptions {
+    ncodec::train::TrainOptions {
+        config,
+        data,
+        ckpt_dir,
+        steps: 3,
+        minutes: None,
+        batch: 2,
+        crop: 64,
+        lr: 1e-3,
+        checkpoint_every: 2,
+        resume: false,
+        init_from: None,
+        freeze_transforms: false,
+        seed: 1,
+        progress: false,
+        vq: Default::default(),
+    }
+}

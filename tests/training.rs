@@ -5,26 +5,7 @@ mod common;
 use ncodec::models::{Architecture, ModelConfig};
 use ncodec::train::{TrainOptions, load_checkpoint, train};
 
-/// 3 steps of batch 2, 64x64 crops, checkpoint every 2 steps, from scratch.
-fn quick_options(config: ModelConfig, data: std::path::PathBuf, ckpt_dir: std::path::PathBuf) -> TrainOptions {
-    TrainOptions {
-        config,
-        data,
-        ckpt_dir,
-        steps: 3,
-        minutes: None,
-        batch: 2,
-        crop: 64,
-        lr: 1e-3,
-        checkpoint_every: 2,
-        resume: false,
-        init_from: None,
-        freeze_transforms: false,
-        seed: 1,
-        progress: false,
-        vq: Default::default(),
-    }
-}
+use common::quick_train_options as quick_options;
 
 /// Exports a checkpoint as `<name>.ncw` in `dir` and codes a generated image with it.
 fn export_and_round_trip(model: &ncodec::models::ImageModel, state: &ncodec::train::TrainState, name: &str, dir: &std::path::Path) -> std::path::PathBuf {

@@ -25,23 +25,8 @@ fn setup(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 fn options(data: std::path::PathBuf, base: std::path::PathBuf, ckpt: std::path::PathBuf) -> TrainOptions {
-    TrainOptions {
-        config: ModelConfig { architecture: Architecture::Vq, n: 8, m: 12, lambdas: vec![], vq: Some(VqConfig::with(3, 16)) },
-        data,
-        ckpt_dir: ckpt,
-        steps: 3,
-        minutes: None,
-        batch: 2,
-        crop: 64,
-        lr: 1e-3,
-        checkpoint_every: 2,
-        resume: false,
-        init_from: Some(base),
-        freeze_transforms: false,
-        seed: 1,
-        progress: false,
-        vq: VqTrainOptions::default(),
-    }
+    let config = ModelConfig { architecture: Architecture::Vq, n: 8, m: 12, lambdas: vec![], vq: Some(VqConfig::with(3, 16)) };
+    TrainOptions { init_from: Some(base), ..common::quick_train_options(config, data, ckpt) }
 }
 
 #[test]
