@@ -559,16 +559,18 @@ pub fn fit_priors(cfg: &VqConfig, books: &Codebooks, latents: &[(usize, usize, &
         let mut bits = vec![];
         for (p, &(contexts, symbols)) in shapes.iter().enumerate() {
             let (tr, he) = (&train.passes[p].2, &held.passes[p].2);
+            let marg_train = marginal(tr, symbols);
             let best = ALPHAS
                 .iter()
-                .map(|&a| (held_out_bits(tr, he, contexts, symbols, a), a))
+                .map(|&a| (held_out_bits(tr, &marg_train, he, contexts, symbols, a), a))
                 .min_by(|x, y| x.0.total_cmp(&y.0))
                 .unwrap();
             bits.push(best.0);
             let all: Vec<u64> = tr.iter().zip(he).map(|(a, b)| a + b).collect();
+            let marg_all = marginal(&all, symbols);
             let freqs: Vec<u16> = (0..contexts)
                 .flat_map(|c| {
-                    let pmf = smoothed(&all, c, symbols, best.1);
+                    let pmf = smoothed(&all[c * symbols..(c + 1) * symbols], &marg_all, best.1);
                     quantize_pmf(&pmf).into_iter().map(|f| u16::try_from(f).expect("a frequency below 2^16 when there are 2+ symbols"))
                 })
                 .collect();
@@ -589,23 +591,22 @@ fn marginal(counts: &[u64], symbols: usize) -> Vec<f64> {
     m.iter().map(|v| v / s).collect()
 }
 
-/// p(symbol | context c) = (n(c, s) + α·p(s)) / (n(c) + α), with p the marginal.
-fn smoothed(counts: &[u64], c: usize, symbols: usize, alpha: f64) -> Vec<f64> {
-    let marg = marginal(counts, symbols);
-    let row = &counts[c * symbols..(c + 1) * symbols];
+/// p(symbol | context) = (n(s) + α·p(s)) / (n + α) for one context's counts `row`, with p
+/// the marginal `marg`.
+fn smoothed(row: &[u64], marg: &[f64], alpha: f64) -> Vec<f64> {
     let total: f64 = row.iter().sum::<u64>() as f64 + alpha;
-    row.iter().zip(&marg).map(|(&n, &p)| (n as f64 + alpha * p) / total).collect()
+    row.iter().zip(marg).map(|(&n, &p)| (n as f64 + alpha * p) / total).collect()
 }
 
-/// Mean bits per held-out symbol under counts `train` smoothed with `alpha`.
-fn held_out_bits(train: &[u64], held: &[u64], contexts: usize, symbols: usize, alpha: f64) -> f64 {
+/// Mean bits per held-out symbol under counts `train` (marginal `marg`) smoothed with `alpha`.
+fn held_out_bits(train: &[u64], marg: &[f64], held: &[u64], contexts: usize, symbols: usize, alpha: f64) -> f64 {
     let (mut bits, mut n) = (0.0, 0u64);
     for c in 0..contexts {
         let row = &held[c * symbols..(c + 1) * symbols];
         if row.iter().all(|&v| v == 0) {
             continue;
         }
-        let p = smoothed(train, c, symbols, alpha);
+        let p = smoothed(&train[c * symbols..(c + 1) * symbols], marg, alpha);
         for (s, &k) in row.iter().enumerate() {
             if k > 0 {
                 bits -= k as f64 * p[s].log2();
