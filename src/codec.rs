@@ -230,9 +230,7 @@ impl Codec {
     /// every decoder will reconstruct it (see [`decode_latent`](Self::decode_latent)).
     pub fn encode_with_latent(&self, img: &RgbImage, quality: u8) -> Result<(Vec<u8>, Vec<f32>)> {
         crate::io::check_dimensions(img.width(), img.height())?;
-        if !(1..=self.qualities()).contains(&quality) {
-            return Err(Error::Unsupported(format!("quality {quality} out of range 1..={}", self.qualities())));
-        }
+        self.check_quality(quality)?;
         let x = image_to_tensor(img, &self.device);
         let coded = self.loaded.model.compress(x, quality as usize - 1, &self.loaded.tables)?;
         let header = Header {
@@ -253,9 +251,7 @@ impl Codec {
 
     /// VQ codecs: the code indices (`[levels][positions]`) of `img` at `quality`.
     pub fn vq_indices(&self, img: &RgbImage, quality: u8) -> Result<Vec<Vec<u32>>> {
-        if !(1..=self.qualities()).contains(&quality) {
-            return Err(Error::Unsupported(format!("quality {quality} out of range 1..={}", self.qualities())));
-        }
+        self.check_quality(quality)?;
         self.loaded.model.vq_indices(image_to_tensor(img, &self.device), quality as usize - 1, &self.loaded.tables)
     }
 
@@ -271,6 +267,14 @@ impl Codec {
     pub fn decode_latent(&self, c: &Container) -> Result<Vec<f32>> {
         let (q, y_hw) = self.check_stream(c)?;
         self.loaded.model.decode_latent(&c.sections, q, y_hw, &self.loaded.tables, &self.device)
+    }
+
+    fn check_quality(&self, quality: u8) -> Result<()> {
+        if (1..=self.qualities()).contains(&quality) {
+            Ok(())
+        } else {
+            Err(Error::Unsupported(format!("quality {quality} out of range 1..={}", self.qualities())))
+        }
     }
 
     /// Checks that `c` was made by this codec and these weights; returns (quality index, latent size).

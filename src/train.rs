@@ -223,20 +223,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     } else {
         Source::Images(set)
     };
-    let log_path = opts.ckpt_dir.join("log.csv");
-    let new_log = !log_path.exists();
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io(&log_path, e))?;
-    if new_log {
-        let header = match source {
-            Source::Images(_) => "step,seconds,loss,bpp,mse,psnr",
-            Source::Latents { .. } => "step,seconds,loss,bpp_y,mse,psnr,mean_scale_bpp_y",
-        };
-        writeln!(log, "{header}").ok();
-    }
-
-    let bar = if opts.progress { ProgressBar::new(opts.steps as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {per_sec} eta {eta} {msg}").unwrap());
-    bar.set_position(state.step as u64);
+    let header = match source {
+        Source::Images(_) => "step,seconds,loss,bpp,mse,psnr",
+        Source::Latents { .. } => "step,seconds,loss,bpp_y,mse,psnr,mean_scale_bpp_y",
+    };
+    let mut log = open_log(&opts.ckpt_dir, header)?;
+    let bar = progress_bar(opts, &state);
     let start = Instant::now();
     let base_seconds = state.seconds;
     let q_levels = opts.config.qualities();
@@ -296,6 +288,25 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     checkpoint(&model, &optim, &state, &opts.ckpt_dir)?;
     bar.finish();
     Ok(state)
+}
+
+/// The run's `log.csv` in `dir`, opened for appending; `header` starts a new one.
+pub(crate) fn open_log(dir: &Path, header: &str) -> Result<std::fs::File> {
+    let path = dir.join("log.csv");
+    let new_log = !path.exists();
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    if new_log {
+        writeln!(log, "{header}").ok();
+    }
+    Ok(log)
+}
+
+/// The progress bar of a run (hidden unless `opts.progress`), at the run's current step.
+pub(crate) fn progress_bar(opts: &TrainOptions, state: &TrainState) -> ProgressBar {
+    let bar = if opts.progress { ProgressBar::new(opts.steps as u64) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {per_sec} eta {eta} {msg}").unwrap());
+    bar.set_position(state.step as u64);
+    bar
 }
 
 /// Checks the options, creates the checkpoint folder, loads the training set and starts the
@@ -380,9 +391,7 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(TrainState, Image
 pub fn checkpoint_tables(dir: &Path, model: &ImageModel) -> Result<crate::models::CodingTables> {
     let mut tables = model.export_tables();
     if let Some(vq) = &mut tables.vq {
-        let priors = crate::train_vq::load_priors(dir)?;
-        crate::models::vq::check_priors(&vq.config, &priors)?;
-        vq.priors = priors;
+        vq.set_priors(crate::train_vq::load_priors(dir)?)?;
     }
     Ok(tables)
 }

@@ -21,7 +21,6 @@ use std::time::Instant;
 
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -242,15 +241,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         (books, ema)
     };
 
-    let log_path = dir.join("log.csv");
-    let new_log = !log_path.exists();
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io(&log_path, e))?;
-    if new_log {
-        writeln!(log, "step,seconds,loss,mse,psnr,psnr_all_levels,perplexity_level0,restarts").ok();
-    }
-    let bar = if opts.progress { ProgressBar::new(opts.steps as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {per_sec} eta {eta} {msg}").unwrap());
-    bar.set_position(state.step as u64);
+    let mut log = crate::train::open_log(dir, "step,seconds,loss,mse,psnr,psnr_all_levels,perplexity_level0,restarts")?;
+    let bar = crate::train::progress_bar(opts, &state);
     let start = Instant::now();
     let base_seconds = state.seconds;
     let m = opts.config.m;

@@ -185,10 +185,7 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     }
     let mut tables = CodingTables::new(&model, bottleneck);
     match (&mut tables.vq, priors) {
-        (Some(vq), Some(priors)) => {
-            crate::models::vq::check_priors(&vq.config, &priors)?;
-            vq.priors = priors;
-        }
+        (Some(vq), Some(priors)) => vq.set_priors(priors)?,
         (None, Some(_)) => return Err(Error::Format("VQ priors in a weight file of another model".into())),
         _ => {}
     }

@@ -187,6 +187,13 @@ pub struct VqTables {
 }
 
 impl VqTables {
+    /// Installs learned or loaded priors after checking they fit the codebooks.
+    pub fn set_priors(&mut self, priors: Vec<PriorSet>) -> Result<()> {
+        vq::check_priors(&self.config, &priors)?;
+        self.priors = priors;
+        Ok(())
+    }
+
     /// The level-0 codebook, levels and priors of quality index `q`.
     fn preset(&self, q: usize) -> Result<(&Codebook, usize, &PriorSet)> {
         let p = self.config.presets.get(q).ok_or_else(|| Error::Format("quality out of range".into()))?;
@@ -196,6 +203,11 @@ impl VqTables {
 }
 
 impl CodingTables {
+    /// The VQ part, which a VQ model's coding needs.
+    fn vq_tables(&self) -> Result<&VqTables> {
+        self.vq.as_ref().ok_or_else(|| Error::Codec("VQ tables are missing".into()))
+    }
+
     pub fn new(model: &ImageModel, bottleneck: BottleneckTables) -> Self {
         let (hyper, context) = match &model.latent {
             LatentCodec::Factorized(_) | LatentCodec::Vq(_) => (None, None),
@@ -351,7 +363,7 @@ impl ImageModel {
                 Ok(Compressed { sections: vec![z_section, y_enc.finish()?], y_hat })
             }
             LatentCodec::Vq(_) => {
-                let vt = tables.vq.as_ref().ok_or_else(|| Error::Codec("VQ tables are missing".into()))?;
+                let vt = tables.vq_tables()?;
                 let (first, levels, priors) = vt.preset(q)?;
                 let m = self.latent_channels();
                 let (mut idx, recon) = vt.books.quantize(&vq::planar_to_vectors(&y_host, m), levels, first);
@@ -364,7 +376,7 @@ impl ImageModel {
 
     /// VQ models: the code indices (`[levels][h·w]`) an image gets at quality index `q`.
     pub fn vq_indices(&self, x: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Vec<Vec<u32>>> {
-        let vt = tables.vq.as_ref().ok_or_else(|| Error::Unsupported("not a VQ model".into()))?;
+        let vt = tables.vq_tables()?;
         let (first, levels, _) = vt.preset(q)?;
         let y = to_host(self.g_a.forward(x));
         Ok(vt.books.quantize(&vq::planar_to_vectors(&y, self.latent_channels()), levels, first).0)
@@ -404,7 +416,7 @@ impl ImageModel {
             }
             LatentCodec::Vq(_) => {
                 let [bytes] = sections else { return Err(Error::Format("expected 1 section".into())) };
-                let vt = tables.vq.as_ref().ok_or_else(|| Error::Codec("VQ tables are missing".into()))?;
+                let vt = tables.vq_tables()?;
                 let (first, levels, priors) = vt.preset(q)?;
                 let mut idx = vec![vec![0u32; h * w]; levels];
                 let mut dec = SymbolDecoder::new(bytes)?;

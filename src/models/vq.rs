@@ -265,26 +265,23 @@ impl Codebooks {
 
 /// `[M][n]` planar latent → `n` row-major M-vectors.
 pub fn planar_to_vectors(y: &[f32], m: usize) -> Vec<f32> {
-    let n = y.len() / m;
-    let mut v = vec![0f32; y.len()];
-    for c in 0..m {
-        for i in 0..n {
-            v[i * m + c] = y[c * n + i];
-        }
-    }
-    v
+    transpose(y, m, y.len() / m)
 }
 
 /// Inverse of [`planar_to_vectors`].
 pub fn vectors_to_planar(v: &[f32], m: usize) -> Vec<f32> {
-    let n = v.len() / m;
-    let mut y = vec![0f32; v.len()];
-    for i in 0..n {
-        for c in 0..m {
-            y[c * n + i] = v[i * m + c];
+    transpose(v, v.len() / m, m)
+}
+
+/// A row-major `rows` x `cols` matrix, transposed.
+fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; a.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = a[r * cols + c];
         }
     }
-    y
+    t
 }
 
 /// Perplexity (2^entropy of the empirical code distribution) and unused codes of one level.
