@@ -76,6 +76,39 @@ pub struct NervArgs {
     /// Video: seed of the network initialisation and tile order.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Video, stem: intra period in frames (every N-th frame is an intra frame; 0 = only the
+    /// first). Decoders seek and recover from damage at intra frames.
+    #[arg(long, default_value_t = crate::stem::DEFAULT_GOP)]
+    pub gop: usize,
+}
+
+/// What a stem encode reports.
+pub struct StemEncoded {
+    pub bytes: Vec<u8>,
+    pub seconds: f64,
+}
+
+/// Encodes `video` with the stem codec `codec` at quality `q` and `--gop`, with a progress bar.
+pub fn encode_stem(codec: &crate::codec::Codec, video: &crate::video::Video, q: u8, args: &NervArgs, quiet: bool) -> crate::Result<StemEncoded> {
+    if args.bpp.is_some() {
+        return Err(crate::Error::Unsupported("--bpp is not supported by the stem video codec yet: pick a quality with -q".into()));
+    }
+    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(video.frames.len() as u64) };
+    bar.set_style(indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] frame {pos}/{len} {per_sec} {msg}").unwrap().progress_chars("=> "));
+    let start = std::time::Instant::now();
+    let mut total = 0;
+    let bytes = crate::stem::encode(codec, video, q, args.gop, &mut |_, b| {
+        total += b;
+        bar.set_message(format!("{total} B"));
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    Ok(StemEncoded { bytes, seconds: start.elapsed().as_secs_f64() })
+}
+
+/// The video codecs: fitted per video (`nerv`) or trained (`stem`).
+pub fn is_video_codec(name: &str) -> bool {
+    name == crate::nerv::CODEC_NAME || name == crate::stem::CODEC_NAME
 }
 
 /// What a nerv encode reports.

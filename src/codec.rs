@@ -44,6 +44,25 @@ pub struct Card {
     /// VQ codecs: how the Kodak images use each codebook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codebook_usage: Option<Vec<CodebookUsage>>,
+    /// Video codecs: a test clip through real streams, with P-frames and all intra.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub video: Vec<VideoPoint>,
+}
+
+/// One quality level of a video codec on a clip (means over frames; bpp from stream bytes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VideoPoint {
+    pub clip: String,
+    pub quality: u8,
+    /// Intra period (1: every frame intra).
+    pub gop: usize,
+    pub bpp: f64,
+    pub psnr_rgb: f64,
+    pub psnr_yuv: f64,
+    pub ms_ssim: f64,
+    /// Seconds per frame to encode / decode on the machine that shipped the card.
+    pub encode_s: f64,
+    pub decode_s: f64,
 }
 
 /// Usage of one VQ codebook over a test set.
@@ -244,6 +263,48 @@ impl Codec {
         Ok((Container { header, sections: coded.sections }.to_bytes(), coded.y_hat))
     }
 
+    /// Whether this is a video codec (`stem`): it codes frames with [`encode_frame`](Self::encode_frame).
+    pub fn is_video(&self) -> bool {
+        self.loaded.config.architecture == crate::models::Architecture::Stem
+    }
+
+    /// Video codecs: codes one frame at `quality` as an intra frame (`reference` None) or a
+    /// P-frame on the previous frame's latent. Returns the frame's sections and its latent
+    /// (Q12), the next frame's reference.
+    pub fn encode_frame(&self, img: &RgbImage, quality: u8, reference: Option<&[i32]>) -> Result<(Vec<Vec<u8>>, Vec<i32>)> {
+        crate::io::check_dimensions(img.width(), img.height())?;
+        self.check_quality(quality)?;
+        let x = image_to_tensor(img, &self.device);
+        let (coded, y_q) = self.loaded.model.compress_frame(x, quality as usize - 1, reference, &self.loaded.tables)?;
+        Ok((coded.sections, y_q))
+    }
+
+    /// Video codecs: inverse of [`encode_frame`](Self::encode_frame) for a `width`x`height`
+    /// frame. With `pixels` false only the latent is decoded (integer work, to reach a later
+    /// frame) and no image is returned.
+    pub fn decode_frame(&self, sections: &[Vec<u8>], quality: u8, (width, height): (u32, u32), reference: Option<&[i32]>, pixels: bool) -> Result<(Option<RgbImage>, Vec<i32>)> {
+        self.check_quality(quality)?;
+        let y_hw = [padded(height) / Y_STRIDE, padded(width) / Y_STRIDE];
+        let (x_hat, y_q) = self.loaded.model.decompress_frame(sections, quality as usize - 1, y_hw, reference, &self.loaded.tables, &self.device, pixels)?;
+        Ok((x_hat.map(|x| tensor_to_image(x, width, height)), y_q))
+    }
+
+    /// Checks that a stream header names this codec and its weights.
+    pub fn check_header(&self, h: &Header) -> Result<()> {
+        if h.codec != self.name {
+            return Err(Error::Unsupported(format!("stream was made by codec '{}', not '{}'", h.codec, self.name)));
+        }
+        if h.weights_digest[..] != self.loaded.digest[..8] {
+            return Err(Error::Unsupported(format!(
+                "stream was made with other '{}' weights (digest {}, installed {}): decoding it would give garbage",
+                h.codec,
+                hex(&h.weights_digest),
+                hex(&self.loaded.digest[..8])
+            )));
+        }
+        self.check_quality(h.quality).map_err(|_| Error::Format(format!("quality {} out of range", h.quality)))
+    }
+
     /// VQ codecs: codebooks and presets.
     pub fn vq_config(&self) -> Option<&crate::models::VqConfig> {
         self.loaded.tables.vq.as_ref().map(|v| &v.config)
@@ -280,20 +341,7 @@ impl Codec {
     /// Checks that `c` was made by this codec and these weights; returns (quality index, latent size).
     fn check_stream(&self, c: &Container) -> Result<(usize, [usize; 2])> {
         let h = &c.header;
-        if h.codec != self.name {
-            return Err(Error::Unsupported(format!("stream was made by codec '{}', not '{}'", h.codec, self.name)));
-        }
-        if h.weights_digest[..] != self.loaded.digest[..8] {
-            return Err(Error::Unsupported(format!(
-                "stream was made with other '{}' weights (digest {}, installed {}): decoding it would give garbage",
-                h.codec,
-                hex(&h.weights_digest),
-                hex(&self.loaded.digest[..8])
-            )));
-        }
-        if !(1..=self.qualities()).contains(&h.quality) {
-            return Err(Error::Format(format!("quality {} out of range", h.quality)));
-        }
+        self.check_header(h)?;
         let (pw, ph) = (padded(h.width), padded(h.height));
         Ok((h.quality as usize - 1, [ph / Y_STRIDE, pw / Y_STRIDE]))
     }

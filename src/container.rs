@@ -76,17 +76,23 @@ impl Container {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        Self::parse_checked(bytes, true)
+        match Self::parse_lenient(bytes)? {
+            (c, true) => Ok(c),
+            (_, false) => Err(Error::Format("payload checksum mismatch (corrupt file)".into())),
+        }
     }
 
     /// Fuzzing only: parses without verifying the payload checksum, so mutated payloads
     /// reach the decoders behind it.
     #[doc(hidden)]
     pub fn parse_ignoring_checksum(bytes: &[u8]) -> Result<Self> {
-        Self::parse_checked(bytes, false)
+        Ok(Self::parse_lenient(bytes)?.0)
     }
 
-    fn parse_checked(bytes: &[u8], verify: bool) -> Result<Self> {
+    /// Parses the structure (every header field and length checked) and says whether the
+    /// payload checksum matches, without failing on it: streams whose sections carry their own
+    /// checksums (`stem` video) can then report which sections are damaged and decode the rest.
+    pub fn parse_lenient(bytes: &[u8]) -> Result<(Self, bool)> {
         if bytes.is_empty() {
             return Err(Error::Format("empty input".into()));
         }
@@ -137,10 +143,8 @@ impl Container {
         let sections: Vec<Vec<u8>> = lens.iter().map(|&l| r.take(l as usize).map(<[u8]>::to_vec)).collect::<Result<_>>()?;
         let mut hasher = crc32fast::Hasher::new();
         sections.iter().for_each(|s| hasher.update(s));
-        if verify && hasher.finalize() != crc {
-            return Err(Error::Format("payload checksum mismatch (corrupt file)".into()));
-        }
-        Ok(Self { header: Header { kind, codec, weights_digest, quality, width, height }, sections })
+        let intact = hasher.finalize() == crc;
+        Ok((Self { header: Header { kind, codec, weights_digest, quality, width, height }, sections }, intact))
     }
 }
 

@@ -57,6 +57,10 @@ impl TrainSet {
         self.images.len()
     }
 
+    pub fn image(&self, i: usize) -> &RgbImage {
+        &self.images[i]
+    }
+
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
     }

@@ -8,6 +8,8 @@
 //!  image_decode   byte 0: architecture; rest ──container (checksum ignored, header pointed
 //!                 at a tiny random model)──► Codec::decode
 //!  nerv_decode    bytes ──container (checksum ignored)──► nerv::decode
+//!  stem_decode    bytes ──container (checksum ignored, pointed at a tiny stem model)──►
+//!                 stem::decode, strict and concealing
 //!  y4m            bytes ──Video::read_y4m──► frames
 //! ```
 //! Geometry is capped to [`MAX_FUZZ_PIXELS`] so one input cannot make an execution slow;
@@ -24,7 +26,7 @@ use crate::models::{Architecture, ModelConfig};
 /// Largest decoded area (pixels × frames) an execution may ask for.
 pub const MAX_FUZZ_PIXELS: u64 = 96 * 96 * 4;
 
-pub const ARCHITECTURES: [Architecture; 5] = [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior, Architecture::MultiReference, Architecture::Vq];
+pub const ARCHITECTURES: [Architecture; 6] = [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior, Architecture::MultiReference, Architecture::Vq, Architecture::Stem];
 
 /// A tiny randomly initialised model of `arch` (N = 8, M = 20), built once per process.
 pub fn tiny_codec(arch: Architecture) -> &'static Codec {
@@ -102,6 +104,21 @@ pub fn nerv_decode(data: &[u8]) {
     let _ = crate::nerv::decode(&c, None, &burn::prelude::Device::flex());
 }
 
+pub fn stem_decode(data: &[u8]) {
+    let codec = tiny_codec(Architecture::Stem);
+    let Ok((mut c, _)) = Container::parse_lenient(data) else { return };
+    c.header.kind = Kind::Video;
+    c.header.codec = codec.name.clone();
+    c.header.weights_digest = codec.digest()[..8].try_into().unwrap();
+    let Ok(info) = crate::stem::stream_info(&c) else { return };
+    if !small(&c, info.frames as u64) {
+        return;
+    }
+    for conceal in [false, true] {
+        let _ = crate::stem::decode(codec, &c, None, conceal, &mut |_, _| Ok(()));
+    }
+}
+
 pub fn y4m(data: &[u8]) {
     let _ = crate::video::Video::read_y4m(&mut &data[..], 64);
 }
@@ -137,6 +154,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let (nerv, _) = crate::nerv::encode(&video, 1, &opts, &burn::prelude::Device::flex(), &mut |_| {}).expect("tiny nerv encodes");
     out.push(("container", nerv.clone()));
     out.push(("nerv_decode", nerv));
+    let stem = crate::stem::encode(tiny_codec(Architecture::Stem), &video, 2, 1, &mut |_, _| {}).expect("tiny stem encodes");
+    out.push(("stem_decode", stem.clone()));
+    let three = crate::video::Video::from_rgb(&[frames.clone(), frames[..1].to_vec()].concat(), (25, 1)).expect("frames");
+    out.push(("stem_decode", crate::stem::encode(tiny_codec(Architecture::Stem), &three, 1, 2, &mut |_, _| {}).expect("tiny stem encodes")));
     out.push(("y4m", video.to_y4m()));
     out.push(("range_coder", (0u8..=255).cycle().take(301).collect()));
     out

@@ -21,20 +21,129 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         out.flush()?;
         return Ok(());
     }
-    let dir = parent_dir(path);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    // Temporary files are created 0600; give the output the usual mode (or keep the mode of
-    // the file it replaces).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0o644);
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(path, e))?;
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(bytes)?;
+    f.commit()
+}
+
+/// A file written piece by piece that appears at its path only when [`commit`](Self::commit)
+/// moves it into place; dropped uncommitted (error, panic), it is deleted.
+///
+/// On Linux the data goes to an unnamed `O_TMPFILE` in the target's folder, linked under a
+/// hidden name and renamed over the target only at commit: a process killed while writing
+/// leaves nothing behind. Elsewhere (or where the file system lacks `O_TMPFILE`) it is a
+/// hidden named temporary file, removed on drop.
+pub struct AtomicFile {
+    tmp: std::io::BufWriter<Tmp>,
+    path: std::path::PathBuf,
+}
+
+enum Tmp {
+    #[cfg(target_os = "linux")]
+    Unnamed(std::fs::File),
+    Named(tempfile::NamedTempFile),
+}
+
+impl Write for Tmp {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Tmp::Unnamed(f) => f.write(buf),
+            Tmp::Named(f) => f.write(buf),
+        }
     }
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Tmp::Unnamed(f) => f.flush(),
+            Tmp::Named(f) => f.flush(),
+        }
+    }
+}
+
+impl Tmp {
+    fn file(&self) -> &std::fs::File {
+        match self {
+            #[cfg(target_os = "linux")]
+            Tmp::Unnamed(f) => f,
+            Tmp::Named(f) => f.as_file(),
+        }
+    }
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<Self> {
+        let dir = parent_dir(path);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).read(true).custom_flags(libc::O_TMPFILE).mode(0o600).open(dir) {
+                return Ok(Self { tmp: std::io::BufWriter::new(Tmp::Unnamed(f)), path: path.to_path_buf() });
+            }
+        }
+        let tmp = tempfile::Builder::new().prefix(&hidden_name(path)).tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(Self { tmp: std::io::BufWriter::new(Tmp::Named(tmp)), path: path.to_path_buf() })
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.tmp.write_all(bytes).map_err(|e| Error::io(&self.path, e))
+    }
+
+    pub fn commit(self) -> Result<()> {
+        let path = self.path;
+        let tmp = self.tmp.into_inner().map_err(|e| Error::io(&path, e.into_error()))?;
+        // Temporary files are created 0600; give the output the usual mode (or keep the mode of
+        // the file it replaces).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).map(|m| m.permissions().mode()).unwrap_or(0o644);
+            tmp.file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&path, e))?;
+        }
+        tmp.file().sync_all().map_err(|e| Error::io(&path, e))?;
+        match tmp {
+            #[cfg(target_os = "linux")]
+            Tmp::Unnamed(f) => persist_unnamed(f, &path),
+            Tmp::Named(t) => t.persist(&path).map(drop).map_err(|e| Error::io(&path, e.error)),
+        }
+    }
+}
+
+/// `.name.ncodec-`: the prefix of hidden temporary siblings of `path`.
+pub(crate) fn hidden_name(path: &Path) -> String {
+    format!(".{}.ncodec-", path.file_name().unwrap_or_default().to_string_lossy())
+}
+
+/// Gives an `O_TMPFILE` a name: linked beside the target under a hidden name, then renamed
+/// over it (a rename replaces atomically; a link would refuse an existing target). Without
+/// /proc, the data is copied into a named temporary file instead.
+#[cfg(target_os = "linux")]
+fn persist_unnamed(mut f: std::fs::File, path: &Path) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::AsRawFd;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let link = parent_dir(path).join(format!("{}{}-{n}", hidden_name(path), std::process::id()));
+    let from = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).expect("no NUL");
+    let to = CString::new(link.as_os_str().as_bytes()).map_err(|_| Error::Unsupported(format!("{}: path contains NUL", path.display())))?;
+    // SAFETY: both are valid NUL-terminated paths; linkat only reads them.
+    let linked = unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) } == 0;
+    if !linked {
+        use std::io::Seek;
+        let dir = parent_dir(path);
+        let mut named = tempfile::Builder::new().prefix(&hidden_name(path)).tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+        f.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+        std::io::copy(&mut f, &mut named).map_err(|e| Error::io(path, e))?;
+        named.as_file().set_permissions(f.metadata().map_err(|e| Error::io(path, e))?.permissions()).map_err(|e| Error::io(path, e))?;
+        named.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+        return named.persist(path).map(drop).map_err(|e| Error::io(path, e.error));
+    }
+    std::fs::rename(&link, path).map_err(|e| {
+        let _ = std::fs::remove_file(&link);
+        Error::io(path, e)
+    })
 }
 
 /// The folder `path` is in (`.` for a bare file name): where its temporary sibling goes.

@@ -14,6 +14,7 @@ pub mod models;
 pub mod nerv;
 pub mod nn;
 pub mod train;
+pub mod train_stem;
 pub mod train_vq;
 pub mod weights;
 
@@ -25,6 +26,7 @@ pub mod metrics;
 
 pub use codec::{Codec, decode_image, encode_image};
 pub mod bench;
+pub mod stem;
 pub mod synthetic;
 pub mod video;
 pub mod bdrate;

@@ -53,6 +53,8 @@ pub struct TrainOptions {
     pub progress: bool,
     /// VQ models only: loss and encoder training (see [`crate::train_vq`]).
     pub vq: crate::train_vq::VqTrainOptions,
+    /// Stem models only: synthetic training sequences to render (see [`crate::train_stem`]).
+    pub sequences: usize,
 }
 
 /// What a checkpoint directory records besides the tensors.
@@ -177,8 +179,10 @@ pub fn hardware_description() -> String {
 }
 
 pub fn train(opts: &TrainOptions) -> Result<TrainState> {
-    if opts.config.architecture == Architecture::Vq {
-        return crate::train_vq::train(opts);
+    match opts.config.architecture {
+        Architecture::Vq => return crate::train_vq::train(opts),
+        Architecture::Stem => return crate::train_stem::train(opts),
+        _ => {}
     }
     let device = crate::backend::device().autodiff();
     let (set, mut state) = start_run(opts)?;

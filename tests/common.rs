@@ -61,5 +61,6 @@ pub fn quick_train_options(config: ModelConfig, data: PathBuf, ckpt_dir: PathBuf
         seed: 1,
         progress: false,
         vq: Default::default(),
+        sequences: 4,
     }
 }

@@ -13,6 +13,7 @@ fn run(target: &str, data: &[u8]) {
         "range_coder" => fuzzing::range_coder(data),
         "image_decode" => fuzzing::image_decode(data),
         "nerv_decode" => fuzzing::nerv_decode(data),
+        "stem_decode" => fuzzing::stem_decode(data),
         "y4m" => fuzzing::y4m(data),
         other => panic!("unknown fuzz target {other}"),
     }
@@ -84,7 +85,7 @@ fn mutated_seeds_never_panic() {
     let mut runs = 0;
     for (target, seed) in fuzzing::seeds() {
         run(target, &seed);
-        let n = if target == "nerv_decode" || target == "image_decode" { 60 } else { 400 };
+        let n = if matches!(target, "nerv_decode" | "image_decode" | "stem_decode") { 60 } else { 400 };
         for _ in 0..n {
             run(target, &mutate(&seed, &mut rng));
             runs += 1;

@@ -251,6 +251,65 @@ pub fn evaluate_video(anchor: &crate::video::anchors::VideoAnchor, name: &str, v
     Ok(rows)
 }
 
+/// Runs the `stem` video codec at each quality with intra period `gop` on one sequence, through
+/// real bytes: encode, parse, decode frame by frame, measure (as [`evaluate_nerv`]).
+pub fn evaluate_stem(codec: &crate::Codec, name: &str, video: &crate::video::Video, qualities: &[u32], gop: usize, progress: &(dyn Fn(&Row) + Sync)) -> Result<Vec<Row>> {
+    let mut rows = vec![];
+    for &q in qualities {
+        let q = u8::try_from(q).map_err(|_| crate::Error::Unsupported(format!("stem quality {q}")))?;
+        let t = Instant::now();
+        let bytes = crate::stem::encode(codec, video, q, gop, &mut |_, _| {})?;
+        let encode_s = t.elapsed().as_secs_f64();
+        let (mut row, _) = decode_stem_to(codec, video, &bytes, None)?;
+        (row.image, row.setting, row.encode_s) = (name.to_string(), q as u32, encode_s);
+        progress(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Decodes a stem stream of `video` frame by frame (into `output` when given), measuring every
+/// frame against the source as it goes: a [`Row`] (rate from the bytes, decode time) and the
+/// per-frame metrics.
+pub fn decode_stem_to(codec: &crate::Codec, video: &crate::video::Video, bytes: &[u8], output: Option<(&std::path::Path, &crate::video::write::OutputOptions)>) -> Result<(Row, Vec<(f64, f64, f64, f64)>)> {
+    let c = Container::parse(bytes)?;
+    let info = crate::stem::stream_info(&c)?;
+    let mut writer = output.map(|(p, o)| crate::video::write::VideoWriter::create(p, info.fps, o)).transpose()?;
+    let mut per = vec![];
+    let t = Instant::now();
+    let mut decode_s = 0.0;
+    crate::stem::decode(codec, &c, None, false, &mut |k, img| {
+        decode_s += t.elapsed().as_secs_f64();
+        per.push(crate::video::frame_quality(video, k, &crate::video::Frame::from_rgb(img), img));
+        if let Some(w) = &mut writer {
+            w.push(img)?;
+        }
+        decode_s -= t.elapsed().as_secs_f64();
+        Ok(())
+    })?;
+    decode_s += t.elapsed().as_secs_f64();
+    if let Some(w) = writer {
+        w.finish()?;
+    }
+    if per.len() != video.frames.len() {
+        return Err(crate::Error::Codec(format!("decoded {} frames of {}", per.len(), video.frames.len())));
+    }
+    let (psnr, psnr_y, psnr_yuv, ms_ssim) = crate::video::mean_of(&per);
+    let row = Row {
+        image: String::new(),
+        setting: c.header.quality as u32,
+        bytes: bytes.len(),
+        bpp: bytes.len() as f64 * 8.0 / (video.width * video.height * video.frames.len()) as f64,
+        psnr,
+        psnr_y,
+        psnr_yuv,
+        ms_ssim,
+        encode_s: 0.0,
+        decode_s,
+    };
+    Ok((row, per))
+}
+
 /// Runs the `nerv` video codec at each quality on one sequence, through real bytes: fit,
 /// write the container, parse it back, decode, measure (RGB metrics on the RGB frames the
 /// decoder returns; YUV metrics after the writers' BT.709 conversion).

@@ -12,7 +12,7 @@ use ncodec::codec::{Codec, DEFAULT_CODEC};
     name = "ncenc",
     version,
     about = "Encode an image or a video with a learned ncodec codec",
-    after_help = "Examples:\n  ncenc photo.png -o photo.ncod\n  ncenc photo.jpg -o photo.ncod -q 6\n  ncenc photo.png -o tiny.ncod --codec vq --bpp 0.05\n  cat in.png | ncenc - -o - > out.ncod\n  ncenc clip.mp4 -o clip.ncod --codec nerv --bpp 0.1 --frames 50\n\nSee the codecs and their quality levels with `ncodec list`. Videos (.y4m, .yuv, .mp4, .mkv, ...)\nuse the video codec `nerv`: encoding fits a small network per group of frames, which takes\nminutes on a CPU."
+    after_help = "Examples:\n  ncenc photo.png -o photo.ncod\n  ncenc photo.jpg -o photo.ncod -q 6\n  ncenc photo.png -o tiny.ncod --codec vq --bpp 0.05\n  cat in.png | ncenc - -o - > out.ncod\n  ncenc clip.mp4 -o clip.ncod --codec stem -q 4 --gop 32\n  ncenc clip.mp4 -o clip.ncod --codec nerv --bpp 0.1 --frames 50\n\nSee the codecs and their quality levels with `ncodec list`. Videos (.y4m, .yuv, .mp4, .mkv, ...)\nuse a video codec: `stem` (trained latent codec: intra frames plus P-frames coded with a\nspatiotemporal entropy model) or `nerv` (fits a small network per group of frames, which takes\nminutes on a CPU; the default for videos)."
 )]
 struct Args {
     /// Input image (PNG, JPEG, BMP, TIFF, PNM, WebP) or video (.y4m, .yuv, anything ffmpeg reads), or - for an image on stdin.
@@ -20,7 +20,7 @@ struct Args {
     /// Output .ncod file, or - for stdout.
     #[arg(short, long)]
     output: PathBuf,
-    /// Quality level: 1 = smallest file … 8 (images) / 6 (nerv) = best quality.
+    /// Quality level: 1 = smallest file … 8 (images, stem) / 6 (nerv) = best quality.
     #[arg(short, long, default_value_t = 4)]
     quality: u8,
     /// Codec from the zoo (`ncodec list`); default: mlic for images, nerv for videos.
@@ -54,10 +54,13 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> ncodec::Result<()> {
     args.limits.apply();
-    let video_codec = args.codec.as_deref() == Some(ncodec::nerv::CODEC_NAME);
+    let video_codec = args.codec.as_deref().is_some_and(ncodec::cli::is_video_codec);
     if video_codec || ncodec::cli::is_video_path(&args.input) {
         if !video_codec && args.codec.is_some() {
-            return Err(ncodec::Error::Unsupported(format!("'{}' is an image codec; videos are encoded with --codec nerv", args.codec.as_deref().unwrap())));
+            return Err(ncodec::Error::Unsupported(format!("'{}' is an image codec; videos are encoded with --codec stem or nerv", args.codec.as_deref().unwrap())));
+        }
+        if args.codec.as_deref() == Some(ncodec::stem::CODEC_NAME) {
+            return encode_stem(args);
         }
         return encode_video(args);
     }
@@ -76,6 +79,23 @@ fn run(args: &Args) -> ncodec::Result<()> {
         eprintln!(
             "{}x{} {} q{}: {} bytes, {:.4} bpp, encoded in {:.2} s on {}",
             img.width(), img.height(), codec.name, quality, bytes.len(), bytes.len() as f64 * 8.0 / px, secs, backend.name
+        );
+    }
+    Ok(())
+}
+
+fn encode_stem(args: &Args) -> ncodec::Result<()> {
+    let video = ncodec::video::Video::open(&args.input, args.geometry, args.nerv.frames)?;
+    let backend = args.backend.select()?;
+    let codec = Codec::open_on(ncodec::stem::CODEC_NAME, args.weights.as_deref(), backend.device)?;
+    let enc = ncodec::cli::encode_stem(&codec, &video, args.quality, &args.nerv, args.quiet)?;
+    ncodec::io::write_atomic(&args.output, &enc.bytes)?;
+    if !args.quiet {
+        let frames = video.frames.len();
+        let px = (video.width * video.height * frames) as f64;
+        eprintln!(
+            "{}x{} x {frames} frames, stem q{} gop {}: {} bytes, {:.4} bpp, encoded in {:.1} s ({:.2} fps) on {}",
+            video.width, video.height, args.quality, ncodec::stem::intra_period(args.nerv.gop, frames), enc.bytes.len(), enc.bytes.len() as f64 * 8.0 / px, enc.seconds, frames as f64 / enc.seconds, backend.name
         );
     }
     Ok(())

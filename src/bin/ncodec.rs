@@ -24,7 +24,7 @@ const DEFAULT_LAMBDAS: [f64; 8] = [0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.048
 enum Command {
     /// Train a model (resumable) and optionally export it to the zoo.
     Train {
-        /// factorized | hyperprior | mean-scale | mlic
+        /// factorized | hyperprior | mean-scale | mlic | vq | stem
         #[arg(long, default_value = "mean-scale")]
         codec: String,
         /// Folder of training photos (searched recursively). Never the test set.
@@ -80,6 +80,9 @@ enum Command {
         /// vq: train the encoder too (straight-through, commitment loss) instead of only g_s.
         #[arg(long)]
         train_encoder: bool,
+        /// stem: synthetic training sequences (moving crops of the training photos) to render.
+        #[arg(long, default_value_t = 1200)]
+        sequences: usize,
     },
     /// Encode and decode an image (a generated scene by default) at every quality level of the
     /// default codec and print bpp, PSNR and MS-SSIM.
@@ -115,6 +118,14 @@ enum Command {
         /// mlic: ship with latent residual prediction switched off.
         #[arg(long)]
         no_lrp: bool,
+        /// Video codecs (stem): also measure this clip at --video-quality with --gop and with
+        /// every frame intra, and record it in the card.
+        #[arg(long)]
+        video: Option<PathBuf>,
+        #[arg(long, value_delimiter = ',', default_value = "1,3,5,7")]
+        video_quality: Vec<u32>,
+        #[arg(long, default_value_t = ncodec::stem::DEFAULT_GOP)]
+        gop: usize,
     },
     /// List the shipped codecs, their quality levels and what they measure on Kodak.
     List,
@@ -183,7 +194,7 @@ enum Command {
         /// x264, x265 (video; default both), or none.
         #[arg(long, value_delimiter = ',')]
         anchors: Option<Vec<String>>,
-        /// Video mode: options of the nerv codec (--codec nerv; -q picks its qualities, default 2,4).
+        /// Video mode: options of the video codecs (stem: --gop, -q default all; nerv: -q default 2,4).
         #[command(flatten)]
         nerv: ncodec::cli::NervArgs,
         /// Curve that BD-rates are computed against (default: jpeg for images, x264 for video).
@@ -272,7 +283,7 @@ fn run(cli: Cli) -> ncodec::Result<()> {
     match cli.command {
         Command::Train {
             codec, data, n, m, lambda, ckpt_dir, steps, minutes, batch, crop, lr, checkpoint_every, resume, init_from, freeze_transforms, seed, export,
-            vq_levels, vq_codes, vq_loss, train_encoder,
+            vq_levels, vq_codes, vq_loss, train_encoder, sequences,
         } => {
             let architecture = Architecture::from_name(&codec)
                 .ok_or_else(|| ncodec::Error::Unsupported(format!("unknown codec architecture '{codec}'")))?;
@@ -284,7 +295,7 @@ fn run(cli: Cli) -> ncodec::Result<()> {
             let vq = ncodec::train_vq::VqTrainOptions { loss: vq_loss, train_encoder, ..Default::default() };
             let opts = TrainOptions {
                 config, data, ckpt_dir: ckpt_dir.clone(), steps, minutes, batch, crop, lr,
-                checkpoint_every: checkpoint_every.max(1), resume, init_from, freeze_transforms, seed, progress: true, vq,
+                checkpoint_every: checkpoint_every.max(1), resume, init_from, freeze_transforms, seed, progress: true, vq, sequences,
             };
             let state = train::train(&opts)?;
             eprintln!("stopped at step {} ({:.2} h of training in total)", state.step, state.seconds / 3600.0);
@@ -309,9 +320,10 @@ fn run(cli: Cli) -> ncodec::Result<()> {
             Ok(())
         }
         Command::Demo { input, codec, out } => demo(input, &codec, &out),
-        Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule, no_lrp } => {
+        Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule, no_lrp, video, video_quality, gop } => {
             let (state, model) = load_for_export(&ckpt_dir, no_lrp)?;
-            ship(&ckpt_dir, &state, &model, &name, data_dir, &description, &command, &lr_schedule)
+            let video = video.map(|v| (v, video_quality, gop));
+            ship(&ckpt_dir, &state, &model, &name, data_dir, &description, &command, &lr_schedule, video)
         }
         Command::Info { file } => info(&file),
         Command::Transcode { input, output, via, quality, stream, geometry, nerv, video_out, backend } => transcode(&input, &output, &via, quality, stream.as_deref(), geometry.as_deref(), &nerv, &video_out, &backend),
@@ -348,6 +360,10 @@ fn list() -> ncodec::Result<()> {
             let lambda = if p.lambda > 0.0 { format!("λ={:<7}", p.lambda) } else { " ".repeat(9) };
             println!("    q{:<2} {lambda} Kodak {:.3} bpp  {:.2} dB PSNR  {:.4} MS-SSIM{times}", p.quality, p.bpp, p.psnr, p.ms_ssim);
         }
+        for v in &card.video {
+            let kind = if v.gop == 1 { "all intra".to_string() } else { format!("gop {}", v.gop) };
+            println!("    q{:<2} {:<10} {} {:.4} bpp  {:.2} dB PSNR-RGB  {:.2} dB PSNR-YUV  enc {:.2} s / dec {:.2} s per frame", v.quality, kind, v.clip, v.bpp, v.psnr_rgb, v.psnr_yuv, v.encode_s, v.decode_s);
+        }
     }
     println!("{:<12} video: HNeRV-style network fitted to each video at encode time (no shipped weights; ncenc CLIP -o OUT --codec nerv -q 1..{})", ncodec::nerv::CODEC_NAME, ncodec::nerv::QUALITIES);
     for q in 1..=ncodec::nerv::QUALITIES {
@@ -359,13 +375,35 @@ fn list() -> ncodec::Result<()> {
 
 fn info(file: &std::path::Path) -> ncodec::Result<()> {
     let bytes = ncodec::io::read_input(file)?;
-    let c = ncodec::container::Container::parse(&bytes)?;
+    let (c, intact) = ncodec::container::Container::parse_lenient(&bytes)?;
     let h = &c.header;
+    let stem = h.kind == ncodec::container::Kind::Video && h.codec != ncodec::nerv::CODEC_NAME;
+    if !intact && !stem {
+        return Err(ncodec::Error::Format("payload checksum mismatch (corrupt file)".into()));
+    }
     println!("file:      {} ({} bytes)", file.display(), bytes.len());
     println!("format:    ncod v{} {:?}", ncodec::container::VERSION, h.kind);
     println!("codec:     {} (weights {})", h.codec, hex(&h.weights_digest));
     println!("quality:   {}", h.quality);
     println!("geometry:  {}x{}", h.width, h.height);
+    if stem {
+        let i = ncodec::stem::stream_info(&c)?;
+        println!("video:     {} frames at {}/{} fps, intra period {}", i.frames, i.fps.0, i.fps.1, i.gop);
+        println!("bpp:       {:.4}", bytes.len() as f64 * 8.0 / (h.width as f64 * h.height as f64 * i.frames as f64));
+        let sizes = ncodec::stem::frame_sizes(&c)?;
+        let (intra, p): (Vec<_>, Vec<_>) = sizes.iter().partition(|s| s.1);
+        let mean = |v: &[&(usize, bool, usize)]| v.iter().map(|s| s.2).sum::<usize>() as f64 / v.len().max(1) as f64;
+        println!("frames:    {} intra (mean {:.0} bytes), {} P (mean {:.0} bytes)", intra.len(), mean(&intra), p.len(), mean(&p));
+        if !intact {
+            println!("checksum:  MISMATCH: some section is damaged (ncdec --conceal decodes around it)");
+        }
+        match ncodec::codec::Codec::load(&h.codec) {
+            Ok(codec) if codec.digest()[..8] == h.weights_digest => println!("decodable: yes, with the installed '{}' weights", h.codec),
+            Ok(codec) => println!("decodable: no: installed '{}' weights are {}", h.codec, hex(&codec.digest()[..8])),
+            Err(e) => println!("decodable: no: {e}"),
+        }
+        return Ok(());
+    }
     if h.kind == ncodec::container::Kind::Video {
         let i = ncodec::nerv::stream_info(&c)?;
         let c = &i.config;
@@ -435,12 +473,31 @@ fn bench_video(a: &BenchArgs) -> ncodec::Result<()> {
     let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
     // The image default means "ncodec's codec" here: the video codec.
     let codecs: Vec<&str> = a.codecs.iter().map(|c| if c == ncodec::codec::DEFAULT_CODEC { ncodec::nerv::CODEC_NAME } else { c.as_str() }).filter(|c| *c != "none").collect();
-    if let Some(c) = codecs.iter().find(|c| **c != ncodec::nerv::CODEC_NAME) {
-        return Err(ncodec::Error::Unsupported(format!("'{c}' is not a video codec (video: nerv, or none for anchors only)")));
+    if let Some(c) = codecs.iter().find(|c| !ncodec::cli::is_video_codec(c)) {
+        return Err(ncodec::Error::Unsupported(format!("'{c}' is not a video codec (video: stem, nerv, or none for anchors only)")));
     }
     eprintln!("{name}: {}x{}, {} frames at {}/{} fps", video.width, video.height, video.frames.len(), video.fps.0, video.fps.1);
     let mut curves = vec![];
-    if !codecs.is_empty() {
+    if codecs.contains(&ncodec::stem::CODEC_NAME) {
+        let backend = a.backend.select()?;
+        let codec = ncodec::codec::Codec::open_on(ncodec::stem::CODEC_NAME, a.weights.as_deref(), backend.device)?;
+        let qualities = a.quality.clone().unwrap_or_else(|| (1..=codec.qualities() as u32).collect());
+        let frames = video.frames.len();
+        // The P-frames' saving: the same codec with every frame an intra frame.
+        for (label, gop) in [("ncodec-stem", ncodec::stem::intra_period(a.nerv.gop, frames)), ("ncodec-stem-intra", 1)] {
+            let bar = indicatif::ProgressBar::new(qualities.len() as u64);
+            bar.set_message(label);
+            let rows = bench::evaluate_stem(&codec, &name, &video, &qualities, gop, &|_| bar.inc(1))?;
+            bar.finish_and_clear();
+            let kind = if gop == 1 { "all intra (every frame coded by the image model)".to_string() } else { format!("intra period {gop}, P-frames with the spatiotemporal entropy model") };
+            let description = format!("ncodec stem (weights {}), {kind}, on {}; rate = .ncod bytes; {name}, {}x{}, {frames} frames", hex(&codec.digest()[..8]), backend.name, video.width, video.height);
+            report::write_codec(&a.out, label, &description, &rows)?;
+            let curve = report::Curve::measured(label, &description, &rows);
+            print_curve(&curve);
+            curves.push(curve);
+        }
+    }
+    if codecs.contains(&ncodec::nerv::CODEC_NAME) {
         let backend = a.backend.select()?;
         let qualities = a.quality.clone().unwrap_or_else(|| vec![2, 4]);
         let bar = indicatif::ProgressBar::new(qualities.len() as u64);
@@ -470,7 +527,7 @@ fn bench_video(a: &BenchArgs) -> ncodec::Result<()> {
         curves.push(curve);
     }
     let setup = format!(
-        "Sequence `{}`: {}x{}, {} frames, 8-bit 4:2:0. bpp = bits / (W·H·frames). PSNR-RGB and MS-SSIM per frame on RGB (source: BT.709 limited-range conversion with chroma replication; nerv fits and outputs RGB, the anchors' decoded 4:2:0 goes through the same conversion), averaged; PSNR-Y/YUV on 4:2:0 planes (nerv output converted with BT.709 and 2x2 chroma averaging).",
+        "Sequence `{}`: {}x{}, {} frames, 8-bit 4:2:0. bpp = bits / (W·H·frames). PSNR-RGB and MS-SSIM per frame on RGB (source: BT.709 limited-range conversion with chroma replication; stem and nerv code and output RGB, the anchors' decoded 4:2:0 goes through the same conversion), averaged; PSNR-Y/YUV on 4:2:0 planes (stem/nerv output converted with BT.709 and 2x2 chroma averaging).",
         path.display(),
         video.width,
         video.height,
@@ -491,8 +548,8 @@ fn transcode(
     video_out: &ncodec::cli::VideoOutArgs,
     backend: &ncodec::cli::BackendArgs,
 ) -> ncodec::Result<()> {
-    if via != ncodec::nerv::CODEC_NAME {
-        return Err(ncodec::Error::Unsupported(format!("cannot transcode via '{via}' (video codecs: nerv)")));
+    if !ncodec::cli::is_video_codec(via) {
+        return Err(ncodec::Error::Unsupported(format!("cannot transcode via '{via}' (video codecs: stem, nerv)")));
     }
     // Refuse a bad output before minutes of fitting.
     ncodec::video::write::output_kind(output)?;
@@ -501,6 +558,9 @@ fn transcode(
         .transpose()?;
     let video = ncodec::video::Video::open(input, geometry, nerv.frames)?;
     let backend = backend.select()?;
+    if via == ncodec::stem::CODEC_NAME {
+        return transcode_stem(&video, output, quality, stream, nerv, video_out, backend);
+    }
     let enc = nerv.encode(&video, quality, &backend.device, false)?;
     if let Some(s) = stream {
         ncodec::io::write_atomic(s, &enc.bytes)?;
@@ -514,6 +574,22 @@ fn transcode(
     eprintln!(
         "{}x{} x {} frames via nerv q{}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB (YUV {:.2}), encoded in {:.1} s, decoded at {:.1} fps on {}",
         video.width, video.height, video.frames.len(), enc.quality, enc.bytes.len(), enc.bytes.len() as f64 * 8.0 / px, psnr, psnr_yuv, enc.seconds, frames.len() as f64 / decode_s, backend.name
+    );
+    Ok(())
+}
+
+/// stem transcode: encode, keep the stream if asked, decode frame by frame into the output
+/// (bounded memory), measuring each frame against the source on the way.
+fn transcode_stem(video: &ncodec::video::Video, output: &std::path::Path, quality: u8, stream: Option<&std::path::Path>, nerv: &ncodec::cli::NervArgs, video_out: &ncodec::cli::VideoOutArgs, backend: ncodec::backend::Selected) -> ncodec::Result<()> {
+    let codec = ncodec::codec::Codec::open_on(ncodec::stem::CODEC_NAME, None, backend.device)?;
+    let enc = ncodec::cli::encode_stem(&codec, video, quality, nerv, false)?;
+    if let Some(s) = stream {
+        ncodec::io::write_atomic(s, &enc.bytes)?;
+    }
+    let (row, _) = ncodec::bench::decode_stem_to(&codec, video, &enc.bytes, Some((output, &video_out.options())))?;
+    eprintln!(
+        "{}x{} x {} frames via stem q{quality} gop {}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB (YUV {:.2}), encoded in {:.1} s, decoded at {:.1} fps on {}",
+        video.width, video.height, video.frames.len(), ncodec::stem::intra_period(nerv.gop, video.frames.len()), enc.bytes.len(), row.bpp, row.psnr, row.psnr_yuv, enc.seconds, video.frames.len() as f64 / row.decode_s, backend.name
     );
     Ok(())
 }
@@ -675,7 +751,8 @@ fn load_for_export(ckpt_dir: &std::path::Path, no_lrp: bool) -> ncodec::Result<(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::models::ImageModel, name: &str, data_dir: Option<PathBuf>, description: &str, command: &str, lr_schedule: &str) -> ncodec::Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::models::ImageModel, name: &str, data_dir: Option<PathBuf>, description: &str, command: &str, lr_schedule: &str, video: Option<(PathBuf, Vec<u32>, usize)>) -> ncodec::Result<()> {
     use burn::module::Module;
     let dir = ncodec::codec::zoo_dir().join(name);
     std::fs::create_dir_all(&dir).map_err(|e| ncodec::Error::io(&dir, e))?;
@@ -730,6 +807,10 @@ fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::m
             })
             .collect(),
         codebook_usage: vq_usage(&codec.codec, &images)?,
+        video: match video {
+            Some((clip, qualities, gop)) => video_points(&codec.codec, &clip, &qualities, gop)?,
+            None => vec![],
+        },
     };
     let text = format!(
         "# Codec card: generated by `ncodec ship`; Kodak numbers are means over the 24 images of\n# {}, measured from real .ncod bytes (bpp = file bytes x 8 / pixels), RGB 8-bit output.\n{}",
@@ -743,6 +824,33 @@ fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::m
         println!("  q{} {:.4} bpp {:.3} dB {:.5}", p.setting, p.bpp, p.psnr, p.ms_ssim);
     }
     Ok(())
+}
+
+/// Video codecs: `clip` at each quality with intra period `gop` and all intra.
+fn video_points(codec: &ncodec::codec::Codec, clip: &std::path::Path, qualities: &[u32], gop: usize) -> ncodec::Result<Vec<ncodec::codec::VideoPoint>> {
+    let video = ncodec::video::Video::open(clip, None, None)?;
+    let name = clip.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let frames = video.frames.len();
+    let mut out = vec![];
+    for gop in [ncodec::stem::intra_period(gop, frames), 1] {
+        let bar = indicatif::ProgressBar::new(qualities.len() as u64);
+        for r in ncodec::bench::evaluate_stem(codec, &name, &video, qualities, gop, &|_| bar.inc(1))? {
+            let round = |v: f64, d: f64| (v * d).round() / d;
+            out.push(ncodec::codec::VideoPoint {
+                clip: name.clone(),
+                quality: r.setting as u8,
+                gop,
+                bpp: round(r.bpp, 1e4),
+                psnr_rgb: round(r.psnr, 1e3),
+                psnr_yuv: round(r.psnr_yuv, 1e3),
+                ms_ssim: round(r.ms_ssim, 1e5),
+                encode_s: round(r.encode_s / frames as f64, 1e3),
+                decode_s: round(r.decode_s / frames as f64, 1e3),
+            });
+        }
+        bar.finish_and_clear();
+    }
+    Ok(out)
 }
 
 /// VQ codecs: per codebook, how Kodak uses it (perplexity, unused codes): the full levels at

@@ -14,6 +14,9 @@
 //!                            refined from decoded references (see [`multiref`]) ──► bytes[1]
 //!  LatentCodec::Vq:          y ──residual VQ──► code indices ──learned categorical priors──► bytes
 //!                            (see [`vq`]; quality levels pick codebook depth, gains are 1)
+//!  LatentCodec::Stem:        video frames: intra frames exactly as MultiRef; P-frames with a
+//!                            second context model that also references ŷ_{t−1} (see
+//!                            [`multiref`] and [`crate::stem`])
 //! ```
 //! Everything that decides a probability table is integer: the bottleneck's tables, the
 //! fixed-point hyper-synthesis ([`IntegerHyperSynthesis`]) and the scale-table index. Entropy
@@ -57,6 +60,9 @@ pub enum Architecture {
     MultiReference,
     /// Residual vector quantization with learned categorical priors (McQuic-style).
     Vq,
+    /// Latent video codec: multi-reference intra frames, P-frames with a spatiotemporal
+    /// entropy model on the same transforms.
+    Stem,
 }
 
 impl Architecture {
@@ -67,11 +73,12 @@ impl Architecture {
             Architecture::MeanScaleHyperprior => "mean-scale",
             Architecture::MultiReference => "mlic",
             Architecture::Vq => "vq",
+            Architecture::Stem => "stem",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Factorized, Self::ScaleHyperprior, Self::MeanScaleHyperprior, Self::MultiReference, Self::Vq].into_iter().find(|a| a.name() == name)
+        [Self::Factorized, Self::ScaleHyperprior, Self::MeanScaleHyperprior, Self::MultiReference, Self::Vq, Self::Stem].into_iter().find(|a| a.name() == name)
     }
 }
 
@@ -101,7 +108,7 @@ impl ModelConfig {
 
     /// Rejects configurations no model can be built from (weight files are untrusted input).
     pub fn check(&self) -> Result<()> {
-        let min_m = if self.architecture == Architecture::MultiReference { 10 } else { 1 };
+        let min_m = if matches!(self.architecture, Architecture::MultiReference | Architecture::Stem) { 10 } else { 1 };
         if self.architecture == Architecture::Vq {
             self.vq.as_ref().ok_or_else(|| Error::Unsupported("a VQ model needs its codebook configuration".into()))?.check()?;
         } else if self.lambdas.is_empty() || self.lambdas.len() > 255 {
@@ -125,6 +132,15 @@ pub enum LatentCodec {
     Hyperprior(HyperpriorLatent),
     MultiRef(MultiRefLatent),
     Vq(VqLatent),
+    Stem(StemLatent),
+}
+
+/// The `stem` video model's latent codec: the multi-reference model for intra frames, and a
+/// P-frame context model (same hyperprior) that also references the previous decoded latent.
+#[derive(Module, Debug)]
+pub struct StemLatent {
+    intra: MultiRefLatent,
+    inter: ContextModel,
 }
 
 /// The mean-scale hyperprior with the multi-reference context model on top.
@@ -168,8 +184,10 @@ pub struct CodingTables {
     pub gaussian: GaussianConditional,
     /// Fixed-point h_s (hyperprior models only).
     pub hyper: Option<IntegerHyperSynthesis>,
-    /// Fixed-point context model (multi-reference models only).
+    /// Fixed-point context model (multi-reference and stem models).
     pub context: Option<IntegerContext>,
+    /// Fixed-point P-frame context model (stem models only).
+    pub inter: Option<IntegerContext>,
     /// Run the float h_s on the device instead of the fixed-point one. Only for measuring what
     /// the integer path costs: streams coded this way decode correctly only on the same backend.
     pub float_hyper: bool,
@@ -212,13 +230,17 @@ impl CodingTables {
         let (hyper, context) = match &model.latent {
             LatentCodec::Factorized(_) | LatentCodec::Vq(_) => (None, None),
             LatentCodec::Hyperprior(hp) => (Some(hp.h_s.integer()), None),
-            LatentCodec::MultiRef(mr) => (Some(mr.hyper.h_s.integer()), Some(mr.context.integer())),
+            LatentCodec::MultiRef(mr) | LatentCodec::Stem(StemLatent { intra: mr, .. }) => (Some(mr.hyper.h_s.integer()), Some(mr.context.integer())),
+        };
+        let inter = match &model.latent {
+            LatentCodec::Stem(s) => Some(s.inter.integer()),
+            _ => None,
         };
         let vq = match &model.latent {
             LatentCodec::Vq(v) => Some(VqTables { config: v.config().clone(), books: v.host(), priors: vec![] }),
             _ => None,
         };
-        Self { bottleneck, gaussian: GaussianConditional::new(), hyper, context, float_hyper: false, vq }
+        Self { bottleneck, gaussian: GaussianConditional::new(), hyper, context, inter, float_hyper: false, vq }
     }
 }
 
@@ -262,6 +284,10 @@ impl ImageModel {
             Architecture::ScaleHyperprior => LatentCodec::Hyperprior(hyperprior(false)),
             Architecture::MeanScaleHyperprior => LatentCodec::Hyperprior(hyperprior(true)),
             Architecture::MultiReference => LatentCodec::MultiRef(MultiRefLatent { hyper: hyperprior(true), context: ContextModel::new(m, device) }),
+            Architecture::Stem => LatentCodec::Stem(StemLatent {
+                intra: MultiRefLatent { hyper: hyperprior(true), context: ContextModel::new(m, device) },
+                inter: ContextModel::new_temporal(m, device),
+            }),
             Architecture::Vq => LatentCodec::Vq(VqLatent::new(cfg.vq.as_ref().expect("checked VQ configuration"), m, device)),
         };
         Self {
@@ -301,7 +327,7 @@ impl ImageModel {
                 };
                 (y_hat, vec![y_lik, z_lik])
             }
-            LatentCodec::MultiRef(mr) => {
+            LatentCodec::MultiRef(mr) | LatentCodec::Stem(StemLatent { intra: mr, .. }) => {
                 let hp = &mr.hyper;
                 let (z_tilde, z_lik) = hp.z_bottleneck.forward(hp.h_a.forward(y.clone()));
                 let out = mr.context.forward(y, hp.hyper_features(z_tilde));
@@ -326,7 +352,7 @@ impl ImageModel {
     pub fn export_tables(&self) -> CodingTables {
         let eb = match &self.latent {
             LatentCodec::Factorized(eb) => eb,
-            LatentCodec::Hyperprior(hp) | LatentCodec::MultiRef(MultiRefLatent { hyper: hp, .. }) => &hp.z_bottleneck,
+            LatentCodec::Hyperprior(hp) | LatentCodec::MultiRef(MultiRefLatent { hyper: hp, .. }) | LatentCodec::Stem(StemLatent { intra: MultiRefLatent { hyper: hp, .. }, .. }) => &hp.z_bottleneck,
             // Priors are learned from data, not from the model: see vq::fit_priors.
             LatentCodec::Vq(_) => return CodingTables::new(self, BottleneckTables::new(vec![], vec![], vec![]).expect("empty tables")),
         };
@@ -354,13 +380,9 @@ impl ImageModel {
                 let y_hat = tables.gaussian.compress(&y_host, &params, &mut y_enc)?;
                 Ok(Compressed { sections: vec![z_section, y_enc.finish()?], y_hat })
             }
-            LatentCodec::MultiRef(mr) => {
-                let (z_section, z_hat, zhw) = compress_z(&mr.hyper, y, tables)?;
-                let (int_hyper, context) = integer_multiref(tables)?;
-                let hyper = hyper_raw(int_hyper, &z_hat, zhw, tables)?;
-                let mut y_enc = SymbolEncoder::new();
-                let y_hat = context.code(&hyper, h, w, &tables.gaussian, &mut multiref::Encode { y: &y_host, enc: &mut y_enc })?;
-                Ok(Compressed { sections: vec![z_section, y_enc.finish()?], y_hat })
+            LatentCodec::MultiRef(mr) | LatentCodec::Stem(StemLatent { intra: mr, .. }) => {
+                let (_, context) = integer_multiref(tables)?;
+                Ok(compress_context(&mr.hyper, y, context, None, tables)?.0)
             }
             LatentCodec::Vq(_) => {
                 let vt = tables.vq_tables()?;
@@ -405,13 +427,9 @@ impl ImageModel {
                 let mut y_dec = SymbolDecoder::new(y_bytes)?;
                 Ok((tables.gaussian.decompress(&params, &mut y_dec)?, None))
             }
-            LatentCodec::MultiRef(_) => {
-                let (z_hat, zhw, y_bytes) = decompress_z(sections, y_hw, tables)?;
-                let (int_hyper, context) = integer_multiref(tables)?;
-                let hyper = hyper_raw(int_hyper, &z_hat, zhw, tables)?;
-                check_len(hyper.len(), 2 * m * h * w)?;
-                let mut y_dec = SymbolDecoder::new(y_bytes)?;
-                let y_hat = context.code(&hyper, h, w, &tables.gaussian, &mut multiref::Decode(&mut y_dec))?;
+            LatentCodec::MultiRef(_) | LatentCodec::Stem(_) => {
+                let (_, context) = integer_multiref(tables)?;
+                let (y_hat, hyper, _) = decode_context(sections, y_hw, context, None, tables)?;
                 Ok((y_hat, Some(hyper)))
             }
             LatentCodec::Vq(_) => {
@@ -433,15 +451,61 @@ impl ImageModel {
     }
 
     /// On the device: ŷ (`[M][h][w]`) → (LRP, for multi-reference models) → g_s → padded x̂.
-    fn synthesize(&self, y_hat: Vec<f32>, hyper: Option<Vec<i32>>, q: usize, [h, w]: [usize; 2], device: &Device) -> Result<Tensor<4>> {
+    fn synthesize(&self, y_hat: Vec<f32>, hyper: Option<Vec<i32>>, q: usize, y_hw: [usize; 2], device: &Device) -> Result<Tensor<4>> {
+        self.synthesize_with(y_hat, hyper.map(|h| (h, self.context())), q, y_hw, device)
+    }
+
+    /// [`synthesize`](Self::synthesize) with LRP by the given context model.
+    fn synthesize_with(&self, y_hat: Vec<f32>, lrp: Option<(Vec<i32>, Option<&ContextModel>)>, q: usize, [h, w]: [usize; 2], device: &Device) -> Result<Tensor<4>> {
         let m = self.latent_channels();
         check_len(y_hat.len(), m * h * w)?;
         let mut y_hat = from_host(y_hat, [1, m, h, w], device);
-        if let (LatentCodec::MultiRef(mr), Some(hyper)) = (&self.latent, hyper) {
+        if let Some((hyper, Some(context))) = lrp {
             let hyper: Vec<f32> = hyper.into_iter().map(crate::nn::fixed::to_float).collect();
-            y_hat = mr.context.reconstruct(y_hat, from_host(hyper, [1, 2 * m, h, w], device));
+            y_hat = context.reconstruct(y_hat, from_host(hyper, [1, 2 * m, h, w], device));
         }
         Ok(self.g_s.forward(y_hat * self.gains(quality_tensor(q, device), true)))
+    }
+
+    /// Video (stem models): compresses one padded frame at quality index `q`, as an intra frame
+    /// (`reference` None) or as a P-frame referencing the previous frame's ŷ (Q12). Returns the
+    /// sections and this frame's ŷ in Q12, the next frame's reference.
+    pub fn compress_frame(&self, x: Tensor<4>, q: usize, reference: Option<&[i32]>, tables: &CodingTables) -> Result<(Compressed, Vec<i32>)> {
+        let LatentCodec::Stem(stem) = &self.latent else { return Err(Error::Unsupported("not a video (stem) model".into())) };
+        let device = x.device();
+        let y = self.g_a.forward(x) * self.gains(quality_tensor(q, &device), false);
+        compress_context(&stem.intra.hyper, y, frame_context(tables, reference.is_some())?, reference, tables)
+    }
+
+    /// Inverse of [`compress_frame`](Self::compress_frame): the padded frame and its ŷ (Q12).
+    /// With `pixels` false, only the latent is decoded (no device work).
+    #[allow(clippy::too_many_arguments)]
+    pub fn decompress_frame(&self, sections: &[Vec<u8>], q: usize, y_hw: [usize; 2], reference: Option<&[i32]>, tables: &CodingTables, device: &Device, pixels: bool) -> Result<(Option<Tensor<4>>, Vec<i32>)> {
+        let LatentCodec::Stem(stem) = &self.latent else { return Err(Error::Unsupported("not a video (stem) model".into())) };
+        let (y_hat, hyper, y_q) = decode_context(sections, y_hw, frame_context(tables, reference.is_some())?, reference, tables)?;
+        if !pixels {
+            return Ok((None, y_q));
+        }
+        let lrp = if reference.is_some() { &stem.inter } else { &stem.intra.context };
+        Ok((Some(self.synthesize_with(y_hat, Some((hyper, Some(lrp))), q, y_hw, device)?), y_q))
+    }
+
+    /// Stem models: the P-frame context model (what stem training trains).
+    pub fn inter_context(&self) -> Option<&ContextModel> {
+        match &self.latent {
+            LatentCodec::Stem(s) => Some(&s.inter),
+            _ => None,
+        }
+    }
+
+    /// A stem model whose P-frame context model starts as its intra one plus a fresh temporal
+    /// reference (see [`ContextModel::temporal_from`]).
+    pub fn with_inter_from_intra(mut self) -> Self {
+        if let LatentCodec::Stem(s) = self.latent {
+            let inter = s.intra.context.temporal_from(&self.log_gain.device());
+            self.latent = LatentCodec::Stem(StemLatent { intra: s.intra, inter });
+        }
+        self
     }
 
     /// ẑ → Gaussian parameters, in fixed point (or through the float h_s when measuring).
@@ -531,16 +595,22 @@ impl ImageModel {
     /// A multi-reference model with LRP switched off (see [`ContextModel::without_lrp`]);
     /// other models unchanged.
     pub fn without_lrp(mut self) -> Self {
-        if let LatentCodec::MultiRef(mr) = self.latent {
-            self.latent = LatentCodec::MultiRef(MultiRefLatent { hyper: mr.hyper, context: mr.context.without_lrp() });
-        }
+        self.latent = match self.latent {
+            LatentCodec::MultiRef(mr) => LatentCodec::MultiRef(MultiRefLatent { hyper: mr.hyper, context: mr.context.without_lrp() }),
+            LatentCodec::Stem(s) => LatentCodec::Stem(StemLatent { intra: MultiRefLatent { hyper: s.intra.hyper, context: s.intra.context.without_lrp() }, inter: s.inter.without_lrp() }),
+            other => other,
+        };
         self
     }
 
-    /// The multi-reference context model, if this model has one.
+    /// The (intra) multi-reference context model, if this model has one.
     pub fn context(&self) -> Option<&ContextModel> {
+        self.multi_ref().map(|mr| &mr.context)
+    }
+
+    fn multi_ref(&self) -> Option<&MultiRefLatent> {
         match &self.latent {
-            LatentCodec::MultiRef(mr) => Some(&mr.context),
+            LatentCodec::MultiRef(mr) | LatentCodec::Stem(StemLatent { intra: mr, .. }) => Some(mr),
             _ => None,
         }
     }
@@ -549,7 +619,7 @@ impl ImageModel {
     /// `y_raw` at qualities `q`: the hyperprior exactly as coding sees it (ẑ rounded around the
     /// bottleneck `medians`), and the mean-scale prior's own rate on the same latents.
     pub fn frozen_targets(&self, y_raw: Tensor<4>, q: Tensor<1, Int>, medians: &[f32]) -> Result<FrozenTargets> {
-        let LatentCodec::MultiRef(mr) = &self.latent else {
+        let Some(mr) = self.multi_ref() else {
             return Err(Error::Unsupported("frozen-transform training needs a multi-reference model".into()));
         };
         let device = y_raw.device();
@@ -585,6 +655,35 @@ fn decompress_z<'a>(sections: &'a [Vec<u8>], [h, w]: [usize; 2], tables: &Coding
     let (zh, zw) = (h.div_ceil(4), w.div_ceil(4));
     let mut z_dec = SymbolDecoder::new(z_bytes)?;
     Ok((tables.bottleneck.decompress(zh * zw, &mut z_dec)?, [zh, zw], y_bytes))
+}
+
+/// The context model that codes a video frame: the P-frame one when there is a reference.
+fn frame_context(tables: &CodingTables, inter: bool) -> Result<&IntegerContext> {
+    let context = if inter { tables.inter.as_ref() } else { tables.context.as_ref() };
+    context.ok_or_else(|| Error::Codec("stem tables are missing".into()))
+}
+
+/// y ──(z section, ŷ section)── with the multi-reference `context` (and a reference latent for
+/// P-frames); also returns ŷ in Q12.
+fn compress_context(hp: &HyperpriorLatent, y: Tensor<4>, context: &IntegerContext, reference: Option<&[i32]>, tables: &CodingTables) -> Result<(Compressed, Vec<i32>)> {
+    let [_, _, h, w] = y.dims();
+    let y_host = to_host(y.clone());
+    let (z_section, z_hat, zhw) = compress_z(hp, y, tables)?;
+    let (int_hyper, _) = integer_multiref(tables)?;
+    let hyper = hyper_raw(int_hyper, &z_hat, zhw, tables)?;
+    let mut y_enc = SymbolEncoder::new();
+    let (y_hat, y_q) = context.code(&hyper, reference, h, w, &tables.gaussian, &mut multiref::Encode { y: &y_host, enc: &mut y_enc })?;
+    Ok((Compressed { sections: vec![z_section, y_enc.finish()?], y_hat }, y_q))
+}
+
+/// Inverse of [`compress_context`]: ŷ (float), the hyperprior features (Q12) and ŷ (Q12).
+fn decode_context(sections: &[Vec<u8>], y_hw: [usize; 2], context: &IntegerContext, reference: Option<&[i32]>, tables: &CodingTables) -> Result<(Vec<f32>, Vec<i32>, Vec<i32>)> {
+    let (z_hat, zhw, y_bytes) = decompress_z(sections, y_hw, tables)?;
+    let (int_hyper, _) = integer_multiref(tables)?;
+    let hyper = hyper_raw(int_hyper, &z_hat, zhw, tables)?;
+    let mut y_dec = SymbolDecoder::new(y_bytes)?;
+    let (y_hat, y_q) = context.code(&hyper, reference, y_hw[0], y_hw[1], &tables.gaussian, &mut multiref::Decode(&mut y_dec))?;
+    Ok((y_hat, hyper, y_q))
 }
 
 fn integer_multiref(tables: &CodingTables) -> Result<(&IntegerHyperSynthesis, &IntegerContext)> {

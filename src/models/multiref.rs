@@ -22,10 +22,18 @@
 //! `agg` is three 1x1 convolutions, so each pass evaluates it only at the positions it codes.
 //! Decoding is two parallel passes per slice: no raster scan.
 //!
+//! **Temporal references** (the `stem` video codec's P-frames): the same model with the
+//! previous frame's decoded latent r = ŷ_{t−1} as one more reference. Features
+//! conv3x3∘conv3x3(r) join every `agg` input, and `agg` also gives a gate g per element:
+//! ```text
+//!  μ = μ_hp + Δμ + clamp(g, 0, 1)·(r − μ_hp)       (g → 1: "same as the previous frame")
+//! ```
+//!
 //! Everything that decides a probability table runs in fixed point ([`IntegerContext`]):
 //! encoder and decoder derive bit-identical (σ, μ) on every machine. LRP changes only what
 //! g_s sees, so it runs in float on the device like g_s.
 
+use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
@@ -45,9 +53,10 @@ pub fn slice_sizes(m: usize) -> Vec<usize> {
     vec![a, a, b, b, m - 2 * a - 2 * b]
 }
 
-/// Layer widths, proportional to M (M = 160: 64 / 32 / 192 / 128 / 96).
+/// Layer widths, proportional to M (M = 160: 64 / 32 / 192 / 128 / 96 / 64).
 struct Widths {
     channel: usize,
+    temporal: usize,
     attention: usize,
     agg1: usize,
     agg2: usize,
@@ -57,7 +66,7 @@ struct Widths {
 impl Widths {
     fn new(m: usize) -> Self {
         let at_least = |v: usize| v.max(4);
-        Self { channel: at_least(m * 2 / 5), attention: at_least(m / 5), agg1: at_least(m * 6 / 5), agg2: at_least(m * 4 / 5), lrp: at_least(m * 3 / 5) }
+        Self { channel: at_least(m * 2 / 5), temporal: at_least(m * 2 / 5), attention: at_least(m / 5), agg1: at_least(m * 6 / 5), agg2: at_least(m * 4 / 5), lrp: at_least(m * 3 / 5) }
     }
 }
 
@@ -109,12 +118,13 @@ pub struct SliceOutput {
 }
 
 impl SliceContext {
-    fn new(m: usize, prev: usize, c: usize, device: &Device) -> Self {
+    /// `temporal`: whether the slice also has the previous frame's latent as a reference.
+    fn new(m: usize, prev: usize, c: usize, temporal: bool, device: &Device) -> Self {
         let w = Widths::new(m);
         let hyper = 2 * m;
         let first = prev == 0;
-        let agg_in = hyper + if first { 0 } else { w.channel + w.attention } + 2 * c + w.attention;
-        let mut agg3 = conv(w.agg2, 2 * c, 1, 1, device);
+        let agg_in = hyper + if first { 0 } else { w.channel + w.attention } + 2 * c + w.attention + if temporal { w.temporal } else { 0 };
+        let mut agg3 = conv(w.agg2, if temporal { 3 * c } else { 2 * c }, 1, 1, device);
         // Start as the plain mean-scale prior (Δσ = Δμ ≈ 0): training only has to improve on it.
         agg3.weight = agg3.weight.map(shrink);
         let mut lrp2 = conv(w.lrp, c, 3, 1, device);
@@ -138,6 +148,28 @@ impl SliceContext {
         self.intra_value.weight.dims()[1]
     }
 
+    /// Whether `agg` also gives the temporal gate (a P-frame slice).
+    fn gated(&self) -> bool {
+        self.agg3.weight.dims()[0] == 3 * self.channels()
+    }
+
+    /// This (intra) slice as a P-frame slice: the same function of its old inputs, the
+    /// temporal features joining `agg1` with small random weights, and the gate starting
+    /// nearly closed (0.1) so training starts from the intra model.
+    fn with_temporal(&self, features: usize, device: &Device) -> Self {
+        let mut s = self.clone();
+        // Fresh leaves: a parameter built from an expression must not carry its history.
+        let leaf = |t: Tensor<4>| Param::from_tensor(t.detach());
+        let [o, _, _, _] = s.agg1.weight.dims();
+        let fresh = conv(features, o, 1, 1, device).weight.val().mul_scalar(0.1);
+        s.agg1.weight = leaf(Tensor::cat(vec![s.agg1.weight.val(), fresh], 1));
+        let c = s.channels();
+        let [_, i, _, _] = s.agg3.weight.dims();
+        s.agg3.weight = leaf(Tensor::cat(vec![s.agg3.weight.val(), Tensor::zeros([c, i, 1, 1], device)], 0));
+        s.agg3.bias = s.agg3.bias.take().map(|b| Param::from_tensor(Tensor::cat(vec![b.val(), Tensor::full([c], 0.1, device)], 0).detach()));
+        s
+    }
+
     fn agg(&self, x: Tensor<4>) -> Tensor<4> {
         let x = leaky_relu(self.agg1.forward(x), SLOPE);
         let x = leaky_relu(self.agg2.forward(x), SLOPE);
@@ -145,8 +177,9 @@ impl SliceContext {
     }
 
     /// Training pass for slice `y` (`[B, c, H, W]`, after the quality gain), `offset` its first
-    /// channel. `hyper`: `[B, 2M, H, W]` (scales, then means); `prev`: ŷ_<i.
-    pub fn forward(&self, y: Tensor<4>, offset: usize, hyper: Tensor<4>, prev: Option<Tensor<4>>, anchor: Tensor<4>) -> SliceOutput {
+    /// channel. `hyper`: `[B, 2M, H, W]` (scales, then means); `prev`: ŷ_<i; `reference`: the
+    /// previous frame's latent and its features (P-frame slices only).
+    pub fn forward(&self, y: Tensor<4>, offset: usize, hyper: Tensor<4>, prev: Option<Tensor<4>>, anchor: Tensor<4>, reference: Option<&Reference>) -> SliceOutput {
         let c = self.channels();
         let [b, two_m, h, w] = hyper.dims();
         let m = two_m / 2;
@@ -164,11 +197,18 @@ impl SliceContext {
         }
         let hp_scale = hyper.clone().narrow(1, offset, c);
         let hp_mean = hyper.clone().narrow(1, m + offset, c);
+        assert_eq!(self.gated(), reference.is_some(), "P-frame slices need a reference, intra slices none");
         let params = |extra: Vec<Tensor<4>>| {
             let mut inputs = base.clone();
             inputs.extend(extra);
+            inputs.extend(reference.map(|r| r.features.clone()));
             let p = self.agg(Tensor::cat(inputs, 1));
-            (hp_scale.clone() + p.clone().narrow(1, 0, c), hp_mean.clone() + p.narrow(1, c, c))
+            let mut mean = hp_mean.clone() + p.clone().narrow(1, c, c);
+            if let Some(r) = reference {
+                let gate = p.clone().narrow(1, 2 * c, c).clamp(0.0, 1.0);
+                mean = mean + gate * (r.latent.clone().narrow(1, offset, c) - hp_mean.clone());
+            }
+            (hp_scale.clone() + p.narrow(1, 0, c), mean)
         };
         let zeros = Tensor::zeros([b, 2 * c + self.intra_value.weight.dims()[0], h, w], &device);
         let (s1, m1) = params(vec![zeros]);
@@ -207,7 +247,44 @@ impl SliceContext {
             intra_value: act(&self.intra_value, Activation::None),
             spatial: act(&self.spatial, Activation::None),
             agg: [act(&self.agg1, Activation::LeakyRelu), act(&self.agg2, Activation::LeakyRelu), act(&self.agg3, Activation::None)],
+            gated: self.gated(),
         }
+    }
+}
+
+/// The previous frame's decoded latent as a reference (training pass).
+pub struct Reference {
+    /// ŷ_{t−1}, `[B, M, H, W]`, after the quality gain.
+    pub latent: Tensor<4>,
+    /// [`TemporalReference`] features of it.
+    pub features: Tensor<4>,
+}
+
+/// conv3x3∘conv3x3 of the previous frame's latent: what every P-frame slice's `agg` sees of it
+/// (±2 latent positions, ±32 pixels of motion).
+#[derive(Module, Debug)]
+pub struct TemporalReference {
+    c1: Conv2d,
+    c2: Conv2d,
+}
+
+impl TemporalReference {
+    fn new(m: usize, device: &Device) -> Self {
+        let t = Widths::new(m).temporal;
+        Self { c1: conv(m, t, 3, 1, device), c2: conv(t, t, 3, 1, device) }
+    }
+
+    fn features(&self) -> usize {
+        self.c2.weight.dims()[0]
+    }
+
+    pub fn forward(&self, latent: Tensor<4>) -> Reference {
+        let features = leaky_relu(self.c2.forward(leaky_relu(self.c1.forward(latent.clone()), SLOPE)), SLOPE);
+        Reference { latent, features }
+    }
+
+    fn integer(&self) -> [FixedConv; 2] {
+        [FixedConv::from_conv(&self.c1, Activation::LeakyRelu), FixedConv::from_conv(&self.c2, Activation::LeakyRelu)]
     }
 }
 
@@ -215,6 +292,8 @@ impl SliceContext {
 #[derive(Module, Debug)]
 pub struct ContextModel {
     slices: Vec<SliceContext>,
+    /// P-frame models only: the temporal reference.
+    temporal: Option<TemporalReference>,
 }
 
 /// Training pass of the whole context model.
@@ -229,20 +308,54 @@ pub struct ContextOutput {
 
 impl ContextModel {
     pub fn new(m: usize, device: &Device) -> Self {
+        Self::with_slices(m, false, device)
+    }
+
+    /// A P-frame model: every slice also conditioned on the previous frame's latent.
+    pub fn new_temporal(m: usize, device: &Device) -> Self {
+        Self::with_slices(m, true, device)
+    }
+
+    fn with_slices(m: usize, temporal: bool, device: &Device) -> Self {
         let mut prev = 0;
         let slices = slice_sizes(m)
             .into_iter()
             .map(|c| {
-                let s = SliceContext::new(m, prev, c, device);
+                let s = SliceContext::new(m, prev, c, temporal, device);
                 prev += c;
                 s
             })
             .collect();
-        Self { slices }
+        Self { slices, temporal: temporal.then(|| TemporalReference::new(m, device)) }
+    }
+
+    /// This intra model as the start of a P-frame model (see [`SliceContext::with_temporal`]):
+    /// at the start its rate is close to the intra model's, and training only adds the
+    /// temporal reference.
+    pub fn temporal_from(&self, device: &Device) -> Self {
+        let m: usize = self.slices.iter().map(SliceContext::channels).sum();
+        let temporal = TemporalReference::new(m, device);
+        let slices = self.slices.iter().map(|s| s.with_temporal(temporal.features(), device)).collect();
+        Self { slices, temporal: Some(temporal) }
+    }
+
+    /// The temporal reference of a P-frame model.
+    pub fn temporal(&self) -> Option<&TemporalReference> {
+        self.temporal.as_ref()
     }
 
     /// `y`: `[B, M, H, W]` after the gain; `hyper`: `[B, 2M, H, W]` from h_s.
     pub fn forward(&self, y: Tensor<4>, hyper: Tensor<4>) -> ContextOutput {
+        self.forward_with(y, hyper, None)
+    }
+
+    /// [`forward`](Self::forward) of a P-frame model: `reference` is ŷ_{t−1} (`[B, M, H, W]`).
+    pub fn forward_with(&self, y: Tensor<4>, hyper: Tensor<4>, reference: Option<Tensor<4>>) -> ContextOutput {
+        let reference = match (&self.temporal, reference) {
+            (Some(t), Some(r)) => Some(t.forward(r)),
+            (None, None) => None,
+            _ => panic!("a P-frame model needs a reference frame, an intra model none"),
+        };
         let [_, _, h, w] = y.dims();
         let anchor = checkerboard(h, w, &y.device());
         let (mut likelihoods, mut hats, mut recs, mut scales, mut means) = (vec![], vec![], vec![], vec![], vec![]);
@@ -250,7 +363,7 @@ impl ContextModel {
         for s in &self.slices {
             let c = s.channels();
             let prev = (offset > 0).then(|| Tensor::cat(hats.clone(), 1));
-            let out = s.forward(y.clone().narrow(1, offset, c), offset, hyper.clone(), prev, anchor.clone());
+            let out = s.forward(y.clone().narrow(1, offset, c), offset, hyper.clone(), prev, anchor.clone(), reference.as_ref());
             likelihoods.push(out.likelihood);
             hats.push(out.y_hat);
             recs.push(out.y_rec);
@@ -298,7 +411,7 @@ impl ContextModel {
                 i
             })
             .collect();
-        IntegerContext { slices, m: offset }
+        IntegerContext { slices, m: offset, temporal: self.temporal.as_ref().map(TemporalReference::integer) }
     }
 }
 
@@ -348,6 +461,8 @@ struct IntegerSlice {
     intra_value: FixedConv,
     spatial: FixedConv,
     agg: [FixedConv; 3],
+    /// `agg` also gives the temporal gate.
+    gated: bool,
 }
 
 /// [`ContextModel`] in fixed point: encoder and decoder run exactly this, so the tables they
@@ -356,17 +471,34 @@ struct IntegerSlice {
 pub struct IntegerContext {
     slices: Vec<IntegerSlice>,
     m: usize,
+    /// P-frame models: the temporal reference's two layers.
+    temporal: Option<[FixedConv; 2]>,
 }
 
 impl IntegerContext {
-    /// Codes the whole latent: `hyper` is h_s's output (`[2M][h·w]`, scales then means, Q12).
-    /// Returns ŷ (`[M][h·w]`, float: symbol + μ).
-    pub fn code(&self, hyper: &[i32], h: usize, w: usize, g: &GaussianConditional, io: &mut dyn SymbolIo) -> Result<Vec<f32>> {
+    /// Whether this is a P-frame model (it codes with a reference latent).
+    pub fn is_temporal(&self) -> bool {
+        self.temporal.is_some()
+    }
+
+    /// Codes the whole latent: `hyper` is h_s's output (`[2M][h·w]`, scales then means, Q12);
+    /// `reference` the previous frame's ŷ in Q12 (P-frame models only).
+    /// Returns ŷ (`[M][h·w]`) in float (symbol + μ) and in Q12 (the next frame's reference).
+    pub fn code(&self, hyper: &[i32], reference: Option<&[i32]>, h: usize, w: usize, g: &GaussianConditional, io: &mut dyn SymbolIo) -> Result<(Vec<f32>, Vec<i32>)> {
+        use crate::error::Error;
         let n = h * w;
         let m = self.m;
         if hyper.len() != 2 * m * n {
-            return Err(crate::error::Error::Format("latent geometry does not match the hyperprior".into()));
+            return Err(Error::Format("latent geometry does not match the hyperprior".into()));
         }
+        let features = match (&self.temporal, reference) {
+            (Some([t1, t2]), Some(r)) if r.len() == m * n => t2.forward(&t1.forward(r, h, w).0, h, w).0,
+            (Some(_), Some(_)) => return Err(Error::Format("reference latent geometry does not match".into())),
+            (None, None) => vec![],
+            (Some(_), None) => return Err(Error::Codec("a P-frame needs a reference frame".into())),
+            (None, Some(_)) => return Err(Error::Codec("an intra model takes no reference frame".into())),
+        };
+        let reference = reference.filter(|_| self.temporal.is_some());
         let (anchors, others): (Vec<usize>, Vec<usize>) = (0..n).partition(|&t| is_anchor(t, w));
         let mut y_q = vec![0i32; m * n];
         let mut y_hat = vec![0f32; m * n];
@@ -384,9 +516,11 @@ impl IntegerContext {
                 base.extend(linear_attention_fixed(&q, &k, &v, s.d, s.d, n, None));
             }
             // Pass 1: anchors, with the spatial and intra-slice inputs zero.
-            let extra = vec![0i32; (2 * c + s.d) * n];
+            let mut extra = vec![0i32; (2 * c + s.d) * n];
+            extra.extend_from_slice(&features);
             let p = s.params(&base, &extra, &anchors, n);
-            code_positions(s, &p, &anchors, hyper, m, n, g, io, &mut y_q, &mut y_hat)?;
+            let refs = References { hyper, reference, m, n };
+            code_positions(s, &p, &anchors, &refs, g, io, &mut y_q, &mut y_hat)?;
             // Pass 2: non-anchors, from the decoded anchors.
             let mut cur = vec![0i32; c * n];
             for ch in 0..c {
@@ -397,11 +531,21 @@ impl IntegerContext {
             let mut extra = s.spatial.forward(&cur, h, w).0;
             let (v, _, _) = s.intra_value.forward(&cur, h, w);
             extra.extend(linear_attention_fixed(&q, &k, &v, s.d, s.d, n, Some(&anchors)));
+            extra.extend_from_slice(&features);
             let p = s.params(&base, &extra, &others, n);
-            code_positions(s, &p, &others, hyper, m, n, g, io, &mut y_q, &mut y_hat)?;
+            code_positions(s, &p, &others, &refs, g, io, &mut y_q, &mut y_hat)?;
         }
-        Ok(y_hat)
+        Ok((y_hat, y_q))
     }
+}
+
+/// What every coded element's parameters are relative to: the hyperprior (`[2M][n]`) and, in
+/// P-frames, the previous frame's latent (`[M][n]`), all Q12.
+struct References<'a> {
+    hyper: &'a [i32],
+    reference: Option<&'a [i32]>,
+    m: usize,
+    n: usize,
 }
 
 impl IntegerSlice {
@@ -421,16 +565,25 @@ impl IntegerSlice {
     }
 }
 
-/// Codes slice `s` at `positions` with parameters `p` (`[2c][positions]`, residuals on the
-/// hyperprior's), channel by channel; records ŷ in fixed point and float.
+/// Codes slice `s` at `positions` with parameters `p` (`[2c or 3c][positions]`, residuals on
+/// the hyperprior's, then the temporal gates), channel by channel; records ŷ in fixed point and
+/// float.
 #[allow(clippy::too_many_arguments)]
-fn code_positions(s: &IntegerSlice, p: &[i32], positions: &[usize], hyper: &[i32], m: usize, n: usize, g: &GaussianConditional, io: &mut dyn SymbolIo, y_q: &mut [i32], y_hat: &mut [f32]) -> Result<()> {
+fn code_positions(s: &IntegerSlice, p: &[i32], positions: &[usize], refs: &References, g: &GaussianConditional, io: &mut dyn SymbolIo, y_q: &mut [i32], y_hat: &mut [f32]) -> Result<()> {
     let len = positions.len();
+    let (hyper, m, n) = (refs.hyper, refs.m, refs.n);
     for ch in 0..s.c {
         let idx = s.offset + ch;
         for (j, &t) in positions.iter().enumerate() {
             let scale = p[ch * len + j].saturating_add(hyper[idx * n + t]);
-            let mean = p[(s.c + ch) * len + j].saturating_add(hyper[(m + idx) * n + t]);
+            let hp_mean = hyper[(m + idx) * n + t];
+            let mut mean = p[(s.c + ch) * len + j].saturating_add(hp_mean);
+            if let (true, Some(r)) = (s.gated, refs.reference) {
+                // μ += clamp(g, 0, 1)·(r − μ_hp), rounded to nearest in Q12.
+                let gate = p[(2 * s.c + ch) * len + j].clamp(0, 1 << FRAC_BITS) as i64;
+                let step = (gate * (r[idx * n + t] as i64 - hp_mean as i64) + (1 << (FRAC_BITS - 1))) >> FRAC_BITS;
+                mean = (mean as i64 + step).clamp(-(i32::MAX as i64), i32::MAX as i64) as i32;
+            }
             let sym = io.code(g, idx * n + t, scale, mean)?;
             let q = ((sym as i64) << FRAC_BITS) + mean as i64;
             y_q[idx * n + t] = q.clamp(-(i32::MAX as i64), i32::MAX as i64) as i32;
@@ -478,7 +631,7 @@ mod tests {
         let (fs, fm) = (to_host(out.scales), to_host(out.means));
         let hq: Vec<i32> = hyper.iter().map(|&v| to_fixed(v)).collect();
         let mut rec = Record { y: &y, scales: vec![0; m * n], means: vec![0; m * n] };
-        let y_hat = model.integer().code(&hq, h, w, &GaussianConditional::new(), &mut rec).unwrap();
+        let (y_hat, _) = model.integer().code(&hq, None, h, w, &GaussianConditional::new(), &mut rec).unwrap();
         let close = |f: &[f32], q: &[i32]| f.iter().zip(q).filter(|&(a, &b)| (a - to_float(b)).abs() < 0.02).count();
         // A value right at a rounding boundary may round differently and shift what follows
         // slightly; nearly every parameter must still agree.
@@ -486,6 +639,46 @@ mod tests {
         assert!(close(&fm, &rec.means) * 100 >= 99 * m * n, "means: {} of {} agree", close(&fm, &rec.means), m * n);
         let same = to_host(out.y_hat).iter().zip(&y_hat).filter(|(a, b)| (*a - *b).abs() < 0.02).count();
         assert!(same * 100 >= 99 * m * n, "ŷ: {same} of {} agree", m * n);
+    }
+
+    /// The same for a P-frame model, whose parameters also depend on the reference latent
+    /// through the temporal features and the gate.
+    #[test]
+    fn integer_temporal_context_tracks_float() {
+        let device = crate::backend::device();
+        device.seed(4);
+        let (m, h, w) = (20, 5, 6);
+        let n = h * w;
+        let model = ContextModel::new(m, &device).temporal_from(&device);
+        let wave = |i: usize, a: f32, f: usize| a * (((i * f) % 101) as f32 / 101.0 - 0.5);
+        let y: Vec<f32> = (0..m * n).map(|i| wave(i, 12.0, 37)).collect();
+        let hyper: Vec<f32> = (0..2 * m * n).map(|i| if i < m * n { 0.5 + wave(i, 3.0, 53).abs() } else { wave(i, 8.0, 71) }).map(|v| to_float(to_fixed(v))).collect();
+        // The previous frame: close to this one, so the gate has something to use.
+        let reference: Vec<f32> = y.iter().enumerate().map(|(i, v)| to_float(to_fixed((v + wave(i, 1.0, 29)).round()))).collect();
+        // Open the gates half way so the reference matters.
+        let mut model = model;
+        for s in &mut model.slices {
+            let c = s.channels();
+            s.agg3.bias = s.agg3.bias.take().map(|b| b.map(|t| t.slice_fill(2 * c..3 * c, 0.5)));
+        }
+        let out = model.forward_with(from_host(y.clone(), [1, m, h, w], &device), from_host(hyper.clone(), [1, 2 * m, h, w], &device), Some(from_host(reference.clone(), [1, m, h, w], &device)));
+        let (fs, fm) = (to_host(out.scales), to_host(out.means));
+        let hq: Vec<i32> = hyper.iter().map(|&v| to_fixed(v)).collect();
+        let rq: Vec<i32> = reference.iter().map(|&v| to_fixed(v)).collect();
+        let mut rec = Record { y: &y, scales: vec![0; m * n], means: vec![0; m * n] };
+        let int = model.integer();
+        assert!(int.is_temporal());
+        let (_, y_q) = int.code(&hq, Some(&rq), h, w, &GaussianConditional::new(), &mut rec).unwrap();
+        let close = |f: &[f32], q: &[i32]| f.iter().zip(q).filter(|&(a, &b)| (a - to_float(b)).abs() < 0.02).count();
+        assert!(close(&fs, &rec.scales) * 100 >= 99 * m * n, "scales: {} of {} agree", close(&fs, &rec.scales), m * n);
+        assert!(close(&fm, &rec.means) * 100 >= 99 * m * n, "means: {} of {} agree", close(&fm, &rec.means), m * n);
+        // The reference changes the parameters, and is required.
+        let mut other = Record { y: &y, scales: vec![0; m * n], means: vec![0; m * n] };
+        int.code(&hq, Some(&vec![0; m * n]), h, w, &GaussianConditional::new(), &mut other).unwrap();
+        assert_ne!(other.means, rec.means);
+        assert!(int.code(&hq, None, h, w, &GaussianConditional::new(), &mut other).is_err());
+        assert!(int.code(&hq, Some(&rq[1..]), h, w, &GaussianConditional::new(), &mut other).is_err());
+        assert_eq!(y_q.len(), m * n);
     }
 
     #[test]

@@ -92,49 +92,76 @@ pub enum Rate {
 /// (its parameters describe the stream) and the packets with their timestamps, in the
 /// encoder's time base (1/fps). `global_header`: extradata for containers that want it (mp4, mkv).
 pub fn encode_with(video: &Video, encoder: &str, rate: Rate, global_header: bool) -> Result<(ff::encoder::Video, Vec<ff::Packet>)> {
-    init()?;
-    let codec = ff::encoder::find_by_name(encoder).ok_or_else(|| Error::Unsupported(format!("this libavcodec has no {encoder}")))?;
-    let mut enc = ff::codec::context::Context::new_with_codec(codec).encoder().video().map_err(fferr(encoder))?;
-    enc.set_width(video.width as u32);
-    enc.set_height(video.height as u32);
-    enc.set_format(Pixel::YUV420P);
-    enc.set_time_base(ff::Rational::new(video.fps.1 as i32, video.fps.0 as i32));
-    enc.set_frame_rate(Some(ff::Rational::new(video.fps.0 as i32, video.fps.1 as i32)));
-    enc.set_max_b_frames(0);
-    if global_header {
-        enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    let mut enc = StreamEncoder::open(video.width, video.height, video.fps, encoder, rate, global_header)?;
+    for f in &video.frames {
+        enc.push(f)?;
     }
-    let mut opts = ff::Dictionary::new();
-    opts.set("preset", "medium");
-    opts.set("tune", "zerolatency");
-    let x265 = encoder == "libx265";
-    match rate {
-        Rate::Crf(crf) => opts.set("crf", &crf.to_string()),
-        Rate::Lossless if x265 => {}
-        Rate::Lossless => opts.set("qp", "0"),
+    enc.finish()
+}
+
+/// An x264/x265 encoder fed one frame at a time: only the compressed packets accumulate.
+pub struct StreamEncoder {
+    enc: ff::encoder::Video,
+    packets: Vec<ff::Packet>,
+    name: String,
+    size: (usize, usize),
+    next_pts: i64,
+}
+
+impl StreamEncoder {
+    pub fn open(width: usize, height: usize, fps: (u32, u32), encoder: &str, rate: Rate, global_header: bool) -> Result<Self> {
+        init()?;
+        let codec = ff::encoder::find_by_name(encoder).ok_or_else(|| Error::Unsupported(format!("this libavcodec has no {encoder}")))?;
+        let mut enc = ff::codec::context::Context::new_with_codec(codec).encoder().video().map_err(fferr(encoder))?;
+        enc.set_width(width as u32);
+        enc.set_height(height as u32);
+        enc.set_format(Pixel::YUV420P);
+        enc.set_time_base(ff::Rational::new(fps.1 as i32, fps.0 as i32));
+        enc.set_frame_rate(Some(ff::Rational::new(fps.0 as i32, fps.1 as i32)));
+        enc.set_max_b_frames(0);
+        if global_header {
+            enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+        }
+        let mut opts = ff::Dictionary::new();
+        opts.set("preset", "medium");
+        opts.set("tune", "zerolatency");
+        let x265 = encoder == "libx265";
+        match rate {
+            Rate::Crf(crf) => opts.set("crf", &crf.to_string()),
+            Rate::Lossless if x265 => {}
+            Rate::Lossless => opts.set("qp", "0"),
+        }
+        if x265 {
+            opts.set("x265-params", if rate == Rate::Lossless { "bframes=0:log-level=error:lossless=1" } else { "bframes=0:log-level=error" });
+        }
+        let enc = enc.open_with(opts).map_err(fferr(encoder))?;
+        Ok(Self { enc, packets: vec![], name: encoder.to_string(), size: (width, height), next_pts: 0 })
     }
-    if x265 {
-        opts.set("x265-params", if rate == Rate::Lossless { "bframes=0:log-level=error:lossless=1" } else { "bframes=0:log-level=error" });
-    }
-    let mut enc = enc.open_with(opts).map_err(fferr(encoder))?;
-    let mut packets = vec![];
-    let drain = |enc: &mut ff::encoder::Video, packets: &mut Vec<ff::Packet>| {
+
+    fn drain(&mut self) {
         let mut p = ff::Packet::empty();
-        while enc.receive_packet(&mut p).is_ok() {
+        while self.enc.receive_packet(&mut p).is_ok() {
             // One frame long (time base 1/fps): without it mp4 edit lists cut the last frame.
             p.set_duration(1);
-            packets.push(std::mem::replace(&mut p, ff::Packet::empty()));
+            self.packets.push(std::mem::replace(&mut p, ff::Packet::empty()));
         }
-    };
-    for (i, f) in video.frames.iter().enumerate() {
-        let mut frame = to_ff_frame(video, f);
-        frame.set_pts(Some(i as i64));
-        enc.send_frame(&frame).map_err(fferr(encoder))?;
-        drain(&mut enc, &mut packets);
     }
-    enc.send_eof().map_err(fferr(encoder))?;
-    drain(&mut enc, &mut packets);
-    Ok((enc, packets))
+
+    pub fn push(&mut self, f: &Frame) -> Result<()> {
+        let mut frame = to_ff_frame(self.size, f);
+        frame.set_pts(Some(self.next_pts));
+        self.next_pts += 1;
+        self.enc.send_frame(&frame).map_err(fferr(&self.name))?;
+        self.drain();
+        Ok(())
+    }
+
+    /// Flushes the encoder: the encoder (its parameters describe the stream) and every packet.
+    pub fn finish(mut self) -> Result<(ff::encoder::Video, Vec<ff::Packet>)> {
+        self.enc.send_eof().map_err(fferr(&self.name))?;
+        self.drain();
+        Ok((self.enc, self.packets))
+    }
 }
 
 /// Muxes encoded packets into a container file at `path` (format from its extension).
@@ -160,10 +187,10 @@ fn libavcodec_version() -> String {
     format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff)
 }
 
-fn to_ff_frame(video: &Video, f: &Frame) -> ff::frame::Video {
-    let mut frame = ff::frame::Video::new(Pixel::YUV420P, video.width as u32, video.height as u32);
-    let (cw, ch) = video.chroma_size();
-    for (plane, data, w, h) in [(0, &f.y, video.width, video.height), (1, &f.u, cw, ch), (2, &f.v, cw, ch)] {
+fn to_ff_frame((width, height): (usize, usize), f: &Frame) -> ff::frame::Video {
+    let mut frame = ff::frame::Video::new(Pixel::YUV420P, width as u32, height as u32);
+    let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+    for (plane, data, w, h) in [(0, &f.y, width, height), (1, &f.u, cw, ch), (2, &f.v, cw, ch)] {
         let stride = frame.stride(plane);
         let dst = frame.data_mut(plane);
         for row in 0..h {

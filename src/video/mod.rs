@@ -218,18 +218,29 @@ fn check_same_geometry(orig: &Video, w: usize, h: usize, n: usize) -> Result<()>
 /// i as I420 and as RGB.
 fn mean_metrics(orig: &Video, decoded: impl Fn(usize) -> (Frame, RgbImage) + Sync) -> (f64, f64, f64, f64) {
     use rayon::prelude::*;
-    let fits = orig.width.min(orig.height) >= crate::metrics::MS_SSIM_MIN_SIDE as usize;
     let per: Vec<(f64, f64, f64, f64)> = (0..orig.frames.len())
         .into_par_iter()
         .map(|i| {
-            let a = &orig.frames[i];
             let (b, rb) = decoded(i);
-            let (y, u, v) = (plane_psnr(&a.y, &b.y), plane_psnr(&a.u, &b.u), plane_psnr(&a.v, &b.v));
-            let ra = orig.rgb(i);
-            let ms = if fits { crate::metrics::ms_ssim(&ra, &rb) } else { f64::NAN };
-            (crate::metrics::psnr(&ra, &rb), y, (6.0 * y + u + v) / 8.0, ms)
+            frame_quality(orig, i, &b, &rb)
         })
         .collect();
+    mean_of(&per)
+}
+
+/// (PSNR-RGB, PSNR-Y, PSNR-YUV, MS-SSIM-RGB) of one decoded frame (as I420 and as RGB)
+/// against frame `i` of `orig`; MS-SSIM is NaN for frames too small for it.
+pub fn frame_quality(orig: &Video, i: usize, yuv: &Frame, rgb: &RgbImage) -> (f64, f64, f64, f64) {
+    let a = &orig.frames[i];
+    let (y, u, v) = (plane_psnr(&a.y, &yuv.y), plane_psnr(&a.u, &yuv.u), plane_psnr(&a.v, &yuv.v));
+    let ra = orig.rgb(i);
+    let fits = orig.width.min(orig.height) >= crate::metrics::MS_SSIM_MIN_SIDE as usize;
+    let ms = if fits { crate::metrics::ms_ssim(&ra, rgb) } else { f64::NAN };
+    (crate::metrics::psnr(&ra, rgb), y, (6.0 * y + u + v) / 8.0, ms)
+}
+
+/// Component-wise means of per-frame [`frame_quality`] values.
+pub fn mean_of(per: &[(f64, f64, f64, f64)]) -> (f64, f64, f64, f64) {
     let n = per.len() as f64;
     let mean = |f: fn(&(f64, f64, f64, f64)) -> f64| per.iter().map(f).sum::<f64>() / n;
     (mean(|p| p.0), mean(|p| p.1), mean(|p| p.2), mean(|p| p.3))

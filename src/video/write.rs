@@ -5,8 +5,9 @@
 //!                                                             └──► x264/x265 (CRF or lossless) ──mux──► .mp4/.mkv/.mov
 //!  RGB frames ──PNG──► dir/frame_000001.png …
 //! ```
-//! Every output is assembled in memory (or in a hidden temporary folder for PNGs) and moved
-//! into place with one rename, so a failed or killed run leaves no partial output.
+//! Frames stream in one at a time ([`VideoWriter`]): each output is assembled in a hidden
+//! temporary file or folder beside the target and moved into place with one rename, so a
+//! failed or killed run leaves no partial output and memory does not grow with the length.
 
 use std::path::Path;
 
@@ -86,63 +87,130 @@ impl Video {
 
     /// YUV4MPEG2 bytes (4:2:0, 8-bit).
     pub fn to_y4m(&self) -> Vec<u8> {
-        let mut out = format!("YUV4MPEG2 W{} H{} F{}:{} Ip A1:1 C420jpeg\n", self.width, self.height, self.fps.0, self.fps.1).into_bytes();
+        let mut out = y4m_header(self.width, self.height, self.fps).into_bytes();
         for f in &self.frames {
-            out.extend_from_slice(b"FRAME\n");
-            out.extend_from_slice(&f.y);
-            out.extend_from_slice(&f.u);
-            out.extend_from_slice(&f.v);
+            out.extend(f.y4m_frame());
         }
         out
     }
 }
 
+fn y4m_header(width: usize, height: usize, fps: (u32, u32)) -> String {
+    format!("YUV4MPEG2 W{width} H{height} F{}:{} Ip A1:1 C420jpeg\n", fps.0, fps.1)
+}
+
+impl Frame {
+    /// One Y4M frame: marker and planes.
+    fn y4m_frame(&self) -> Vec<u8> {
+        [b"FRAME\n".as_slice(), &self.y, &self.u, &self.v].concat()
+    }
+}
+
 /// Writes `frames` to `path` as [`output_kind`] says.
 pub fn write_video(path: &Path, frames: &[RgbImage], fps: (u32, u32), opts: &OutputOptions) -> Result<()> {
-    match output_kind(path)? {
-        OutputKind::Y4m => crate::io::write_atomic(path, &Video::from_rgb(frames, fps)?.to_y4m()),
-        OutputKind::PngDir => write_png_dir(path, frames),
-        OutputKind::Container => {
-            let video = Video::from_rgb(frames, fps)?;
-            let (enc, packets) = anchors::encode_with(&video, &opts.encoder, opts.rate, true)?;
-            // Mux into a hidden temporary file beside the target (same extension: the muxer
-            // goes by it), then rename over the target; dropped on failure.
-            let ext = format!(".{}", path.extension().unwrap_or_default().to_string_lossy());
-            let tmp = tempfile::Builder::new().prefix(&hidden_prefix(path)).suffix(&ext).tempfile_in(crate::io::parent_dir(path)).map_err(|e| Error::io(path, e))?;
-            anchors::mux(tmp.path(), &enc, packets)?;
-            tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-            Ok(())
+    let mut w = VideoWriter::create(path, fps, opts)?;
+    for f in frames {
+        w.push(f)?;
+    }
+    w.finish()
+}
+
+/// Writes a video frame by frame, holding at most one frame (plus, for mp4/mkv/mov, the
+/// compressed packets): decoders stream into it with bounded memory. Nothing appears at the
+/// path until [`finish`](Self::finish); dropped before that, it leaves nothing behind.
+pub struct VideoWriter {
+    sink: Sink,
+    fps: (u32, u32),
+    size: Option<(u32, u32)>,
+    frames: usize,
+}
+
+enum Sink {
+    Y4m(crate::io::AtomicFile),
+    /// Hidden temporary folder and the target it is renamed to.
+    PngDir(tempfile::TempDir, std::path::PathBuf),
+    Container { path: std::path::PathBuf, opts: OutputOptions, enc: Option<anchors::StreamEncoder> },
+}
+
+impl VideoWriter {
+    /// Checks the output kind (and, for folders, that the target is absent or empty) before
+    /// any frame is decoded.
+    pub fn create(path: &Path, fps: (u32, u32), opts: &OutputOptions) -> Result<Self> {
+        let sink = match output_kind(path)? {
+            OutputKind::Y4m => Sink::Y4m(crate::io::AtomicFile::create(path)?),
+            OutputKind::PngDir => {
+                let trimmed = path.to_string_lossy().trim_end_matches('/').to_string();
+                let target = std::path::PathBuf::from(trimmed);
+                if target.exists() {
+                    let empty = std::fs::read_dir(&target).map_err(|e| Error::io(&target, e))?.next().is_none();
+                    if !empty {
+                        return Err(Error::Unsupported(format!("{}: folder exists and is not empty", target.display())));
+                    }
+                }
+                // Removed on drop unless renamed into place.
+                let tmp = tempfile::Builder::new().prefix(&crate::io::hidden_name(&target)).tempdir_in(crate::io::parent_dir(&target)).map_err(|e| Error::io(&target, e))?;
+                Sink::PngDir(tmp, target)
+            }
+            OutputKind::Container => Sink::Container { path: path.to_path_buf(), opts: opts.clone(), enc: None },
+        };
+        Ok(Self { sink, fps, size: None, frames: 0 })
+    }
+
+    pub fn push(&mut self, img: &RgbImage) -> Result<()> {
+        let size = *self.size.get_or_insert((img.width(), img.height()));
+        if size != (img.width(), img.height()) {
+            return Err(Error::Codec("frames of different sizes in one video".into()));
+        }
+        let (w, h) = (size.0 as usize, size.1 as usize);
+        match &mut self.sink {
+            Sink::Y4m(f) => {
+                if self.frames == 0 {
+                    f.write_all(y4m_header(w, h, self.fps).as_bytes())?;
+                }
+                f.write_all(&Frame::from_rgb(img).y4m_frame())?;
+            }
+            Sink::PngDir(tmp, _) => {
+                let p = tmp.path().join(format!("frame_{:06}.png", self.frames + 1));
+                img.save(&p).map_err(|e| Error::Image(format!("{}: {e}", p.display())))?;
+            }
+            Sink::Container { opts, enc, .. } => {
+                if enc.is_none() {
+                    *enc = Some(anchors::StreamEncoder::open(w, h, self.fps, &opts.encoder, opts.rate, true)?);
+                }
+                enc.as_mut().expect("opened above").push(&Frame::from_rgb(img))?;
+            }
+        }
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Moves the finished output into place.
+    pub fn finish(self) -> Result<()> {
+        if self.frames == 0 {
+            return Err(Error::Unsupported("no frames to write".into()));
+        }
+        match self.sink {
+            Sink::Y4m(f) => f.commit(),
+            Sink::PngDir(tmp, path) => {
+                if path.exists() {
+                    std::fs::remove_dir(&path).map_err(|e| Error::io(&path, e))?;
+                }
+                std::fs::rename(tmp.path(), &path).map_err(|e| Error::io(&path, e))?;
+                // Renamed: nothing left for the guard to delete.
+                let _ = tmp.keep();
+                Ok(())
+            }
+            Sink::Container { path, enc, .. } => {
+                let (enc, packets) = enc.expect("at least one frame").finish()?;
+                // Mux into a hidden temporary file beside the target (same extension: the muxer
+                // goes by it), then rename over the target; dropped on failure.
+                let ext = format!(".{}", path.extension().unwrap_or_default().to_string_lossy());
+                let tmp = tempfile::Builder::new().prefix(&crate::io::hidden_name(&path)).suffix(&ext).tempfile_in(crate::io::parent_dir(&path)).map_err(|e| Error::io(&path, e))?;
+                anchors::mux(tmp.path(), &enc, packets)?;
+                tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+                Ok(())
+            }
         }
     }
 }
 
-/// Name prefix of hidden temporary siblings of `path`: `.name.ncodec-`.
-fn hidden_prefix(path: &Path) -> String {
-    format!(".{}.ncodec-", path.file_name().unwrap_or_default().to_string_lossy())
-}
-
-/// PNGs into a hidden sibling folder, then one rename. The target must not exist or be an
-/// empty folder (never overwrite someone's files one by one).
-fn write_png_dir(path: &Path, frames: &[RgbImage]) -> Result<()> {
-    let trimmed = path.to_string_lossy().trim_end_matches('/').to_string();
-    let path = Path::new(&trimmed);
-    if path.exists() {
-        let empty = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?.next().is_none();
-        if !empty {
-            return Err(Error::Unsupported(format!("{}: folder exists and is not empty", path.display())));
-        }
-    }
-    // Removed on drop unless renamed into place.
-    let tmp = tempfile::Builder::new().prefix(&hidden_prefix(path)).tempdir_in(crate::io::parent_dir(path)).map_err(|e| Error::io(path, e))?;
-    for (i, f) in frames.iter().enumerate() {
-        let p = tmp.path().join(format!("frame_{:06}.png", i + 1));
-        f.save(&p).map_err(|e| Error::Image(format!("{}: {e}", p.display())))?;
-    }
-    if path.exists() {
-        std::fs::remove_dir(path).map_err(|e| Error::io(path, e))?;
-    }
-    std::fs::rename(tmp.path(), path).map_err(|e| Error::io(path, e))?;
-    // Renamed: nothing left for the guard to delete.
-    let _ = tmp.keep();
-    Ok(())
-}

@@ -1,0 +1,381 @@
+//! `ncodec train --codec stem`: trains the P-frame entropy model of the latent video codec on
+//! short sequences, with the image model's transforms, hyperprior and intra context frozen.
+//!
+//! ```text
+//!  photo ──synthetic motion (pan, zoom, a moving foreground patch, sensor noise)──► x_0 … x_{T−1}
+//!        ──g_a (frozen, once: cached)──► y_0 … y_{T−1}
+//!  per step, quality q per sequence:
+//!    ŷ_0 = intra model (frozen)                          (what the decoder has for frame 0)
+//!    ŷ_t = P-frame model(y_t | hyper_t, ŷ_{t−1})         t = 1 … T−1, ŷ_{t−1} the model's own
+//!    loss = Σ_t bits(y_t) / pixels                       (error-propagation aware: each frame's
+//!                                                          reference is the decoded previous one)
+//! ```
+//! Only the rate of P-frame latents is trained: the transforms are frozen, so distortion is the
+//! image model's (ŷ differs only by where the quantization grid sits). The reference chain
+//! keeps its gradient (straight-through rounding), so a frame learns to be a good reference.
+//!
+//! The sequences come from the training photos only: the one real clip with enough frames
+//! (BasketballPass) is the evaluation clip and stays out of training.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::Int;
+use image::RgbImage;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::data::TrainSet;
+use crate::error::{Error, Result};
+use crate::models::{Architecture, ImageModel, Y_STRIDE, from_host, to_host};
+use crate::train::{TrainOptions, TrainState};
+use crate::weights;
+
+/// Frames per training sequence (one intra frame, then P-frames).
+pub const SEQUENCE_FRAMES: usize = 4;
+
+/// Gain-free latents of synthetic sequences: `[sequence][frame]` → `[M][s][s]` (f16).
+pub struct SequenceSet {
+    latents: Vec<Vec<Vec<half::f16>>>,
+    channels: usize,
+    /// Latent side (crop / 16).
+    side: usize,
+}
+
+/// How one synthetic sequence moves.
+#[derive(Debug, Clone, Copy)]
+struct Motion {
+    /// Centre of frame 0 in the photo, velocity in pixels per frame, zoom per frame.
+    centre: (f64, f64),
+    velocity: (f64, f64),
+    zoom: f64,
+}
+
+/// A foreground patch from another photo, moving on its own.
+struct Foreground<'a> {
+    photo: &'a RgbImage,
+    /// Source corner in `photo`, side, position in frame 0, velocity.
+    source: (usize, usize),
+    side: usize,
+    start: (f64, f64),
+    velocity: (f64, f64),
+}
+
+/// Bilinear sample of `im` at (x, y), clamped to the image.
+fn sample(im: &RgbImage, x: f64, y: f64, c: usize) -> f32 {
+    let (w, h) = (im.width() as f64, im.height() as f64);
+    let x = x.clamp(0.0, w - 1.0);
+    let y = y.clamp(0.0, h - 1.0);
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (x0, y0) = (x0 as u32, y0 as u32);
+    let (x1, y1) = ((x0 + 1).min(im.width() - 1), (y0 + 1).min(im.height() - 1));
+    let p = |x, y| im.get_pixel(x, y).0[c] as f64;
+    let v = (p(x0, y0) * (1.0 - fx) + p(x1, y0) * fx) * (1.0 - fy) + (p(x0, y1) * (1.0 - fx) + p(x1, y1) * fx) * fy;
+    (v / 255.0) as f32
+}
+
+/// Frame `t` of a synthetic sequence: `[3][crop][crop]` in [0, 1].
+fn render(photo: &RgbImage, motion: &Motion, fg: Option<&Foreground>, t: usize, crop: usize) -> Vec<f32> {
+    let scale = motion.zoom.powi(t as i32);
+    let cx = motion.centre.0 + motion.velocity.0 * t as f64;
+    let cy = motion.centre.1 + motion.velocity.1 * t as f64;
+    let half = crop as f64 / 2.0;
+    let mut out = vec![0f32; 3 * crop * crop];
+    for c in 0..3 {
+        for y in 0..crop {
+            for x in 0..crop {
+                let sx = cx + (x as f64 - half) * scale;
+                let sy = cy + (y as f64 - half) * scale;
+                out[(c * crop + y) * crop + x] = sample(photo, sx, sy, c);
+            }
+        }
+    }
+    if let Some(f) = fg {
+        let (px, py) = (f.start.0 + f.velocity.0 * t as f64, f.start.1 + f.velocity.1 * t as f64);
+        for c in 0..3 {
+            for y in 0..f.side {
+                for x in 0..f.side {
+                    let (dx, dy) = (px + x as f64, py + y as f64);
+                    if dx < 0.0 || dy < 0.0 || dx >= crop as f64 || dy >= crop as f64 {
+                        continue;
+                    }
+                    // Sub-pixel position: sample the patch at the fractional offset.
+                    let v = sample(f.photo, (f.source.0 + x) as f64 - px.fract(), (f.source.1 + y) as f64 - py.fract(), c);
+                    out[(c * crop + dy as usize) * crop + dx as usize] = v;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A random motion that keeps every frame inside the photo (`None` if the photo is too small).
+fn random_motion(rng: &mut impl Rng, photo: &RgbImage, crop: usize, frames: usize) -> Option<Motion> {
+    let (w, h) = (photo.width() as f64, photo.height() as f64);
+    // Two in five sequences are static shots; the rest pan, mostly slowly (speed 8·u², u
+    // uniform: median 2 px per frame, at most 8), as cameras do at 25–60 fps.
+    let speed = if rng.gen_bool(0.4) { 0.0 } else { 8.0 * rng.gen_range(0.0f64..1.0).powi(2) };
+    let angle = rng.gen_range(0.0..std::f64::consts::TAU);
+    let zoom: f64 = if rng.gen_bool(0.3) { rng.gen_range(0.98..1.02) } else { 1.0 };
+    let velocity = (speed * angle.cos(), speed * angle.sin());
+    let span = (frames - 1) as f64;
+    let max_scale = zoom.max(1.0 / zoom).powf(span).max(1.0);
+    let half = crop as f64 / 2.0 * max_scale + 1.0;
+    let (lo_x, hi_x) = (half - velocity.0.min(0.0) * span, w - half - velocity.0.max(0.0) * span);
+    let (lo_y, hi_y) = (half - velocity.1.min(0.0) * span, h - half - velocity.1.max(0.0) * span);
+    if lo_x >= hi_x || lo_y >= hi_y {
+        return None;
+    }
+    Some(Motion { centre: (rng.gen_range(lo_x..hi_x), rng.gen_range(lo_y..hi_y)), velocity, zoom })
+}
+
+impl SequenceSet {
+    /// The sequences cached at `cache` for `key` (the transforms' digest), else rendered from
+    /// `set`, analysed with `model` and cached.
+    /// `count` sequences of [`SEQUENCE_FRAMES`] frames.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cached(cache: &Path, key: &[u8; 32], set: &TrainSet, model: &ImageModel, count: usize, crop: usize, seed: u64, device: &Device) -> Result<Self> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(key);
+        h.update(format!("stem-sequences-v2 {count} {SEQUENCE_FRAMES} {crop} {seed} {}", set.len()));
+        let key: [u8; 32] = h.finalize().into();
+        if let Ok(bytes) = std::fs::read(cache) {
+            match Self::from_bytes(&bytes, &key) {
+                Some(s) => return Ok(s),
+                None => eprintln!("ignoring stale sequence cache {}", cache.display()),
+            }
+        }
+        let s = Self::render(set, model, count, crop, seed, device)?;
+        crate::io::write_atomic(cache, &s.to_bytes(&key))?;
+        Ok(s)
+    }
+
+    fn render(set: &TrainSet, model: &ImageModel, count: usize, crop: usize, seed: u64, device: &Device) -> Result<Self> {
+        use rayon::prelude::*;
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_57e3);
+        let mut latents = Vec::with_capacity(count);
+        let mut channels = 0;
+        let start = Instant::now();
+        let mut misses = 0;
+        while latents.len() < count {
+            let photo = set.image(rng.gen_range(0..set.len()));
+            let Some(motion) = random_motion(&mut rng, photo, crop, SEQUENCE_FRAMES) else {
+                misses += 1;
+                if misses > 1000 * (count + 1) {
+                    return Err(Error::Unsupported(format!("no training photo is large enough for moving {crop}x{crop} crops")));
+                }
+                continue;
+            };
+            let fg = rng.gen_bool(0.5).then(|| {
+                let other = set.image(rng.gen_range(0..set.len()));
+                let side = rng.gen_range(48..=112).min(other.width() as usize).min(other.height() as usize);
+                let speed = rng.gen_range(1.0..10.0);
+                let angle = rng.gen_range(0.0..std::f64::consts::TAU);
+                Foreground {
+                    photo: other,
+                    source: (rng.gen_range(0..=other.width() as usize - side), rng.gen_range(0..=other.height() as usize - side)),
+                    side,
+                    start: (rng.gen_range(0.0..(crop - side) as f64), rng.gen_range(0.0..(crop - side) as f64)),
+                    velocity: (speed * angle.cos(), speed * angle.sin()),
+                }
+            });
+            let noise_seed: u64 = rng.r#gen();
+            let frames: Vec<f32> = (0..SEQUENCE_FRAMES)
+                .into_par_iter()
+                .flat_map(|t| {
+                    // Sensor noise, new in every frame: static content is never bit-identical.
+                    let mut noise = StdRng::seed_from_u64(noise_seed ^ t as u64);
+                    let normal = rand::distributions::Uniform::new(-1.0f32, 1.0);
+                    render(photo, &motion, fg.as_ref(), t, crop).into_iter().map(|v| (v + 1.5 / 255.0 * (noise.sample(normal) + noise.sample(normal))).clamp(0.0, 1.0)).collect::<Vec<_>>()
+                })
+                .collect();
+            let y = model.analyze(from_host(frames, [SEQUENCE_FRAMES, 3, crop, crop], device));
+            let [_, m, s, _] = y.dims();
+            channels = m;
+            let y = to_host(y);
+            latents.push(y.chunks_exact(m * s * s).map(|f| f.iter().map(|&v| half::f16::from_f32(v)).collect()).collect());
+            if latents.len() % 100 == 0 {
+                eprintln!("rendered and analysed {} of {count} sequences ({:.0} s)", latents.len(), start.elapsed().as_secs_f64());
+            }
+        }
+        Ok(Self { latents, channels, side: crop / Y_STRIDE })
+    }
+
+    fn to_bytes(&self, key: &[u8; 32]) -> Vec<u8> {
+        let mut out = b"NCS1".to_vec();
+        out.extend_from_slice(key);
+        for v in [self.latents.len(), SEQUENCE_FRAMES, self.channels, self.side] {
+            out.extend_from_slice(&(v as u32).to_le_bytes());
+        }
+        for f in self.latents.iter().flatten() {
+            out.extend(f.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        out
+    }
+
+    fn from_bytes(bytes: &[u8], key: &[u8; 32]) -> Option<Self> {
+        let mut r = crate::bytes::Reader::new(bytes, "sequence cache");
+        if r.take(4).ok()? != b"NCS1" || r.take(32).ok()? != key {
+            return None;
+        }
+        let [count, frames, channels, side] = [(); 4].map(|_| r.u32_le().map(|v| v as usize));
+        let (count, frames, channels, side) = (count.ok()?, frames.ok()?, channels.ok()?, side.ok()?);
+        let n = channels.checked_mul(side)?.checked_mul(side)?;
+        let mut latents = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            let mut seq = Vec::with_capacity(frames);
+            for _ in 0..frames {
+                seq.push(r.take(n.checked_mul(2)?).ok()?.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect());
+            }
+            latents.push(seq);
+        }
+        (r.remaining() == 0).then_some(Self { latents, channels, side })
+    }
+
+    /// `batch` random sequences, each randomly mirrored/transposed (the same way for all its
+    /// frames): one `[batch, M, s, s]` tensor per frame.
+    fn batch(&self, rng: &mut impl Rng, batch: usize, device: &Device) -> Vec<Tensor<4>> {
+        let (m, s) = (self.channels, self.side);
+        let picks: Vec<(usize, bool, bool)> = (0..batch).map(|_| (rng.gen_range(0..self.latents.len()), rng.gen_bool(0.5), rng.gen_bool(0.5))).collect();
+        (0..SEQUENCE_FRAMES)
+            .map(|t| {
+                let mut v = Vec::with_capacity(batch * m * s * s);
+                for &(i, flip, transpose) in &picks {
+                    let f = &self.latents[i][t];
+                    for c in 0..m {
+                        for y in 0..s {
+                            for x in 0..s {
+                                let (sy, sx) = if transpose { (x, y) } else { (y, x) };
+                                let sx = if flip { s - 1 - sx } else { sx };
+                                v.push(f[(c * s + sy) * s + sx].to_f32());
+                            }
+                        }
+                    }
+                }
+                from_host(v, [batch, m, s, s], device)
+            })
+            .collect()
+    }
+}
+
+/// Statistics of one step: bits per pixel of the P-frames' ŷ, and (when asked for) of the
+/// same latents coded as intra frames (the all-intra reference).
+struct StemStats {
+    bpp: f64,
+    intra_bpp: Option<f64>,
+}
+
+fn bpp_of(likelihoods: Vec<Tensor<4>>, pixels: f64) -> Tensor<1> {
+    let device = likelihoods[0].device();
+    let mut bits = Tensor::<1>::zeros([1], &device);
+    for lik in likelihoods {
+        bits = bits + lik.log().sum();
+    }
+    bits.neg().div_scalar(std::f64::consts::LN_2 * pixels)
+}
+
+/// One step on a batch of latent sequences (`frames[t]`: `[B, M, s, s]`, gain-free).
+/// `compare`: also measure the P-frames as intra frames (a quarter more work).
+#[allow(clippy::too_many_arguments)]
+fn step(model: ImageModel, optim: &mut ModuleOptimizer, frozen: &ImageModel, medians: &[f32], frames: Vec<Tensor<4>>, q: &[usize], lr: f64, compare: bool, device: &Device) -> Result<(ImageModel, StemStats)> {
+    let plain = frames[0].device();
+    let [b, _, s, _] = frames[0].dims();
+    let qt = Tensor::<1, Int>::from_ints(q.iter().map(|&v| v as i64).collect::<Vec<_>>().as_slice(), &plain);
+    let intra = frozen.context().expect("stem models have an intra context model");
+    let mut reference: Option<Tensor<4>> = None;
+    let mut bpp = Tensor::<1>::zeros([1], device);
+    let mut intra_bpp = 0.0;
+    let pixels = (b * s * s * Y_STRIDE * Y_STRIDE * (frames.len() - 1)) as f64;
+    let inter = model.inter_context().expect("stem model");
+    for y_raw in frames {
+        let targets = frozen.frozen_targets(y_raw, qt.clone(), medians)?;
+        reference = Some(match reference {
+            None => intra.forward(targets.y.clone(), targets.hyper.clone()).y_hat.to_device(device),
+            Some(r) => {
+                if compare {
+                    intra_bpp += to_host(bpp_of(intra.forward(targets.y.clone(), targets.hyper.clone()).likelihoods, pixels))[0] as f64;
+                }
+                let out = inter.forward_with(targets.y.to_device(device), targets.hyper.to_device(device), Some(r));
+                bpp = bpp + bpp_of(out.likelihoods, pixels);
+                out.y_hat
+            }
+        });
+    }
+    let stats = StemStats { bpp: to_host(bpp.clone())[0] as f64, intra_bpp: compare.then_some(intra_bpp) };
+    let grads = GradientsParams::from_grads(bpp.backward(), model.inter_context().expect("stem model"));
+    Ok((optim.step(lr, model, grads), stats))
+}
+
+pub fn train(opts: &TrainOptions) -> Result<TrainState> {
+    let device = crate::backend::device().autodiff();
+    let plain = crate::backend::device();
+    let (set, mut state) = crate::train::start_run(opts)?;
+    let mut optim = crate::train::optimizer();
+    let model = match crate::train::resume_run(opts, &mut state, &device)? {
+        Some((m, o)) => {
+            optim = o;
+            m
+        }
+        None => {
+            let init = opts.init_from.as_ref().ok_or_else(|| Error::Unsupported("stem training starts from a trained mlic model: pass --init-from codecs/mlic/weights.ncw".into()))?;
+            let loaded = weights::load(init, &device)?;
+            let want = (Architecture::MultiReference, opts.config.n, opts.config.m, &opts.config.lambdas);
+            if (loaded.config.architecture, loaded.config.n, loaded.config.m, &loaded.config.lambdas) != want {
+                return Err(Error::Unsupported(format!("{}: stem needs an mlic model with the same N, M and λs", init.display())));
+            }
+            let model = weights::init_prefix(&loaded.model, opts.config.init(&device)).map_err(|e| Error::Format(format!("{}: {e}", init.display())))?;
+            eprintln!("initialised transforms, hyperprior and intra context from {}", init.display());
+            model.with_inter_from_intra()
+        }
+    };
+    let mut model = model;
+    device.seed(opts.seed.wrapping_add(state.step as u64));
+    let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_add(state.step as u64));
+    let loaded = crate::train::reload(&model, &opts.config, &plain);
+    let (frozen, medians) = (loaded.model, loaded.tables.bottleneck.parts().0.to_vec());
+    let sequences = SequenceSet::cached(&opts.ckpt_dir.join("sequences.bin"), &frozen.analysis_digest(), &set, &frozen, opts.sequences, opts.crop, opts.seed, &plain)?;
+    let mut log = crate::train::open_log(&opts.ckpt_dir, "step,seconds,bpp_y_p,bpp_y_intra,saving_percent")?;
+    let bar = crate::train::progress_bar(opts, &state);
+    let start = Instant::now();
+    let base_seconds = state.seconds;
+    let q_levels = opts.config.qualities();
+    // Every 5th step also codes its P-frames as intra frames: the saving is measured on those.
+    let (mut acc_bpp, mut acc_n, mut cmp_bpp, mut cmp_intra) = (0.0, 0usize, 0.0, 0.0);
+    while state.step < opts.steps {
+        if opts.minutes.is_some_and(|m| start.elapsed().as_secs_f64() > m * 60.0) {
+            break;
+        }
+        let q: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..q_levels)).collect();
+        let frames = sequences.batch(&mut rng, opts.batch, &plain);
+        let (m, stats) = step(model, &mut optim, &frozen, &medians, frames, &q, opts.lr, state.step % 5 == 0, &device)?;
+        model = m;
+        state.step += 1;
+        state.seconds = base_seconds + start.elapsed().as_secs_f64();
+        if !stats.bpp.is_finite() {
+            return Err(Error::Codec(format!("loss became {} at step {}", stats.bpp, state.step)));
+        }
+        (acc_bpp, acc_n) = (acc_bpp + stats.bpp, acc_n + 1);
+        if let Some(intra) = stats.intra_bpp {
+            (cmp_bpp, cmp_intra) = (cmp_bpp + stats.bpp, cmp_intra + intra);
+        }
+        if state.step % 25 == 0 || state.step == opts.steps {
+            let bpp = acc_bpp / acc_n as f64;
+            let saving = if cmp_intra > 0.0 { 100.0 * (1.0 - cmp_bpp / cmp_intra) } else { f64::NAN };
+            bar.set_message(format!("P-frame bpp(y) {bpp:.4}, {saving:.1} % below intra"));
+            writeln!(log, "{},{:.1},{bpp:.5},{:.5},{saving:.2}", state.step, state.seconds, cmp_intra / 5.0).ok();
+            (acc_bpp, acc_n, cmp_bpp, cmp_intra) = (0.0, 0, 0.0, 0.0);
+        }
+        bar.set_position(state.step as u64);
+        if state.step % opts.checkpoint_every == 0 {
+            crate::train::checkpoint(&model, &optim, &state, &opts.ckpt_dir)?;
+        }
+    }
+    crate::train::checkpoint(&model, &optim, &state, &opts.ckpt_dir)?;
+    bar.finish();
+    Ok(state)
+}
