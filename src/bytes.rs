@@ -47,6 +47,12 @@ impl<'a> Reader<'a> {
         Err(Error::Format(format!("overlong integer in {}", self.what)))
     }
 
+    /// A LEB128 size or count, which must fit this machine's `usize`.
+    pub fn varint_usize(&mut self) -> Result<usize> {
+        let v = self.varint()?;
+        usize::try_from(v).map_err(|_| Error::Format(format!("value {v} out of range in {}", self.what)))
+    }
+
     pub fn position(&self) -> usize {
         self.pos
     }

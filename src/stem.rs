@@ -64,8 +64,7 @@ impl StreamInfo {
         if version != STREAM_VERSION {
             return Err(Error::Unsupported(format!("stem stream version {version} (this build reads {STREAM_VERSION})")));
         }
-        let mut next = || -> Result<usize> { usize::try_from(r.varint()?).map_err(|_| Error::Format("stem header value out of range".into())) };
-        let (frames, num, den, gop) = (next()?, next()?, next()?, next()?);
+        let (frames, num, den, gop) = (r.varint_usize()?, r.varint_usize()?, r.varint_usize()?, r.varint_usize()?);
         if r.remaining() != 0 {
             return Err(Error::Format("stem stream header has trailing bytes".into()));
         }
@@ -111,7 +110,7 @@ fn frame_section(sections: &[Vec<u8>]) -> Result<Vec<u8>> {
 fn split_frame(section: &[u8]) -> Result<Vec<Vec<u8>>> {
     let body = verify(section)?;
     let mut r = Reader::new(body, "frame section");
-    let z_len = usize::try_from(r.varint()?).map_err(|_| Error::Format("bad z length".into()))?;
+    let z_len = r.varint_usize()?;
     if z_len > r.remaining() {
         return Err(Error::Format("z part longer than the section".into()));
     }

@@ -108,3 +108,33 @@ fn a_different_hyper_synthesis_is_detected() {
     let report = crosscheck::run(&a, &b, Options { count: 4, seed: 5, max_side: 64 }, &|_| {}).unwrap();
     assert_eq!(report.latent_mismatches, 4, "{report:?}");
 }
+
+/// stem video: P-frames encoded on one backend decode to the encoder's latents on the other,
+/// frame after frame (a mismatch would propagate down the GOP), and the pixels agree.
+#[test]
+fn stem_gop_decodes_identically_across_backends() {
+    let Some(gpu) = second_backend() else { return };
+    let dir = tempdir();
+    let device = ncodec::backend::device();
+    device.seed(13);
+    let config = ncodec::models::ModelConfig { architecture: Architecture::Stem, n: 8, m: 20, lambdas: vec![0.003, 0.03], vq: None };
+    let model = config.init(&device).with_inter_from_intra();
+    let path = dir.path().join("stem.ncw");
+    weights::save(&path, &config, &model, &model.export_tables(), weights::Precision::F32).unwrap();
+    let big = test_image(160, 120, 3);
+    let frames: Vec<image::RgbImage> = (0..5).map(|t| image::imageops::crop_imm(&big, 3 * t, t, 80, 64).to_image()).collect();
+    for (enc_dev, dec_dev) in [(cpu().device, gpu.device.clone()), (gpu.device.clone(), cpu().device)] {
+        let enc = Codec::open_on("stem", Some(&path), enc_dev).unwrap();
+        let dec = Codec::open_on("stem", Some(&path), dec_dev).unwrap();
+        let (mut r_enc, mut r_dec): (Option<Vec<i32>>, Option<Vec<i32>>) = (None, None);
+        for (k, f) in frames.iter().enumerate() {
+            let (parts, y_enc) = enc.encode_frame(f, 2, r_enc.as_deref()).unwrap();
+            let (img, y_dec) = dec.decode_frame(&parts, 2, (80, 64), r_dec.as_deref(), true).unwrap();
+            assert_eq!(y_dec, y_enc, "frame {k}: latent mismatch across backends");
+            let (same, _) = enc.decode_frame(&parts, 2, (80, 64), r_enc.as_deref(), true).unwrap();
+            let diff = same.unwrap().as_raw().iter().zip(img.unwrap().as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+            assert!(diff <= MAX_PIXEL_DIFF, "frame {k}: pixels differ by {diff}");
+            (r_enc, r_dec) = (Some(y_enc), Some(y_dec));
+        }
+    }
+}

@@ -118,12 +118,13 @@ enum Command {
         /// mlic: ship with latent residual prediction switched off.
         #[arg(long)]
         no_lrp: bool,
-        /// Video codecs (stem): also measure this clip at --video-quality with --gop and with
-        /// every frame intra, and record it in the card.
-        #[arg(long)]
+        /// Video codecs (stem): record the results of `ncodec bench --dataset video --data-dir
+        /// CLIP --codec stem --out DIR` (its ncodec-stem and ncodec-stem-intra curves) in the card.
+        #[arg(long, requires = "video_results")]
         video: Option<PathBuf>,
-        #[arg(long, value_delimiter = ',', default_value = "1,3,5,7")]
-        video_quality: Vec<u32>,
+        #[arg(long, requires = "video")]
+        video_results: Option<PathBuf>,
+        /// The intra period that bench ran with.
         #[arg(long, default_value_t = ncodec::stem::DEFAULT_GOP)]
         gop: usize,
     },
@@ -150,7 +151,7 @@ enum Command {
         /// Codec the video goes through.
         #[arg(long, default_value = "nerv")]
         via: String,
-        /// Quality level 1..=6 (--bpp overrides it).
+        /// Quality level: 1..=8 (stem), 1..=6 (nerv; --bpp overrides it).
         #[arg(short, long, default_value_t = 3)]
         quality: u8,
         /// Also keep the .ncod stream here.
@@ -320,9 +321,9 @@ fn run(cli: Cli) -> ncodec::Result<()> {
             Ok(())
         }
         Command::Demo { input, codec, out } => demo(input, &codec, &out),
-        Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule, no_lrp, video, video_quality, gop } => {
+        Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule, no_lrp, video, video_results, gop } => {
             let (state, model) = load_for_export(&ckpt_dir, no_lrp)?;
-            let video = video.map(|v| (v, video_quality, gop));
+            let video = video.zip(video_results).map(|(v, r)| (v, r, gop));
             ship(&ckpt_dir, &state, &model, &name, data_dir, &description, &command, &lr_schedule, video)
         }
         Command::Info { file } => info(&file),
@@ -752,7 +753,7 @@ fn load_for_export(ckpt_dir: &std::path::Path, no_lrp: bool) -> ncodec::Result<(
 
 #[allow(clippy::too_many_arguments)]
 #[allow(clippy::too_many_arguments)]
-fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::models::ImageModel, name: &str, data_dir: Option<PathBuf>, description: &str, command: &str, lr_schedule: &str, video: Option<(PathBuf, Vec<u32>, usize)>) -> ncodec::Result<()> {
+fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::models::ImageModel, name: &str, data_dir: Option<PathBuf>, description: &str, command: &str, lr_schedule: &str, video: Option<(PathBuf, PathBuf, usize)>) -> ncodec::Result<()> {
     use burn::module::Module;
     let dir = ncodec::codec::zoo_dir().join(name);
     std::fs::create_dir_all(&dir).map_err(|e| ncodec::Error::io(&dir, e))?;
@@ -808,7 +809,7 @@ fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::m
             .collect(),
         codebook_usage: vq_usage(&codec.codec, &images)?,
         video: match video {
-            Some((clip, qualities, gop)) => video_points(&codec.codec, &clip, &qualities, gop)?,
+            Some((clip, results, gop)) => video_points(&clip, &results, gop)?,
             None => vec![],
         },
     };
@@ -826,29 +827,34 @@ fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::m
     Ok(())
 }
 
-/// Video codecs: `clip` at each quality with intra period `gop` and all intra.
-fn video_points(codec: &ncodec::codec::Codec, clip: &std::path::Path, qualities: &[u32], gop: usize) -> ncodec::Result<Vec<ncodec::codec::VideoPoint>> {
+/// Video codecs: the stem curves a video bench of `clip` wrote in `results` (intra period
+/// `gop`, and all intra), per quality.
+fn video_points(clip: &std::path::Path, results: &std::path::Path, gop: usize) -> ncodec::Result<Vec<ncodec::codec::VideoPoint>> {
     let video = ncodec::video::Video::open(clip, None, None)?;
-    let name = clip.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let frames = video.frames.len();
+    let name = clip.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let mut out = vec![];
-    for gop in [ncodec::stem::intra_period(gop, frames), 1] {
-        let bar = indicatif::ProgressBar::new(qualities.len() as u64);
-        for r in ncodec::bench::evaluate_stem(codec, &name, &video, qualities, gop, &|_| bar.inc(1))? {
+    for (curve, gop) in [("ncodec-stem", ncodec::stem::intra_period(gop, frames)), ("ncodec-stem-intra", 1)] {
+        let path = results.join(format!("{curve}.csv"));
+        let text = std::fs::read_to_string(&path).map_err(|e| ncodec::Error::io(&path, e))?;
+        for line in text.lines().skip(1) {
+            let f: Vec<f64> = line.split(',').skip(1).map(|v| v.parse().unwrap_or(f64::NAN)).collect();
+            let [setting, _, bpp, psnr, _, psnr_yuv, ms_ssim, enc, dec] = f[..] else {
+                return Err(ncodec::Error::Format(format!("{}: unexpected row {line}", path.display())));
+            };
             let round = |v: f64, d: f64| (v * d).round() / d;
             out.push(ncodec::codec::VideoPoint {
                 clip: name.clone(),
-                quality: r.setting as u8,
+                quality: setting as u8,
                 gop,
-                bpp: round(r.bpp, 1e4),
-                psnr_rgb: round(r.psnr, 1e3),
-                psnr_yuv: round(r.psnr_yuv, 1e3),
-                ms_ssim: round(r.ms_ssim, 1e5),
-                encode_s: round(r.encode_s / frames as f64, 1e3),
-                decode_s: round(r.decode_s / frames as f64, 1e3),
+                bpp: round(bpp, 1e4),
+                psnr_rgb: round(psnr, 1e3),
+                psnr_yuv: round(psnr_yuv, 1e3),
+                ms_ssim: round(ms_ssim, 1e5),
+                encode_s: round(enc / frames as f64, 1e3),
+                decode_s: round(dec / frames as f64, 1e3),
             });
         }
-        bar.finish_and_clear();
     }
     Ok(out)
 }

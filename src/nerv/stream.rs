@@ -115,7 +115,7 @@ impl StreamInfo {
         if version != STREAM_VERSION {
             return Err(Error::Unsupported(format!("nerv stream version {version} (this build reads {STREAM_VERSION})")));
         }
-        let mut next = || -> Result<usize> { usize::try_from(r.varint()?).map_err(|_| Error::Format("nerv header value out of range".into())) };
+        let mut next = || r.varint_usize();
         let (frames, num, den, group) = (next()?, next()?, next()?, next()?);
         let (tile, levels, embed_dim) = (next()?, next()?, next()?);
         if levels > super::model::MAX_LEVELS {
