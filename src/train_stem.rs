@@ -316,22 +316,27 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     let plain = crate::backend::device();
     let (set, mut state) = crate::train::start_run(opts)?;
     let mut optim = crate::train::optimizer();
-    let model = match crate::train::resume_run(opts, &mut state, &device)? {
+    let init = opts.init_from.as_ref().ok_or_else(|| Error::Unsupported("stem training starts from a trained mlic model: pass --init-from codecs/mlic/weights.ncw".into()))?;
+    let loaded = weights::load(init, &device)?;
+    let want = (Architecture::MultiReference, opts.config.n, opts.config.m, &opts.config.lambdas);
+    if (loaded.config.architecture, loaded.config.n, loaded.config.m, &loaded.config.lambdas) != want {
+        return Err(Error::Unsupported(format!("{}: stem needs an mlic model with the same N, M and λs", init.display())));
+    }
+    let (model, fresh) = match crate::train::resume_run(opts, &mut state, &device)? {
         Some((m, o)) => {
             optim = o;
-            m
+            (m, false)
         }
-        None => {
-            let init = opts.init_from.as_ref().ok_or_else(|| Error::Unsupported("stem training starts from a trained mlic model: pass --init-from codecs/mlic/weights.ncw".into()))?;
-            let loaded = weights::load(init, &device)?;
-            let want = (Architecture::MultiReference, opts.config.n, opts.config.m, &opts.config.lambdas);
-            if (loaded.config.architecture, loaded.config.n, loaded.config.m, &loaded.config.lambdas) != want {
-                return Err(Error::Unsupported(format!("{}: stem needs an mlic model with the same N, M and λs", init.display())));
-            }
-            let model = weights::init_prefix(&loaded.model, opts.config.init(&device)).map_err(|e| Error::Format(format!("{}: {e}", init.display())))?;
-            eprintln!("initialised transforms, hyperprior and intra context from {}", init.display());
-            model.with_inter_from_intra()
-        }
+        None => (opts.config.init(&device), true),
+    };
+    // The frozen parts are the mlic model's, exactly (also when resuming a checkpoint): stem's
+    // intra frames are mlic streams.
+    let model = weights::init_prefix(&loaded.model, model).map_err(|e| Error::Format(format!("{}: {e}", init.display())))?;
+    let model = if fresh {
+        eprintln!("initialised transforms, hyperprior and intra context from {}", init.display());
+        model.with_inter_from_intra()
+    } else {
+        model
     };
     let mut model = model;
     device.seed(opts.seed.wrapping_add(state.step as u64));

@@ -64,13 +64,20 @@ fn reports_roundtrip_and_compare() {
     let jpeg = anchors::by_name("jpeg").unwrap();
     let rows = evaluate(jpeg.as_ref(), &imgs, &[20, 50, 80, 95], Options::default(), &|_| {}).unwrap();
     report::write_codec(d, "jpeg", "test", &rows).unwrap();
-    // Our own JSON is a valid reference file, and reads back as the same curve.
+    // Our own JSON is a valid reference file, and reads back as the same measured curve,
+    // every column included; without its `source` it reads as a published curve.
     let back = report::load_reference(&d.join("jpeg.json")).unwrap();
     let measured = Curve::measured("jpeg", "test", &rows);
-    assert!(back.published);
+    assert!(!back.published);
     for (p, q) in back.points.iter().zip(&measured.points) {
         assert!((p.bpp - q.bpp).abs() < 1e-12 && (p.psnr - q.psnr).abs() < 1e-12 && (p.ms_ssim - q.ms_ssim).abs() < 1e-12);
+        assert!(p.setting == q.setting && (p.psnr_yuv - q.psnr_yuv).abs() < 1e-12 && (p.encode_s - q.encode_s).abs() < 1e-12);
     }
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("jpeg.json")).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("source");
+    std::fs::write(d.join("published.json"), json.to_string()).unwrap();
+    let published = report::load_reference(&d.join("published.json")).unwrap();
+    assert!(published.published);
     let csv = std::fs::read_to_string(d.join("jpeg.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4);
 
@@ -81,11 +88,11 @@ fn reports_roundtrip_and_compare() {
     shifted.points.iter_mut().for_each(|p| p.bpp *= 1.1);
     let mut same = measured.clone();
     same.name = "copy".into();
-    let md = report::markdown("t", "s", &[measured.clone(), same, shifted.clone()], Some("jpeg"));
+    let md = report::markdown("t", "s", &[measured.clone(), same, shifted.clone()], &["jpeg"]);
     assert!(md.contains("| copy | +0.00 % | +0.00 dB | +0.00 % |"), "{md}");
     assert!(md.contains("| jpeg+10% | +10.00 % |"), "{md}");
 
-    report::plot_svg(&d.join("p.svg"), "title", &[measured, shifted, back], Metric::Psnr).unwrap();
+    report::plot_svg(&d.join("p.svg"), "title", &[measured, shifted, back, published], Metric::Psnr).unwrap();
     let svg = std::fs::read_to_string(d.join("p.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("jpeg+10%") && svg.contains("(published)"));
 

@@ -80,8 +80,15 @@ fn stem_trains_from_an_mlic_model_and_resumes() {
     let (state, model) = load_checkpoint(&ckpt, &device).unwrap();
     assert_eq!(model.analysis_digest(), mlic.analysis_digest(), "the transforms stay the mlic model's");
     let out = dir.path().join("stem.ncw");
-    ncodec::train::export(&ckpt, &model, &state, &out, ncodec::weights::Precision::F16).unwrap();
+    ncodec::train::export(&ckpt, &model, &state, &out, ncodec::weights::Precision::F32).unwrap();
     let codec = ncodec::Codec::from_weights("stem", &out).unwrap();
+    // Training moved only the P-frame model: stem's intra frames are the mlic model's streams.
+    let mlic_codec = ncodec::Codec::from_weights("stem", &mlic_path).unwrap();
+    let img = common::test_image(80, 64, 7);
+    for q in 1..=2 {
+        let sections = |c: &ncodec::Codec| Container::parse(&c.encode(&img, q).unwrap()).unwrap().sections;
+        assert_eq!(sections(&codec), sections(&mlic_codec), "q{q}: intra coding unchanged by training");
+    }
     assert!(codec.is_video());
     let video = panning(3);
     let bytes = stem::encode(&codec, &video, 2, 0, &mut |_, _| {}).unwrap();

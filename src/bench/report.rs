@@ -56,6 +56,7 @@ pub fn write_codec(dir: &Path, name: &str, description: &str, rows: &[Row]) -> R
     let json = json!({
         "name": name,
         "description": description,
+        "source": "measured by ncodec bench",
         "results": {
             "setting": pts.iter().map(|p| p.setting).collect::<Vec<_>>(),
             "bpp": col(|p| p.bpp),
@@ -71,7 +72,8 @@ pub fn write_codec(dir: &Path, name: &str, description: &str, rows: &[Row]) -> R
 }
 
 /// Reads a results file in CompressAI's schema (`psnr-rgb` or `psnr`, `ms-ssim-rgb` or
-/// `ms-ssim`), e.g. the VTM/BPG curves CompressAI publishes, as a published curve.
+/// `ms-ssim`), e.g. the VTM/BPG curves CompressAI publishes, as a published curve; a file that
+/// `ncodec bench` wrote (its `source` says so) stays a measured curve, with all its columns.
 pub fn load_reference(path: &Path) -> Result<Curve> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Format(format!("{}: {e}", path.display())))?;
@@ -89,19 +91,22 @@ pub fn load_reference(path: &Path) -> Result<Curve> {
     }
     let name = v.get("name").and_then(|n| n.as_str()).map(str::to_string).unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().into_owned());
     let description = v.get("description").and_then(|n| n.as_str()).unwrap_or("").to_string();
+    let measured = v.get("source").and_then(|s| s.as_str()) == Some("measured by ncodec bench");
+    let column = |key: &str| series(&[key]).filter(|c| c.len() == bpp.len()).unwrap_or_else(|| vec![f64::NAN; bpp.len()]);
+    let (setting, psnr_y, psnr_yuv, enc, dec) = (column("setting"), column("psnr-y"), column("psnr-yuv"), column("encoding_time"), column("decoding_time"));
     let points = (0..bpp.len())
         .map(|i| Point {
-            setting: i as u32,
+            setting: if setting[i].is_finite() { setting[i] as u32 } else { i as u32 },
             bpp: bpp[i],
             psnr: psnr[i],
-            psnr_y: f64::NAN,
-            psnr_yuv: f64::NAN,
+            psnr_y: psnr_y[i],
+            psnr_yuv: psnr_yuv[i],
             ms_ssim: ms[i],
-            encode_s: f64::NAN,
-            decode_s: f64::NAN,
+            encode_s: enc[i],
+            decode_s: dec[i],
         })
         .collect();
-    Ok(Curve { name, description, points, published: true })
+    Ok(Curve { name, description, points, published: !measured })
 }
 
 /// Which quality axis a plot or BD figure uses.
@@ -177,8 +182,8 @@ fn fmt_delta(v: Result<f64>, unit: &str) -> String {
     }
 }
 
-/// The Markdown summary: every curve's points, then BD figures against `anchor`.
-pub fn markdown(title: &str, setup: &str, curves: &[Curve], anchor: Option<&str>) -> String {
+/// The Markdown summary: every curve's points, then BD figures against each of `anchors`.
+pub fn markdown(title: &str, setup: &str, curves: &[Curve], anchors: &[&str]) -> String {
     let mut md = format!("# {title}\n\n{setup}\n\n");
     md += "Rates are real file sizes (bits / pixel); metrics are per-image means on the decoded 8-bit RGB output.\n";
     md += "PSNR-Y and PSNR-YUV use BT.709 full-range Y'CbCr, YUV = (6·Y + U + V) / 8.\n\n";
@@ -203,9 +208,8 @@ pub fn markdown(title: &str, setup: &str, curves: &[Curve], anchor: Option<&str>
         }
         md += "\n";
     }
-    if let Some(anchor_name) = anchor
-        && let Some(a) = curves.iter().find(|c| c.name == anchor_name)
-    {
+    for &anchor_name in anchors {
+        let Some(a) = curves.iter().find(|c| c.name == anchor_name) else { continue };
         let _ = writeln!(md, "## Bjøntegaard deltas against {}\n", a.label());
         md += "Negative BD-rate = fewer bits for the same quality. Piecewise-cubic (PCHIP) interpolation over the overlapping range.\n\n";
         md += "| codec | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) |\n|---|---:|---:|---:|\n";
@@ -219,6 +223,7 @@ pub fn markdown(title: &str, setup: &str, curves: &[Curve], anchor: Option<&str>
                 fmt_delta(bd_rate(&a.ms_ssim_db(), &c.ms_ssim_db()), " %"),
             );
         }
+        md += "\n";
     }
     md
 }

@@ -198,10 +198,12 @@ enum Command {
         /// Video mode: options of the video codecs (stem: --gop, -q default all; nerv: -q default 2,4).
         #[command(flatten)]
         nerv: ncodec::cli::NervArgs,
-        /// Curve that BD-rates are computed against (default: jpeg for images, x264 for video).
-        #[arg(long)]
-        bd_anchor: Option<String>,
-        /// Published results (CompressAI JSON schema) to draw and compare, labelled as published.
+        /// Curves that BD-rates are computed against, comma-separated: one table each
+        /// (default: jpeg for images, x264 for video).
+        #[arg(long, value_delimiter = ',')]
+        bd_anchor: Option<Vec<String>>,
+        /// Results files to draw and compare: published ones (CompressAI JSON schema) are
+        /// labelled as published; curves an earlier `ncodec bench` wrote stay measured.
         #[arg(long)]
         reference: Vec<PathBuf>,
         /// Only the first N images.
@@ -221,8 +223,8 @@ enum Command {
         /// factor). Its streams are not standard ones: compare, do not ship.
         #[arg(long, value_delimiter = ',')]
         extrapolate: Option<Vec<f64>>,
-        /// Anchor settings to run instead of each anchor's default sweep (e.g. 1,3,5,10 for
-        /// their lowest rates).
+        /// Anchor settings to run instead of each anchor's default sweep (images: quality, e.g.
+        /// 1,3,5,10 for their lowest rates; video: CRF, e.g. 37,27,17,7).
         #[arg(long, value_delimiter = ',')]
         anchor_quality: Option<Vec<u32>>,
         #[arg(long, default_value = "bench-results")]
@@ -332,7 +334,7 @@ fn run(cli: Cli) -> ncodec::Result<()> {
         Command::Bench { dataset, data_dir, codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, extrapolate, anchor_quality, out } => {
             let video = dataset == "video";
             let anchors = anchors.unwrap_or_else(|| if video { vec!["x264".into(), "x265".into()] } else { vec!["jpeg".into(), "webp".into(), "avif".into()] });
-            let bd_anchor = bd_anchor.unwrap_or_else(|| if video { "x264" } else { "jpeg" }.into());
+            let bd_anchor = bd_anchor.unwrap_or_else(|| vec![if video { "x264" } else { "jpeg" }.into()]);
             let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, extrapolate, anchor_quality, out };
             bench(&opts)
         }
@@ -453,7 +455,8 @@ fn write_report(a: &BenchArgs, title: &str, setup: &str, mut curves: Vec<ncodec:
     std::fs::create_dir_all(&a.out).map_err(|e| ncodec::Error::io(&a.out, e))?;
     report::plot_svg(&a.out.join("rd-psnr.svg"), &format!("{title}: PSNR-RGB"), &curves, report::Metric::Psnr)?;
     report::plot_svg(&a.out.join("rd-ms-ssim.svg"), &format!("{title}: MS-SSIM-RGB"), &curves, report::Metric::MsSsimDb)?;
-    let md = report::markdown(&format!("Rate-distortion on {title}"), setup, &curves, Some(&a.bd_anchor));
+    let anchors: Vec<&str> = a.bd_anchor.iter().map(String::as_str).collect();
+    let md = report::markdown(&format!("Rate-distortion on {title}"), setup, &curves, &anchors);
     ncodec::io::write_atomic(&a.out.join("summary.md"), md.as_bytes())?;
     println!("results in {}: <curve>.json/.csv, rd-psnr.svg, rd-ms-ssim.svg, summary.md", a.out.display());
     Ok(())
@@ -517,7 +520,7 @@ fn bench_video(a: &BenchArgs) -> ncodec::Result<()> {
     }
     for an in a.anchors.iter().filter(|c| c.as_str() != "none") {
         let anchor = ncodec::video::anchors::VideoAnchor::by_name(an)?;
-        let settings = anchor.settings();
+        let settings = a.anchor_quality.clone().unwrap_or_else(|| anchor.settings());
         let bar = indicatif::ProgressBar::new(settings.len() as u64);
         let rows = bench::evaluate_video(&anchor, &name, &video, &settings, &|_| bar.inc(1))?;
         bar.finish_and_clear();
@@ -633,7 +636,7 @@ struct BenchArgs {
     quality: Option<Vec<u32>>,
     anchors: Vec<String>,
     nerv: ncodec::cli::NervArgs,
-    bd_anchor: String,
+    bd_anchor: Vec<String>,
     reference: Vec<PathBuf>,
     limit: Option<usize>,
     timing: bool,

@@ -508,6 +508,7 @@ impl ImageModel {
         self
     }
 
+
     /// ẑ → Gaussian parameters, in fixed point (or through the float h_s when measuring).
     fn gaussian_params(&self, hp: &HyperpriorLatent, z_hat: Vec<f32>, [zh, zw]: [usize; 2], tables: &CodingTables, device: &Device) -> Result<GaussianParams> {
         let n = tables.bottleneck.channels();

@@ -157,7 +157,9 @@ impl SliceContext {
     /// temporal features joining `agg1` with small random weights, and the gate starting
     /// nearly closed (0.1) so training starts from the intra model.
     fn with_temporal(&self, features: usize, device: &Device) -> Self {
-        let mut s = self.clone();
+        // A copy with parameters of its own: a clone shares the parameter ids, and an optimizer
+        // (which goes by id) would then move the intra model along with the P-frame one.
+        let mut s = self.clone().map(&mut FreshParams);
         // Fresh leaves: a parameter built from an expression must not carry its history.
         let leaf = |t: Tensor<4>| Param::from_tensor(t.detach());
         let [o, _, _, _] = s.agg1.weight.dims();
@@ -249,6 +251,15 @@ impl SliceContext {
             agg: [act(&self.agg1, Activation::LeakyRelu), act(&self.agg2, Activation::LeakyRelu), act(&self.agg3, Activation::None)],
             gated: self.gated(),
         }
+    }
+}
+
+/// Gives every parameter a new id (same values).
+struct FreshParams;
+
+impl burn::module::ModuleMapper for FreshParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        Param::from_tensor(param.val().detach())
     }
 }
 
