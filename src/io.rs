@@ -93,13 +93,10 @@ impl AtomicFile {
     pub fn commit(self) -> Result<()> {
         let path = self.path;
         let tmp = self.tmp.into_inner().map_err(|e| Error::io(&path, e.into_error()))?;
-        // Temporary files are created 0600; give the output the usual mode (or keep the mode of
-        // the file it replaces).
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).map(|m| m.permissions().mode()).unwrap_or(0o644);
-            tmp.file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&path, e))?;
+            tmp.file().set_permissions(std::fs::Permissions::from_mode(output_mode(&path, false))).map_err(|e| Error::io(&path, e))?;
         }
         tmp.file().sync_all().map_err(|e| Error::io(&path, e))?;
         match tmp {
@@ -108,6 +105,25 @@ impl AtomicFile {
             Tmp::Named(t) => t.persist(&path).map(drop).map_err(|e| Error::io(&path, e.error)),
         }
     }
+}
+
+/// Temporary files and folders are created 0600 / 0700: the output `file` (about to become
+/// `target`) gets the usual mode (0644, folders 0755) or keeps the mode of what it replaces.
+pub(crate) fn set_output_permissions(file: &Path, target: &Path, folder: bool) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(output_mode(target, folder))).map_err(|e| Error::io(target, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (file, target, folder);
+    Ok(())
+}
+
+#[cfg(unix)]
+fn output_mode(target: &Path, folder: bool) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(target).map(|m| m.permissions().mode()).unwrap_or(if folder { 0o755 } else { 0o644 })
 }
 
 /// `.name.ncodec-`: the prefix of hidden temporary siblings of `path`.

@@ -208,6 +208,20 @@ fn stem_binaries_encode_decode_and_conceal() {
     let dec = run("ncdec", &[st, "-o", o, "--weights", w]);
     assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
     assert_eq!(Video::open(&out, None, None).unwrap().frames.len(), 7);
+    // Every output kind streams into place with the usual permissions (temporary files are 0600).
+    let (mp4, pngs) = (dir.path().join("out.mp4"), dir.path().join("frames"));
+    for o in [&mp4, &pngs] {
+        let dec = run("ncdec", &[st, "-o", o.to_str().unwrap(), "--weights", w, "--quiet"]);
+        assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
+    }
+    assert_eq!(Video::open(&mp4, None, None).unwrap().frames.len(), 7);
+    assert_eq!(std::fs::read_dir(&pngs).unwrap().count(), 7);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&out), mode(&mp4), mode(&pngs)), (0o644, 0o644, 0o755));
+    }
     let dec = run("ncdec", &[st, "-o", dir.path().join("part.y4m").to_str().unwrap(), "--weights", w, "--start", "4", "--frames", "2"]);
     assert!(dec.status.success());
     assert_eq!(Video::open(&dir.path().join("part.y4m"), None, None).unwrap().frames.len(), 2);

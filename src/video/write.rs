@@ -192,6 +192,7 @@ impl VideoWriter {
         match self.sink {
             Sink::Y4m(f) => f.commit(),
             Sink::PngDir(tmp, path) => {
+                crate::io::set_output_permissions(tmp.path(), &path, true)?;
                 if path.exists() {
                     std::fs::remove_dir(&path).map_err(|e| Error::io(&path, e))?;
                 }
@@ -207,6 +208,7 @@ impl VideoWriter {
                 let ext = format!(".{}", path.extension().unwrap_or_default().to_string_lossy());
                 let tmp = tempfile::Builder::new().prefix(&crate::io::hidden_name(&path)).suffix(&ext).tempfile_in(crate::io::parent_dir(&path)).map_err(|e| Error::io(&path, e))?;
                 anchors::mux(tmp.path(), &enc, packets)?;
+                crate::io::set_output_permissions(tmp.path(), &path, false)?;
                 tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
                 Ok(())
             }
