@@ -260,7 +260,7 @@ pub fn evaluate_stem(codec: &crate::Codec, name: &str, video: &crate::video::Vid
         let t = Instant::now();
         let bytes = crate::stem::encode(codec, video, q, gop, &mut |_, _| {})?;
         let encode_s = t.elapsed().as_secs_f64();
-        let (mut row, _) = decode_stem_to(codec, video, &bytes, None)?;
+        let mut row = decode_stem_to(codec, video, &bytes, None)?;
         (row.image, row.setting, row.encode_s) = (name.to_string(), q as u32, encode_s);
         progress(&row);
         rows.push(row);
@@ -269,9 +269,9 @@ pub fn evaluate_stem(codec: &crate::Codec, name: &str, video: &crate::video::Vid
 }
 
 /// Decodes a stem stream of `video` frame by frame (into `output` when given), measuring every
-/// frame against the source as it goes: a [`Row`] (rate from the bytes, decode time) and the
-/// per-frame metrics.
-pub fn decode_stem_to(codec: &crate::Codec, video: &crate::video::Video, bytes: &[u8], output: Option<(&std::path::Path, &crate::video::write::OutputOptions)>) -> Result<(Row, Vec<(f64, f64, f64, f64)>)> {
+/// frame against the source as it goes: a [`Row`] of the means (rate from the bytes, decode
+/// time without the measuring and writing).
+pub fn decode_stem_to(codec: &crate::Codec, video: &crate::video::Video, bytes: &[u8], output: Option<(&std::path::Path, &crate::video::write::OutputOptions)>) -> Result<Row> {
     let c = Container::parse(bytes)?;
     let info = crate::stem::stream_info(&c)?;
     let mut writer = output.map(|(p, o)| crate::video::write::VideoWriter::create(p, info.fps, o)).transpose()?;
@@ -307,7 +307,7 @@ pub fn decode_stem_to(codec: &crate::Codec, video: &crate::video::Video, bytes: 
         encode_s: 0.0,
         decode_s,
     };
-    Ok((row, per))
+    Ok(row)
 }
 
 /// Runs the `nerv` video codec at each quality on one sequence, through real bytes: fit,

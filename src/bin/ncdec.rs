@@ -51,12 +51,9 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> ncodec::Result<()> {
     args.limits.apply();
     let bytes = ncodec::io::read_input(&args.input)?;
-    let (container, intact) = Container::parse_lenient(&bytes)?;
-    // stem streams check each section on their own (and can conceal a damaged frame); for
-    // everything else a checksum mismatch is fatal.
-    let stem = container.header.kind == Kind::Video && container.header.codec != ncodec::nerv::CODEC_NAME;
-    if !intact && !stem {
-        return Err(ncodec::Error::Format("payload checksum mismatch (corrupt file)".into()));
+    let (container, stem, _) = ncodec::stem::parse_any(&bytes)?;
+    if container.header.kind == Kind::Video && args.output.as_os_str() == "-" {
+        return Err(ncodec::Error::Unsupported("video streams decode to a file or folder, not stdout".into()));
     }
     let backend = args.backend.select()?;
     if stem {
@@ -78,9 +75,6 @@ fn run(args: &Args) -> ncodec::Result<()> {
 }
 
 fn decode_stem(args: &Args, container: &Container, backend: ncodec::backend::Selected) -> ncodec::Result<()> {
-    if args.output.as_os_str() == "-" {
-        return Err(ncodec::Error::Unsupported("video streams decode to a file or folder, not stdout".into()));
-    }
     let codec = Codec::open_on(&container.header.codec, args.weights.as_deref(), backend.device)?;
     let info = ncodec::stem::stream_info(container)?;
     // Frames stream into the writer: memory stays one frame and one latent.
@@ -105,9 +99,6 @@ fn decode_stem(args: &Args, container: &Container, backend: ncodec::backend::Sel
 }
 
 fn decode_video(args: &Args, container: &Container, backend: ncodec::backend::Selected) -> ncodec::Result<()> {
-    if args.output.as_os_str() == "-" {
-        return Err(ncodec::Error::Unsupported("video streams decode to a file or folder, not stdout".into()));
-    }
     // Refuse an unwritable output kind before the (longer) decode.
     ncodec::video::write::output_kind(&args.output)?;
     let range = args.start..args.frames.map_or(usize::MAX, |n| args.start.saturating_add(n));

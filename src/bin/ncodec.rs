@@ -378,12 +378,8 @@ fn list() -> ncodec::Result<()> {
 
 fn info(file: &std::path::Path) -> ncodec::Result<()> {
     let bytes = ncodec::io::read_input(file)?;
-    let (c, intact) = ncodec::container::Container::parse_lenient(&bytes)?;
+    let (c, stem, intact) = ncodec::stem::parse_any(&bytes)?;
     let h = &c.header;
-    let stem = h.kind == ncodec::container::Kind::Video && h.codec != ncodec::nerv::CODEC_NAME;
-    if !intact && !stem {
-        return Err(ncodec::Error::Format("payload checksum mismatch (corrupt file)".into()));
-    }
     println!("file:      {} ({} bytes)", file.display(), bytes.len());
     println!("format:    ncod v{} {:?}", ncodec::container::VERSION, h.kind);
     println!("codec:     {} (weights {})", h.codec, hex(&h.weights_digest));
@@ -590,7 +586,7 @@ fn transcode_stem(video: &ncodec::video::Video, output: &std::path::Path, qualit
     if let Some(s) = stream {
         ncodec::io::write_atomic(s, &enc.bytes)?;
     }
-    let (row, _) = ncodec::bench::decode_stem_to(&codec, video, &enc.bytes, Some((output, &video_out.options())))?;
+    let row = ncodec::bench::decode_stem_to(&codec, video, &enc.bytes, Some((output, &video_out.options())))?;
     eprintln!(
         "{}x{} x {} frames via stem q{quality} gop {}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB (YUV {:.2}), encoded in {:.1} s, decoded at {:.1} fps on {}",
         video.width, video.height, video.frames.len(), ncodec::stem::intra_period(nerv.gop, video.frames.len()), enc.bytes.len(), row.bpp, row.psnr, row.psnr_yuv, enc.seconds, video.frames.len() as f64 / row.decode_s, backend.name
