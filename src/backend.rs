@@ -115,10 +115,57 @@ fn cpu() -> Result<Selected> {
 fn adapters() -> &'static [(wgpu::DeviceType, String)] {
     static ADAPTERS: OnceLock<Vec<(wgpu::DeviceType, String)>> = OnceLock::new();
     ADAPTERS.get_or_init(|| {
+        let _quiet = QuietStderr::on_headless();
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
         let found = futures_lite::future::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
         found.iter().map(|a| a.get_info()).map(|i| (i.device_type, format!("{} ({:?})", i.name, i.backend))).collect()
     })
+}
+
+/// Silences file descriptor 2 while it lives. On a headless machine (no `XDG_RUNTIME_DIR`)
+/// the Vulkan loader's window-system code prints "error: XDG_RUNTIME_DIR is invalid" while
+/// adapters are enumerated, on every run, although nothing failed; the probe's own outcome
+/// is reported through `Error`s as usual.
+#[cfg(feature = "wgpu")]
+struct QuietStderr(Option<i32>);
+
+#[cfg(feature = "wgpu")]
+impl QuietStderr {
+    fn on_headless() -> Self {
+        #[cfg(unix)]
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            // SAFETY: plain descriptor calls; every descriptor opened here is closed or
+            // restored in `drop`.
+            unsafe {
+                let saved = libc::dup(2);
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if saved >= 0 && null >= 0 && libc::dup2(null, 2) >= 0 {
+                    libc::close(null);
+                    return Self(Some(saved));
+                }
+                for fd in [saved, null] {
+                    if fd >= 0 {
+                        libc::close(fd);
+                    }
+                }
+            }
+        }
+        Self(None)
+    }
+}
+
+#[cfg(feature = "wgpu")]
+impl Drop for QuietStderr {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(saved) = self.0 {
+            // SAFETY: `saved` is the descriptor duplicated in `on_headless`.
+            unsafe {
+                libc::dup2(saved, 2);
+                libc::close(saved);
+            }
+        }
+    }
 }
 
 /// The first hardware GPU wgpu offers (discrete, then integrated, virtual, other).

@@ -11,6 +11,9 @@
 //!  stem_decode    bytes ──container (checksum ignored, pointed at a tiny stem model)──►
 //!                 stem::decode, strict and concealing
 //!  y4m            bytes ──Video::read_y4m──► frames
+//!  image_input    bytes ──io::decode_image (PNG, JPEG, BMP, TIFF, PNM, WebP; ≤ 96x96)──► RGB
+//!  video_demux    bytes ──temporary file──► libavformat (allowed demuxers) ──libavcodec
+//!                 (allowed decoders, frames ≤ MAX_FUZZ_PIXELS)──► ≤ 4 I420 frames
 //! ```
 //! Geometry is capped to [`MAX_FUZZ_PIXELS`] so one input cannot make an execution slow;
 //! the real limits are tested separately.
@@ -123,6 +126,23 @@ pub fn y4m(data: &[u8]) {
     let _ = crate::video::Video::read_y4m(&mut &data[..], 64);
 }
 
+pub fn image_input(data: &[u8]) {
+    if let Ok(img) = crate::io::decode_image_within(data, MAX_FUZZ_PIXELS / 4) {
+        assert!(img.width() as u64 * img.height() as u64 <= MAX_FUZZ_PIXELS / 4, "decoded past the limit");
+    }
+}
+
+pub fn video_demux(data: &[u8]) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // ffmpeg reads paths, so each input goes through a file of its own (tests run in threads).
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!("ncodec-fuzz-demux-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    if std::fs::write(&path, data).is_ok() {
+        let _ = crate::video::anchors::decode_file_within(&path, 4, MAX_FUZZ_PIXELS / 4);
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 /// Valid inputs for every target, to seed the corpora: streams of each tiny image codec at
 /// two sizes and qualities, a short nerv stream, a Y4M clip.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
@@ -159,6 +179,25 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let three = crate::video::Video::from_rgb(&[frames.clone(), frames[..1].to_vec()].concat(), (25, 1)).expect("frames");
     out.push(("stem_decode", crate::stem::encode(tiny_codec(Architecture::Stem), &three, 1, 2, &mut |_, _| {}).expect("tiny stem encodes")));
     out.push(("y4m", video.to_y4m()));
+    let img = image::RgbImage::from_fn(24, 16, |x, y| image::Rgb([(x * 9) as u8, (y * 14) as u8, 90]));
+    for format in [image::ImageFormat::Png, image::ImageFormat::Jpeg, image::ImageFormat::Bmp, image::ImageFormat::Tiff, image::ImageFormat::Pnm, image::ImageFormat::WebP] {
+        let mut bytes = vec![];
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), format).expect("image encodes");
+        out.push(("image_input", bytes));
+    }
+    for ext in ["mp4", "mkv", "avi"] {
+        out.push(("video_demux", muxed(&video, ext)));
+    }
     out.push(("range_coder", (0u8..=255).cycle().take(301).collect()));
     out
+}
+
+/// `video` in an x264 stream muxed as `ext`, read back as bytes.
+fn muxed(video: &crate::video::Video, ext: &str) -> Vec<u8> {
+    use crate::video::anchors;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let path = dir.path().join(format!("seed.{ext}"));
+    let (enc, packets) = anchors::encode_with(video, "libx264", anchors::Rate::Crf(30), matches!(ext, "mp4" | "mkv")).expect("x264 encodes");
+    anchors::mux(&path, &enc, packets).expect("muxes");
+    std::fs::read(&path).expect("muxed file")
 }

@@ -17,8 +17,9 @@ use crate::error::{Error, Result};
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if path.as_os_str() == "-" {
         let mut out = std::io::stdout().lock();
-        out.write_all(bytes)?;
-        out.flush()?;
+        let stdout = |e| Error::io("standard output", e);
+        out.write_all(bytes).map_err(stdout)?;
+        out.flush().map_err(stdout)?;
         return Ok(());
     }
     let mut f = AtomicFile::create(path)?;
@@ -82,7 +83,7 @@ impl AtomicFile {
                 return Ok(Self { tmp: std::io::BufWriter::new(Tmp::Unnamed(f)), path: path.to_path_buf() });
             }
         }
-        let tmp = tempfile::Builder::new().prefix(&hidden_name(path)).tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+        let tmp = tempfile::Builder::new().prefix(&hidden_name(path)).tempfile_in(dir).map_err(|e| cannot_create(path, e))?;
         Ok(Self { tmp: std::io::BufWriter::new(Tmp::Named(tmp)), path: path.to_path_buf() })
     }
 
@@ -126,6 +127,13 @@ fn output_mode(target: &Path, folder: bool) -> u32 {
     std::fs::metadata(target).map(|m| m.permissions().mode()).unwrap_or(if folder { 0o755 } else { 0o644 })
 }
 
+/// A temporary sibling of `target` could not be created: the error names the output and its
+/// folder, not the temporary name the user never asked for.
+pub(crate) fn cannot_create(target: &Path, e: std::io::Error) -> Error {
+    let why = std::io::Error::from(e.kind());
+    Error::io(target, std::io::Error::new(e.kind(), format!("cannot create a file in {}: {why}", parent_dir(target).display())))
+}
+
 /// `.name.ncodec-`: the prefix of hidden temporary siblings of `path`.
 pub(crate) fn hidden_name(path: &Path) -> String {
     format!(".{}.ncodec-", path.file_name().unwrap_or_default().to_string_lossy())
@@ -149,7 +157,7 @@ fn persist_unnamed(mut f: std::fs::File, path: &Path) -> Result<()> {
     if !linked {
         use std::io::Seek;
         let dir = parent_dir(path);
-        let mut named = tempfile::Builder::new().prefix(&hidden_name(path)).tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+        let mut named = tempfile::Builder::new().prefix(&hidden_name(path)).tempfile_in(dir).map_err(|e| cannot_create(path, e))?;
         f.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
         std::io::copy(&mut f, &mut named).map_err(|e| Error::io(path, e))?;
         named.as_file().set_permissions(f.metadata().map_err(|e| Error::io(path, e))?.permissions()).map_err(|e| Error::io(path, e))?;
@@ -200,14 +208,22 @@ pub fn check_dimensions(width: u32, height: u32) -> Result<()> {
 
 /// Decodes any format `image` reads into 8-bit RGB, checking the size from the header first.
 pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
+    decode_image_within(bytes, crate::limits::get().max_pixels)
+}
+
+/// [`decode_image`] with its own area cap (the fuzz target keeps images tiny).
+pub fn decode_image_within(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Image(e.to_string()))?;
     let mut decoder = reader.into_decoder().map_err(|e| Error::Image(e.to_string()))?;
     let (w, h) = decoder.dimensions();
     check_dimensions(w, h)?;
+    if w as u64 * h as u64 > max_pixels {
+        return Err(Error::Unsupported(format!("image is {w}x{h}, more than {max_pixels} pixels")));
+    }
     let mut limits = image::Limits::default();
-    limits.max_alloc = Some(crate::limits::get().max_pixels.saturating_mul(8));
+    limits.max_alloc = Some(max_pixels.saturating_mul(8));
     decoder.set_limits(limits).map_err(|e| Error::Image(e.to_string()))?;
     let img = image::DynamicImage::from_decoder(decoder).map_err(|e| Error::Image(e.to_string()))?;
     Ok(img.to_rgb8())

@@ -127,3 +127,91 @@ fn limits_are_flags_with_documented_defaults() {
     let dec = ncdec().args([path_str(&d.join("a.ncod")), "-o", path_str(&d.join("b.png")), "--weights", path_str(&w), "--max-side", "100"]).output().unwrap();
     assert_eq!(dec.status.code(), Some(1));
 }
+
+/// Output that cannot be written: a full device, a file-size limit hit mid-write, a folder
+/// without write permission. Each is one clear `error:` line naming what failed, exit status 1,
+/// and nothing left behind (no output, no temporary sibling), the input untouched.
+#[test]
+fn write_failures_are_clear_errors_and_leave_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = common::tempdir();
+    let d = dir.path();
+    let w = tiny_weights(d, Architecture::MeanScaleHyperprior, 13);
+    test_image(64, 48, 2).save(d.join("in.png")).unwrap();
+    let ok = ncenc().args([path_str(&d.join("in.png")), "-o", path_str(&d.join("a.ncod")), "-q", "1", "--weights", path_str(&w)]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let listing = || {
+        let mut v: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    let input = std::fs::read(d.join("a.ncod")).unwrap();
+    let check = |what: &str, r: std::process::Output, tool: &str, expect: &str| {
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{what}: {err}");
+        let line = err.lines().find(|l| l.starts_with(&format!("{tool}: error:"))).unwrap_or_else(|| panic!("{what}: no error line in {err}"));
+        assert!(line.contains(expect) && !err.contains("panicked"), "{what}: {err}");
+    };
+
+    // A full device: stdout on /dev/full (ENOSPC from write(2)).
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let r = ncdec().args([path_str(&d.join("a.ncod")), "-o", "-", "--weights", path_str(&w)]).stdout(full()).output().unwrap();
+    check("ncdec to a full device", r, "ncdec", "standard output: No space left on device");
+    let r = ncenc().args([path_str(&d.join("in.png")), "-o", "-", "-q", "1", "--weights", path_str(&w)]).stdout(full()).output().unwrap();
+    check("ncenc to a full device", r, "ncenc", "standard output: No space left on device");
+
+    // A write that fails part-way into a file (the file-size limit, EFBIG, stands in for a
+    // disk filling up: the same write(2) error path).
+    let limited = |cmd: &mut Command| {
+        // SAFETY: only async-signal-safe libc calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit { rlim_cur: 16, rlim_max: 16 };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    };
+    let mut cmd = ncdec();
+    cmd.args([path_str(&d.join("a.ncod")), "-o", path_str(&d.join("out.png")), "--weights", path_str(&w)]);
+    limited(&mut cmd);
+    check("ncdec hitting the file-size limit", cmd.output().unwrap(), "ncdec", "out.png: File too large");
+    let mut cmd = ncenc();
+    cmd.args([path_str(&d.join("in.png")), "-o", path_str(&d.join("b.ncod")), "-q", "3", "--weights", path_str(&w)]);
+    limited(&mut cmd);
+    check("ncenc hitting the file-size limit", cmd.output().unwrap(), "ncenc", "b.ncod: File too large");
+    assert_eq!(listing(), before, "a failed write left something behind");
+
+    // A folder the user may not write to. Root bypasses permission bits, so as root the
+    // tools run as `nobody` (the folders are opened up for reading first).
+    let ro = d.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_user = |mut cmd: Command| {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.uid(65534).gid(65534);
+        }
+        cmd
+    };
+    let mut cmd = ncdec();
+    cmd.args([path_str(&d.join("a.ncod")), "-o", path_str(&ro.join("out.png")), "--weights", path_str(&w)]);
+    let r = match as_user(cmd).output() {
+        Ok(r) => r,
+        // No CAP_SETUID, or the binaries under a folder `nobody` cannot enter.
+        Err(e) => return eprintln!("read-only folder case skipped: cannot run the tools as nobody: {e}"),
+    };
+    check("ncdec into a read-only folder", r, "ncdec", &format!("out.png: cannot create a file in {}: permission denied", ro.display()));
+    let mut cmd = ncenc();
+    cmd.args([path_str(&d.join("in.png")), "-o", path_str(&ro.join("a.ncod")), "-q", "1", "--weights", path_str(&w)]);
+    let r = as_user(cmd).output().unwrap();
+    check("ncenc into a read-only folder", r, "ncenc", "a.ncod: cannot create a file in");
+    assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0, "something was written into the read-only folder");
+    assert_eq!(std::fs::read(d.join("a.ncod")).unwrap(), input, "input touched");
+}

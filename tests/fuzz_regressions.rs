@@ -15,6 +15,8 @@ fn run(target: &str, data: &[u8]) {
         "nerv_decode" => fuzzing::nerv_decode(data),
         "stem_decode" => fuzzing::stem_decode(data),
         "y4m" => fuzzing::y4m(data),
+        "video_demux" => fuzzing::video_demux(data),
+        "image_input" => fuzzing::image_input(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -105,4 +107,30 @@ fn write_seed_corpora() {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("seed-{i}")), seed).unwrap();
     }
+}
+
+/// The image and video seeds are inputs the readers accept, so fuzzing starts from the
+/// decoders' paths, not from their first "unknown format" check.
+#[test]
+fn image_and_video_seeds_are_valid_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut images, mut videos) = (0, 0);
+    for (i, (target, seed)) in fuzzing::seeds().into_iter().enumerate() {
+        match target {
+            "image_input" => {
+                let img = ncodec::io::decode_image(&seed).unwrap_or_else(|e| panic!("image seed {i}: {e}"));
+                assert_eq!((img.width(), img.height()), (24, 16));
+                images += 1;
+            }
+            "video_demux" => {
+                let p = dir.path().join(format!("seed-{i}"));
+                std::fs::write(&p, &seed).unwrap();
+                let v = ncodec::video::anchors::decode_file(&p, 8).unwrap_or_else(|e| panic!("video seed {i}: {e}"));
+                assert_eq!((v.width, v.height, v.frames.len()), (24, 16, 2));
+                videos += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((images, videos), (6, 3));
 }

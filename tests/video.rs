@@ -92,6 +92,29 @@ fn containers_read_through_ffmpeg() {
     assert!(y > 38.0, "{y}");
     std::fs::write(dir.path().join("junk.mp4"), b"not a video").unwrap();
     assert!(Video::open(&dir.path().join("junk.mp4"), None, None).is_err());
+
+    // The usual containers are read.
+    for ext in ["mp4", "mkv", "avi", "ts"] {
+        let (enc, packets) = ncodec::video::anchors::encode_with(&v, "libx264", ncodec::video::anchors::Rate::Crf(18), matches!(ext, "mp4" | "mkv")).unwrap();
+        let p = dir.path().join(format!("clip.{ext}"));
+        ncodec::video::anchors::mux(&p, &enc, packets).unwrap();
+        let back = Video::open(&p, None, None).unwrap();
+        assert_eq!((back.width, back.height, back.frames.len()), (128, 96, 5), "{ext}");
+    }
+    // Hostile files may not make ffmpeg follow references to other files: a playlist and a
+    // concat script naming a readable clip are refused as formats, not followed.
+    let target = dir.path().join("clip.mp4");
+    let playlist = format!("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{}\n#EXT-X-ENDLIST\n", target.display());
+    let concat = format!("ffconcat version 1.0\nfile '{}'\n", target.display());
+    for (name, text) in [("list.m3u8", playlist), ("list.ffconcat", concat)] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let e = Video::open(&p, None, None).unwrap_err().to_string();
+        assert!(e.contains("not a video ncodec reads"), "{name}: {e}");
+    }
+    // A frame larger than --max-pixels is refused by the container check and by ffmpeg's own.
+    let e = ncodec::video::anchors::decode_file_within(&target, 10, 128 * 96 - 1).unwrap_err().to_string();
+    assert!(e.contains("more than"), "{e}");
 }
 
 #[test]

@@ -235,17 +235,50 @@ fn receive_all(dec: &mut ff::decoder::Video, frames: &mut Vec<Frame>, width: usi
     Ok(())
 }
 
-/// Any container/codec ffmpeg reads → I420 frames (first video stream).
+/// The demuxers ncodec lets libavformat use on input files (libavformat's names). Hostile
+/// files only reach these: common containers and raw elementary streams, none that follows
+/// references to other files or URLs (playlists, concat, image sequences).
+pub const DEMUXERS: &str = "mov,mp4,matroska,webm,avi,mpegts,mpeg,mpegvideo,flv,ivf,h264,hevc,m4v,obu,nut,ogg,mjpeg";
+
+/// The video decoders allowed on input files (libavcodec's names).
+pub const DECODERS: &str = "h264,hevc,vp8,vp9,av1,libdav1d,mpeg4,mpeg1video,mpeg2video,mjpeg,ffv1,theora,rawvideo,prores,h263";
+
+/// Any container/codec ffmpeg reads → I420 frames (first video stream). Input goes only
+/// through [`DEMUXERS`] and [`DECODERS`], from local files, with ffmpeg's own frame-size
+/// check set to `--max-pixels` so a bitstream cannot make it allocate a larger frame.
 pub fn decode_file(path: &Path, max_frames: usize) -> Result<Video> {
+    decode_file_within(path, max_frames, crate::limits::get().max_pixels)
+}
+
+/// [`decode_file`] with its own frame-area cap (the fuzz target keeps frames tiny).
+pub fn decode_file_within(path: &Path, max_frames: usize, max_pixels: u64) -> Result<Video> {
     init()?;
     let open = |e: ff::Error| Error::Format(format!("{}: {e}", path.display()));
-    let mut input = ff::format::input(path).map_err(open)?;
+    let mut options = ff::Dictionary::new();
+    options.set("protocol_whitelist", "file");
+    options.set("format_whitelist", DEMUXERS);
+    options.set("codec_whitelist", DECODERS);
+    let mut input = ff::format::input_with_dictionary(path, options).map_err(|e| {
+        Error::Format(format!("{}: not a video ncodec reads ({e}); containers: {DEMUXERS}; raw: .y4m, .yuv", path.display()))
+    })?;
     let stream = input.streams().best(ff::media::Type::Video).ok_or_else(|| Error::Format(format!("{}: no video stream", path.display())))?;
     let index = stream.index();
     let rate = stream.avg_frame_rate();
-    let mut dec = ff::codec::context::Context::from_parameters(stream.parameters()).map_err(open)?.decoder().video().map_err(open)?;
-    let (w, h) = (dec.width() as usize, dec.height() as usize);
+    let context = ff::codec::context::Context::from_parameters(stream.parameters()).map_err(open)?;
+    // The container's geometry, checked before the decoder allocates anything for it.
+    // SAFETY: `context` owns a valid AVCodecContext; these are plain int fields.
+    let (w, h) = unsafe { ((*context.as_ptr()).width.max(0) as usize, (*context.as_ptr()).height.max(0) as usize) };
     crate::io::check_dimensions(w as u32, h as u32)?;
+    if w as u64 * h as u64 > max_pixels {
+        return Err(Error::Unsupported(format!("{}: video is {w}x{h}, more than {max_pixels} pixels", path.display())));
+    }
+    let codec = ff::codec::decoder::find(context.id()).ok_or_else(|| Error::Format(format!("{}: no decoder for {:?}", path.display(), context.id())))?;
+    let mut options = ff::Dictionary::new();
+    options.set("codec_whitelist", DECODERS);
+    options.set("max_pixels", &max_pixels.min(i32::MAX as u64).to_string());
+    let mut dec = context.decoder().open_as_with(codec, options).and_then(|d| d.video()).map_err(|e| {
+        Error::Format(format!("{}: cannot decode {} ({e}); decoders: {DECODERS}", path.display(), codec.name()))
+    })?;
     let mut frames = vec![];
     for (s, packet) in input.packets() {
         if s.index() != index {
