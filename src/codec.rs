@@ -205,6 +205,11 @@ impl Codec {
         self
     }
 
+    /// The model's architecture, from its weight file.
+    pub fn architecture(&self) -> crate::models::Architecture {
+        self.loaded.config.architecture
+    }
+
     /// Number of quality levels (ncenc -q 1..=levels).
     pub fn qualities(&self) -> u8 {
         self.loaded.config.qualities() as u8

@@ -74,6 +74,9 @@ fn hostile_inputs_fail_cleanly_and_leave_no_output() {
     let ok = ncenc().args([path_str(&d.join("in.png")), "-o", path_str(&d.join("a.ncod")), "--weights", path_str(&w), "-q", "1"]).output().unwrap();
     assert!(ok.status.success());
     let good = std::fs::read(d.join("a.ncod")).unwrap();
+    // Without --codec, a stream made from a weight file is named after the file's architecture.
+    let info = ncodec().args(["info", path_str(&d.join("a.ncod"))]).output().unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains("mean-scale"), "{}", String::from_utf8_lossy(&info.stdout));
 
     let mut flipped = good.clone();
     let last = flipped.len() - 1;

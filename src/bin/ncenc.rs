@@ -66,7 +66,11 @@ fn run(args: &Args) -> ncodec::Result<()> {
     }
     let img = ncodec::io::load_image(&args.input)?;
     let backend = args.backend.select()?;
-    let codec = Codec::open_on(args.codec.as_deref().unwrap_or(DEFAULT_CODEC), args.weights.as_deref(), backend.device)?;
+    let mut codec = Codec::open_on(args.codec.as_deref().unwrap_or(DEFAULT_CODEC), args.weights.as_deref(), backend.device)?;
+    if args.codec.is_none() && args.weights.is_some() {
+        // A weight file alone: the stream is named after what the file holds, not the default.
+        codec.name = codec.architecture().name().to_string();
+    }
     let start = Instant::now();
     let (bytes, quality) = match args.nerv.bpp {
         Some(target) => codec.encode_at_bpp(&img, target)?,
