@@ -75,16 +75,14 @@ impl Tmp {
 
 impl AtomicFile {
     pub fn create(path: &Path) -> Result<Self> {
-        let dir = parent_dir(path);
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            if let Ok(f) = std::fs::OpenOptions::new().write(true).read(true).custom_flags(libc::O_TMPFILE).mode(0o600).open(dir) {
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).read(true).custom_flags(libc::O_TMPFILE).mode(0o600).open(parent_dir(path)) {
                 return Ok(Self { tmp: std::io::BufWriter::new(Tmp::Unnamed(f)), path: path.to_path_buf() });
             }
         }
-        let tmp = tempfile::Builder::new().prefix(&hidden_name(path)).tempfile_in(dir).map_err(|e| cannot_create(path, e))?;
-        Ok(Self { tmp: std::io::BufWriter::new(Tmp::Named(tmp)), path: path.to_path_buf() })
+        Ok(Self { tmp: std::io::BufWriter::new(Tmp::Named(temp_sibling(path, "")?)), path: path.to_path_buf() })
     }
 
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
@@ -127,6 +125,12 @@ fn output_mode(target: &Path, folder: bool) -> u32 {
     std::fs::metadata(target).map(|m| m.permissions().mode()).unwrap_or(if folder { 0o755 } else { 0o644 })
 }
 
+/// A hidden temporary file beside `target` (`.name.ncodec-XXXXXX` + `suffix`), removed on drop
+/// unless persisted.
+pub(crate) fn temp_sibling(target: &Path, suffix: &str) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new().prefix(&hidden_name(target)).suffix(suffix).tempfile_in(parent_dir(target)).map_err(|e| cannot_create(target, e))
+}
+
 /// A temporary sibling of `target` could not be created: the error names the output and its
 /// folder, not the temporary name the user never asked for.
 pub(crate) fn cannot_create(target: &Path, e: std::io::Error) -> Error {
@@ -156,8 +160,7 @@ fn persist_unnamed(mut f: std::fs::File, path: &Path) -> Result<()> {
     let linked = unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) } == 0;
     if !linked {
         use std::io::Seek;
-        let dir = parent_dir(path);
-        let mut named = tempfile::Builder::new().prefix(&hidden_name(path)).tempfile_in(dir).map_err(|e| cannot_create(path, e))?;
+        let mut named = temp_sibling(path, "")?;
         f.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
         std::io::copy(&mut f, &mut named).map_err(|e| Error::io(path, e))?;
         named.as_file().set_permissions(f.metadata().map_err(|e| Error::io(path, e))?.permissions()).map_err(|e| Error::io(path, e))?;

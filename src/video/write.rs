@@ -206,7 +206,7 @@ impl VideoWriter {
                 // Mux into a hidden temporary file beside the target (same extension: the muxer
                 // goes by it), then rename over the target; dropped on failure.
                 let ext = format!(".{}", path.extension().unwrap_or_default().to_string_lossy());
-                let tmp = tempfile::Builder::new().prefix(&crate::io::hidden_name(&path)).suffix(&ext).tempfile_in(crate::io::parent_dir(&path)).map_err(|e| crate::io::cannot_create(&path, e))?;
+                let tmp = crate::io::temp_sibling(&path, &ext)?;
                 anchors::mux(tmp.path(), &enc, packets)?;
                 crate::io::set_output_permissions(tmp.path(), &path, false)?;
                 tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
