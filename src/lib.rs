@@ -13,6 +13,7 @@ pub mod limits;
 pub mod models;
 pub mod nerv;
 pub mod nn;
+pub mod refine;
 pub mod train;
 pub mod train_stem;
 pub mod train_vq;

@@ -5,10 +5,15 @@ use image::RgbImage;
 
 /// PSNR in dB over all RGB samples (peak 255). Identical images give +inf.
 pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
+    -10.0 * mse(a, b).log10()
+}
+
+/// Mean squared error over all RGB samples, on samples scaled to [0, 1] (the training loss's
+/// scale: λ·255²·MSE).
+pub fn mse(a: &RgbImage, b: &RgbImage) -> f64 {
     assert_eq!(a.dimensions(), b.dimensions());
     let se: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| (x as i64 - y as i64).pow(2) as u64).sum();
-    let mse = se as f64 / a.as_raw().len() as f64;
-    10.0 * (255.0f64 * 255.0 / mse).log10()
+    se as f64 / a.as_raw().len() as f64 / (255.0 * 255.0)
 }
 
 /// Smallest image side for which 5-scale MS-SSIM is defined.

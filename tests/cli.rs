@@ -66,6 +66,33 @@ fn encode_decode_files_and_pipes() {
 }
 
 #[test]
+fn refine_flag_writes_standard_streams_and_refuses_what_it_cannot_do() {
+    let dir = common::tempdir();
+    let d = dir.path();
+    let w = tiny_weights(d, Architecture::MultiReference, 5);
+    test_image(90, 70, 2).save(d.join("in.png")).unwrap();
+    let enc = |out: &str, extra: &[&str]| {
+        let mut args = vec![path_str(&d.join("in.png")).to_string(), "-o".into(), path_str(&d.join(out)).to_string(), "--codec".into(), "mlic".into(), "--weights".into(), path_str(&w).to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        ncenc().args(args).output().unwrap()
+    };
+    let out = enc("r.ncod", &["-q", "2", "--refine", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dec = ncdec().args([path_str(&d.join("r.ncod")), "-o", path_str(&d.join("r.png")), "--weights", path_str(&w)]).output().unwrap();
+    assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
+    // The same search twice writes the same bytes.
+    assert!(enc("r2.ncod", &["-q", "2", "--refine", "4"]).status.success());
+    assert_eq!(std::fs::read(d.join("r.ncod")).unwrap(), std::fs::read(d.join("r2.ncod")).unwrap());
+    // Refused with a message, nothing written: with --bpp, and out of range.
+    for (extra, want) in [(&["--bpp", "0.5", "--refine", "3"][..], "--refine and --bpp"), (&["--refine", "5000"][..], "5000")] {
+        let out = enc("bad.ncod", extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{err}");
+        assert!(!d.join("bad.ncod").exists());
+    }
+}
+
+#[test]
 fn hostile_inputs_fail_cleanly_and_leave_no_output() {
     let dir = common::tempdir();
     let d = dir.path();

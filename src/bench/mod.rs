@@ -47,6 +47,8 @@ pub trait RdCodec: Send + Sync {
 pub struct Ncodec {
     pub name: String,
     pub codec: Codec,
+    /// Encode-time latent refinement steps (0: plain encoder).
+    pub refine: usize,
 }
 
 impl RdCodec for Ncodec {
@@ -54,14 +56,18 @@ impl RdCodec for Ncodec {
         format!("ncodec-{}", self.name)
     }
     fn description(&self) -> String {
-        format!("ncodec {} (weights {}), quality 1..{}", self.name, crate::codec::hex(&self.codec.digest()[..8]), self.codec.qualities())
+        let refine = match self.refine {
+            0 => String::new(),
+            n => format!(", encoder latent refinement {n} steps"),
+        };
+        format!("ncodec {} (weights {}), quality 1..{}{refine}", self.name, crate::codec::hex(&self.codec.digest()[..8]), self.codec.qualities())
     }
     fn settings(&self) -> Vec<u32> {
         (1..=self.codec.qualities() as u32).collect()
     }
     fn encode(&self, img: &RgbImage, setting: u32) -> Result<Vec<u8>> {
         let q = u8::try_from(setting).map_err(|_| crate::Error::Unsupported(format!("quality {setting}")))?;
-        self.codec.encode(img, q)
+        self.codec.encode_refined(img, q, crate::refine::Refinement::steps(self.refine))
     }
     fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
         self.codec.decode(&Container::parse(bytes)?)

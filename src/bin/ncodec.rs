@@ -223,6 +223,10 @@ enum Command {
         /// factor). Its streams are not standard ones: compare, do not ship.
         #[arg(long, value_delimiter = ',')]
         extrapolate: Option<Vec<f64>>,
+        /// Also run each ncodec codec with encode-time latent refinement of N gradient steps
+        /// (curve `<codec>-refine<N>`), comma-separated for several.
+        #[arg(long, value_delimiter = ',')]
+        refine: Vec<usize>,
         /// Anchor settings to run instead of each anchor's default sweep (images: quality, e.g.
         /// 1,3,5,10 for their lowest rates; video: CRF, e.g. 37,27,17,7).
         #[arg(long, value_delimiter = ',')]
@@ -331,11 +335,11 @@ fn run(cli: Cli) -> ncodec::Result<()> {
         Command::Info { file } => info(&file),
         Command::Transcode { input, output, via, quality, stream, geometry, nerv, video_out, backend } => transcode(&input, &output, &via, quality, stream.as_deref(), geometry.as_deref(), &nerv, &video_out, &backend),
         Command::Crosscheck { codec, weights, a, b, count, seed, max_side } => crosscheck(&codec, weights.as_deref(), a, b, ncodec::crosscheck::Options { count, seed, max_side }),
-        Command::Bench { dataset, data_dir, codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, extrapolate, anchor_quality, out } => {
+        Command::Bench { dataset, data_dir, codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, extrapolate, refine, anchor_quality, out } => {
             let video = dataset == "video";
             let anchors = anchors.unwrap_or_else(|| if video { vec!["x264".into(), "x265".into()] } else { vec!["jpeg".into(), "webp".into(), "avif".into()] });
             let bd_anchor = bd_anchor.unwrap_or_else(|| vec![if video { "x264" } else { "jpeg" }.into()]);
-            let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, extrapolate, anchor_quality, out };
+            let opts = BenchArgs { dataset, data_dir, codecs: codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, extrapolate, refine, anchor_quality, out };
             bench(&opts)
         }
     }
@@ -639,6 +643,7 @@ struct BenchArgs {
     backend: ncodec::cli::BackendArgs,
     float_hyper: bool,
     extrapolate: Option<Vec<f64>>,
+    refine: Vec<usize>,
     anchor_quality: Option<Vec<u32>>,
     out: PathBuf,
 }
@@ -666,11 +671,15 @@ fn bench(a: &BenchArgs) -> ncodec::Result<()> {
     let backend = a.backend.select()?;
     for name in ncodecs {
         let codec = ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
-        codecs.push(Box::new(bench::Ncodec { name: name.clone(), codec }));
+        codecs.push(Box::new(bench::Ncodec { name: name.clone(), codec, refine: 0 }));
         if a.float_hyper {
             let mut codec = ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
             codec.use_float_hyper(true);
-            codecs.push(Box::new(bench::Ncodec { name: format!("{name}-float-hyper"), codec }));
+            codecs.push(Box::new(bench::Ncodec { name: format!("{name}-float-hyper"), codec, refine: 0 }));
+        }
+        for &steps in a.refine.iter().filter(|&&n| n > 0) {
+            let codec = ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
+            codecs.push(Box::new(bench::Ncodec { name: format!("{name}-refine{steps}"), codec, refine: steps }));
         }
         if let Some(factors) = a.extrapolate.as_ref().filter(|_| name != "vq") {
             let open = || ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone());
@@ -760,7 +769,7 @@ fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::m
     let digest = train::export(ckpt_dir, model, state, &weights, Precision::F16)?;
     let kodak = default_kodak(data_dir)?;
     let images = ncodec::bench::load_images(&ncodec::manifest::Manifest::builtin("kodak")?.verify(&kodak)?)?;
-    let codec = ncodec::bench::Ncodec { name: name.to_string(), codec: ncodec::codec::Codec::from_weights(name, &weights)? };
+    let codec = ncodec::bench::Ncodec { name: name.to_string(), codec: ncodec::codec::Codec::from_weights(name, &weights)?, refine: 0 };
     use ncodec::bench::RdCodec;
     let qualities = codec.settings();
     let bar = indicatif::ProgressBar::new((images.len() * qualities.len()) as u64);

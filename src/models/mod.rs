@@ -309,6 +309,12 @@ impl ImageModel {
     /// Training pass for a batch where sample `i` is trained at quality `q[i]`.
     pub fn forward(&self, x: Tensor<4>, q: Tensor<1, Int>) -> ForwardOutput {
         let y = self.g_a.forward(x) * self.gains(q.clone(), false);
+        self.forward_latent(y, q)
+    }
+
+    /// [`forward`](Self::forward) from the latent `y` (after the quality gain) on: what the
+    /// encoder's latent refinement differentiates.
+    pub fn forward_latent(&self, y: Tensor<4>, q: Tensor<1, Int>) -> ForwardOutput {
         let (y_hat, likelihoods) = match &self.latent {
             LatentCodec::Factorized(eb) => {
                 let (_, lik) = eb.forward(y.clone());
@@ -362,8 +368,20 @@ impl ImageModel {
     /// Compresses one padded image `x` ([1, 3, H, W], H and W multiples of [`PAD_MULTIPLE`]) at
     /// quality index `q`.
     pub fn compress(&self, x: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Compressed> {
+        let y = self.latent(x, q);
+        self.compress_latent(y, q, tables)
+    }
+
+    /// The latent y of a padded image at quality index `q` (g_a, then the quality gain): what
+    /// [`compress`](Self::compress) codes.
+    pub fn latent(&self, x: Tensor<4>, q: usize) -> Tensor<4> {
         let device = x.device();
-        let y = self.g_a.forward(x) * self.gains(quality_tensor(q, &device), false);
+        self.g_a.forward(x) * self.gains(quality_tensor(q, &device), false)
+    }
+
+    /// [`compress`](Self::compress) of a given latent `y` (`[1, M, h, w]`, after the gain).
+    pub fn compress_latent(&self, y: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Compressed> {
+        let device = y.device();
         let [_, _, h, w] = y.dims();
         let y_host = to_host(y.clone());
         match &self.latent {
