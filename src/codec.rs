@@ -261,6 +261,18 @@ impl Codec {
         Ok((self.stream(img, quality, coded.sections), coded.y_hat))
     }
 
+    /// [`encode_at_bpp`](Self::encode_at_bpp), then the level it picked refined (see
+    /// [`encode_refined`](Self::encode_refined)) when the refined stream still fits.
+    pub fn encode_at_bpp_refined(&self, img: &RgbImage, bpp: f64, how: Refinement) -> Result<(Vec<u8>, u8)> {
+        let (plain, quality) = self.encode_at_bpp(img, bpp)?;
+        if how.steps == 0 {
+            return Ok((plain, quality));
+        }
+        let refined = self.encode_refined(img, quality, how)?;
+        let budget = bpp * img.width() as f64 * img.height() as f64 / 8.0;
+        Ok((if refined.len() as f64 <= budget.max(plain.len() as f64) { refined } else { plain }, quality))
+    }
+
     /// [`encode`](Self::encode) with encode-time latent refinement (see [`crate::refine`]):
     /// slower, and the stream is never worse in λ·MSE + bpp than the plain one, as measured on
     /// its real bytes and 8-bit decoded pixels. Decoders need nothing new.

@@ -55,6 +55,9 @@ pub fn refine_latent(model: &ImageModel, config: &ModelConfig, x: Tensor<4>, siz
     if !supports(config.architecture) {
         return Err(Error::Unsupported(format!("latent refinement needs a continuous latent; {} has none", config.architecture.name())));
     }
+    if !(how.step_size.is_finite() && how.step_size > 0.0 && how.step_size <= 10.0) {
+        return Err(Error::Unsupported(format!("refinement step size {} is not in (0, 10]", how.step_size)));
+    }
     let lambda = *config.lambdas.get(q).ok_or_else(|| Error::Unsupported(format!("quality index {q} out of range")))?;
     let plain = x.device();
     let y0 = model.latent(x.clone(), q);

@@ -83,9 +83,19 @@ fn refine_flag_writes_standard_streams_and_refuses_what_it_cannot_do() {
     // The same search twice writes the same bytes.
     assert!(enc("r2.ncod", &["-q", "2", "--refine", "4"]).status.success());
     assert_eq!(std::fs::read(d.join("r.ncod")).unwrap(), std::fs::read(d.join("r2.ncod")).unwrap());
-    // Refused with a message, nothing written: with --bpp, and out of range.
-    for (extra, want) in [(&["--bpp", "0.5", "--refine", "3"][..], "--refine and --bpp"), (&["--refine", "5000"][..], "5000")] {
-        let out = enc("bad.ncod", extra);
+    // With a rate target: the level --bpp picks, refined only while it still fits.
+    let out = enc("t.ncod", &["--bpp", "3.0", "--refine", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plain = enc("p.ncod", &["--bpp", "3.0"]);
+    assert!(plain.status.success());
+    let budget = (3.0f64 * 90.0 * 70.0 / 8.0).max(std::fs::metadata(d.join("p.ncod")).unwrap().len() as f64);
+    assert!(std::fs::metadata(d.join("t.ncod")).unwrap().len() as f64 <= budget);
+    // Refused with a message, nothing written: out of range, and for videos.
+    std::fs::write(d.join("clip.y4m"), b"YUV4MPEG2 W8 H8 F25:1 C420jpeg\n").unwrap();
+    for (input, extra, want) in [("in.png", &["--refine", "5000"][..], "5000"), ("in.png", &["--refine", "2", "--refine-step-size=-1"][..], "step size"), ("clip.y4m", &["--refine", "2"][..], "--refine is for images")] {
+        let mut args = vec![path_str(&d.join(input)).to_string(), "-o".into(), path_str(&d.join("bad.ncod")).to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = ncenc().args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(want), "{err}");
         assert!(!d.join("bad.ncod").exists());

@@ -84,10 +84,10 @@ fn run(args: &Args) -> ncodec::Result<()> {
         codec.name = codec.architecture().name().to_string();
     }
     let start = Instant::now();
-    let (bytes, quality) = match (args.nerv.bpp, args.refine) {
-        (Some(_), r) if r > 0 => return Err(ncodec::Error::Unsupported("--refine and --bpp together are not supported yet: pick a quality with -q".into())),
-        (Some(target), _) => codec.encode_at_bpp(&img, target)?,
-        (None, steps) => (codec.encode_refined(&img, args.quality, Refinement { steps: steps as usize, step_size: args.refine_step_size })?, args.quality),
+    let how = Refinement { steps: args.refine as usize, step_size: args.refine_step_size };
+    let (bytes, quality) = match args.nerv.bpp {
+        Some(target) => codec.encode_at_bpp_refined(&img, target, how)?,
+        None => (codec.encode_refined(&img, args.quality, how)?, args.quality),
     };
     let secs = start.elapsed().as_secs_f64();
     ncodec::io::write_atomic(&args.output, &bytes)?;
