@@ -32,7 +32,8 @@ pub struct Refinement {
 }
 
 impl Refinement {
-    /// Found on training images (never Kodak): larger steps overshoot the rounding grid.
+    /// Chosen on a training photo (never Kodak): 0.05 and 0.1 did equally well over 30 steps,
+    /// 0.2 overshot (no stream better than the plain one).
     pub const DEFAULT_STEP_SIZE: f64 = 0.05;
 
     pub fn steps(steps: usize) -> Self {
