@@ -71,11 +71,12 @@ fn refine_flag_writes_standard_streams_and_refuses_what_it_cannot_do() {
     let d = dir.path();
     let w = tiny_weights(d, Architecture::MultiReference, 5);
     test_image(90, 70, 2).save(d.join("in.png")).unwrap();
-    let enc = |out: &str, extra: &[&str]| {
-        let mut args = vec![path_str(&d.join("in.png")).to_string(), "-o".into(), path_str(&d.join(out)).to_string(), "--codec".into(), "mlic".into(), "--weights".into(), path_str(&w).to_string()];
+    let encode = |input: &str, out: &str, extra: &[&str]| {
+        let mut args = vec![path_str(&d.join(input)).to_string(), "-o".into(), path_str(&d.join(out)).to_string(), "--codec".into(), "mlic".into(), "--weights".into(), path_str(&w).to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
         ncenc().args(args).output().unwrap()
     };
+    let enc = |out: &str, extra: &[&str]| encode("in.png", out, extra);
     let out = enc("r.ncod", &["-q", "2", "--refine", "4"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let dec = ncdec().args([path_str(&d.join("r.ncod")), "-o", path_str(&d.join("r.png")), "--weights", path_str(&w)]).output().unwrap();
@@ -92,10 +93,8 @@ fn refine_flag_writes_standard_streams_and_refuses_what_it_cannot_do() {
     assert!(std::fs::metadata(d.join("t.ncod")).unwrap().len() as f64 <= budget);
     // Refused with a message, nothing written: out of range, and for videos.
     std::fs::write(d.join("clip.y4m"), b"YUV4MPEG2 W8 H8 F25:1 C420jpeg\n").unwrap();
-    for (input, extra, want) in [("in.png", &["--refine", "5000"][..], "5000"), ("in.png", &["--refine", "2", "--refine-step-size=-1"][..], "step size"), ("clip.y4m", &["--refine", "2"][..], "--refine is for images")] {
-        let mut args = vec![path_str(&d.join(input)).to_string(), "-o".into(), path_str(&d.join("bad.ncod")).to_string()];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let out = ncenc().args(args).output().unwrap();
+    for (input, extra, want) in [("in.png", &["--refine", "5000"][..], "5000"), ("in.png", &["-q", "2", "--refine", "2", "--refine-step-size=-1"][..], "step size"), ("clip.y4m", &["--refine", "2"][..], "--refine is for images")] {
+        let out = encode(input, "bad.ncod", extra);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(want), "{err}");
         assert!(!d.join("bad.ncod").exists());
