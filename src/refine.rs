@@ -68,7 +68,8 @@ pub fn refine_latent(model: &ImageModel, config: &ModelConfig, x: Tensor<4>, siz
     // A copy of the network on the autodiff device, as constants: only y is a variable.
     let ad = plain.clone().autodiff();
     // The rate term's noise comes from the backend's process-wide generator: a fixed seed, and
-    // one search at a time, make the search (and so the stream) the same on every run.
+    // one search at a time, make the search (and so the stream) the same on every run, as long
+    // as nothing else in the process draws random numbers meanwhile (ncenc draws none).
     let _one_at_a_time = SEARCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     ad.seed(SEED);
     let net = crate::train::reload(model, config, &ad).model.no_grad();
