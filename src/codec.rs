@@ -285,14 +285,15 @@ impl Codec {
         let (model, tables, q) = (&self.loaded.model, &self.loaded.tables, quality as usize - 1);
         let x = image_to_tensor(img, &self.device);
         let size = (img.height() as usize, img.width() as usize);
-        let refined = crate::refine::refine_latent(model, &self.loaded.config, x.clone(), size, q, how)?;
+        let y0 = model.latent(x.clone(), q);
+        let refined = crate::refine::refine_latent(model, &self.loaded.config, x, y0.clone(), size, q, how)?;
         let lambda = self.loaded.config.lambdas[q] * 255.0 * 255.0;
         let pixels = (img.width() * img.height()) as f64;
         let cost = |bytes: &[u8]| -> Result<f64> {
             let decoded = self.decode(&Container::parse(bytes)?)?;
             Ok(lambda * crate::metrics::mse(img, &decoded) + bytes.len() as f64 * 8.0 / pixels)
         };
-        let plain = self.stream(img, quality, model.compress_latent(model.latent(x, q), q, tables)?.sections);
+        let plain = self.stream(img, quality, model.compress_latent(y0, q, tables)?.sections);
         let better = self.stream(img, quality, model.compress_latent(refined, q, tables)?.sections);
         Ok(if cost(&better)? < cost(&plain)? { better } else { plain })
     }

@@ -50,9 +50,10 @@ pub fn supports(architecture: Architecture) -> bool {
     matches!(architecture, Architecture::Factorized | Architecture::ScaleHyperprior | Architecture::MeanScaleHyperprior | Architecture::MultiReference)
 }
 
-/// Refines the latent of the padded image `x` (`[1, 3, H', W']`, on the inference device)
-/// whose real size is `size` = (height, width), at quality index `q`. Returns y* on x's device.
-pub fn refine_latent(model: &ImageModel, config: &ModelConfig, x: Tensor<4>, size: (usize, usize), q: usize, how: Refinement) -> Result<Tensor<4>> {
+/// Refines `y0` = [`ImageModel::latent`] of the padded image `x` (`[1, 3, H', W']`, on the
+/// inference device) whose real size is `size` = (height, width), at quality index `q`.
+/// Returns y* on x's device.
+pub fn refine_latent(model: &ImageModel, config: &ModelConfig, x: Tensor<4>, y0: Tensor<4>, size: (usize, usize), q: usize, how: Refinement) -> Result<Tensor<4>> {
     if !supports(config.architecture) {
         return Err(Error::Unsupported(format!("latent refinement needs a continuous latent; {} has none", config.architecture.name())));
     }
@@ -61,7 +62,6 @@ pub fn refine_latent(model: &ImageModel, config: &ModelConfig, x: Tensor<4>, siz
     }
     let lambda = *config.lambdas.get(q).ok_or_else(|| Error::Unsupported(format!("quality index {q} out of range")))?;
     let plain = x.device();
-    let y0 = model.latent(x.clone(), q);
     if how.steps == 0 {
         return Ok(y0);
     }
