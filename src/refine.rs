@@ -17,6 +17,7 @@
 //! the refined latent, and the integer path decides every probability as usual.
 
 use burn::module::Module;
+use burn::optim::{AdamConfig, Optimizer};
 use burn::prelude::*;
 
 use crate::error::{Error, Result};
@@ -76,27 +77,18 @@ pub fn refine_latent(model: &ImageModel, config: &ModelConfig, x: Tensor<4>, y0:
     let (h, w) = size;
     let target = x.to_device(&ad).autodiff().narrow(2, 0, h).narrow(3, 0, w);
     let qt = Tensor::<1, Int>::from_ints([q as i64], &ad);
-    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+    let adam = AdamConfig::new().with_epsilon(1e-8).build();
+    let mut state = None;
     let mut y = y0;
-    let mut m1 = y.zeros_like();
-    let mut m2 = y.zeros_like();
     for t in 1..=how.steps {
         let var = y.clone().to_device(&ad).autodiff().require_grad();
         let out = net.forward_latent(var.clone(), qt.clone());
         let mse = (out.x_hat.narrow(2, 0, h).narrow(3, 0, w) - target.clone()).powi_scalar(2).mean();
-        let mut nats = Tensor::<1>::zeros([1], &ad);
-        for lik in out.likelihoods {
-            nats = nats + lik.log().sum();
-        }
-        let bpp = nats.neg().div_scalar(std::f64::consts::LN_2 * (h * w) as f64);
+        let bpp = crate::entropy::total_bits(out.likelihoods, &ad).div_scalar((h * w) as f64);
         let loss = mse.mul_scalar(lambda * 255.0 * 255.0) + bpp;
         let grad = var.grad(&loss.backward()).ok_or_else(|| Error::Codec("latent refinement: no gradient reached y".into()))?.to_device(&plain);
-        m1 = m1.mul_scalar(b1) + grad.clone().mul_scalar(1.0 - b1);
-        m2 = m2.mul_scalar(b2) + grad.powi_scalar(2).mul_scalar(1.0 - b2);
-        let (c1, c2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
         let size_t = how.step_size * (1.0 - (t - 1) as f64 / how.steps as f64);
-        let step = m1.clone().div_scalar(c1) / (m2.clone().div_scalar(c2).sqrt().add_scalar(eps));
-        y = y - step.mul_scalar(size_t);
+        (y, state) = adam.step(size_t, y, grad, state);
     }
     Ok(y)
 }

@@ -121,12 +121,8 @@ pub fn context_step(model: ImageModel, optim: &mut ModuleOptimizer, targets: Fro
     let y = targets.y.to_device(&device);
     let context = model.context().expect("frozen-transform training checks for a context model");
     let out = context.forward(y, targets.hyper.to_device(&device));
-    let mut bits = Tensor::<1>::zeros([1], &device);
-    for lik in out.likelihoods {
-        bits = bits + lik.log().sum();
-    }
     let pixels = (b * h * w) as f64;
-    let bpp = bits.neg().div_scalar(std::f64::consts::LN_2 * pixels);
+    let bpp = crate::entropy::total_bits(out.likelihoods, &device).div_scalar(pixels);
     let x_hat = model.synthesis(out.y_rec * targets.inv_gain.to_device(&device));
     // g_s decodes a crop of a whole image's latent with zeros beyond its edges, so its outer
     // pixels are wrong whatever LRP does: score the interior only.

@@ -272,11 +272,7 @@ struct StemStats {
 
 fn bpp_of(likelihoods: Vec<Tensor<4>>, pixels: f64) -> Tensor<1> {
     let device = likelihoods[0].device();
-    let mut bits = Tensor::<1>::zeros([1], &device);
-    for lik in likelihoods {
-        bits = bits + lik.log().sum();
-    }
-    bits.neg().div_scalar(std::f64::consts::LN_2 * pixels)
+    crate::entropy::total_bits(likelihoods, &device).div_scalar(pixels)
 }
 
 /// One step on a batch of latent sequences (`frames[t]`: `[B, M, s, s]`, gain-free).

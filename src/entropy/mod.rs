@@ -10,3 +10,11 @@ pub mod gaussian;
 pub use bottleneck::{BottleneckTables, EntropyBottleneck};
 pub use coder::{CdfTable, SymbolDecoder, SymbolEncoder};
 pub use gaussian::{GaussianConditional, GaussianParams, gaussian_likelihood};
+
+use burn::prelude::*;
+
+/// The information content −Σ log₂ p of every element of `likelihoods` (training's rate term).
+pub fn total_bits(likelihoods: Vec<Tensor<4>>, device: &Device) -> Tensor<1> {
+    let nats = likelihoods.into_iter().fold(Tensor::<1>::zeros([1], device), |acc, lik| acc + lik.log().sum());
+    nats.neg().div_scalar(std::f64::consts::LN_2)
+}

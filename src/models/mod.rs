@@ -650,7 +650,7 @@ impl ImageModel {
         let m = y.dims()[1];
         let noise = Tensor::random(y.shape(), burn::tensor::Distribution::Uniform(-0.5, 0.5), &device);
         let lik = gaussian_likelihood(y.clone() + noise, hyper.clone().narrow(1, 0, m), Some(hyper.clone().narrow(1, m, m)));
-        let bits = lik.log().sum().neg().div_scalar(std::f64::consts::LN_2);
+        let bits = crate::entropy::total_bits(vec![lik], &device);
         Ok(FrozenTargets { y, hyper, inv_gain: self.gains(q, true), mean_scale_bits: to_host(bits)[0] as f64 })
     }
 
