@@ -41,9 +41,9 @@ pub fn tiny_codec(arch: Architecture) -> &'static Codec {
             .map(|&a| {
                 device.seed(7);
                 let config = if a == Architecture::Vq {
-                    ModelConfig { architecture: a, n: 8, m: 20, lambdas: vec![], vq: Some(crate::models::VqConfig::with(3, 16)) }
+                    ModelConfig { architecture: a, n: 8, m: 20, lambdas: vec![], vq: Some(crate::models::VqConfig::with(3, 16)), transforms: Default::default() }
                 } else {
-                    ModelConfig { architecture: a, n: 8, m: 20, lambdas: vec![0.001, 0.01, 0.1], vq: None }
+                    ModelConfig { architecture: a, n: 8, m: 20, lambdas: vec![0.001, 0.01, 0.1], vq: None, transforms: Default::default() }
                 };
                 let model = config.init(&device);
                 let mut tables = model.export_tables();

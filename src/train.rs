@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{LatentSet, TrainSet};
 use crate::error::{Error, Result};
-use crate::models::{Architecture, FrozenTargets, ImageModel, ModelConfig};
+use crate::models::{Architecture, FrozenTargets, ImageModel, ModelConfig, Transforms};
 use crate::weights::{self, Precision};
 
 #[derive(Debug, Clone)]
@@ -191,10 +191,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         if transplant(&loaded.config, &opts.config) {
             model = weights::init_prefix(&loaded.model, opts.config.init(&device)).map_err(|e| Error::Format(format!("{}: {e}", init.display())))?;
             eprintln!("initialised transforms and hyperprior from {}", init.display());
-        } else if loaded.config != opts.config {
+        } else if loaded.config != opts.config && !adds_residual_stages(&loaded.config, &opts.config) {
             return Err(Error::Unsupported(format!("{} has a different model configuration", init.display())));
         } else {
-            model = loaded.model;
+            model = if loaded.config == opts.config { loaded.model } else { loaded.model.with_residual_transforms(&device) };
             // Continue the step count of the weights, so cards report the total training.
             if let Some(p) = loaded.provenance {
                 state.step = p.steps;
@@ -357,7 +357,13 @@ pub(crate) fn resume_run(opts: &TrainOptions, state: &mut TrainState, device: &D
 fn transplant(from: &ModelConfig, to: &ModelConfig) -> bool {
     to.architecture == Architecture::MultiReference
         && from.architecture == Architecture::MeanScaleHyperprior
-        && (from.n, from.m, &from.lambdas) == (to.n, to.m, &to.lambdas)
+        && (from.n, from.m, &from.lambdas, from.transforms) == (to.n, to.m, &to.lambdas, to.transforms)
+}
+
+/// `--init-from` a GDN model into the same model with residual transforms (new stages start
+/// as the identity, see [`crate::models::transforms`]).
+fn adds_residual_stages(from: &ModelConfig, to: &ModelConfig) -> bool {
+    from.transforms == Transforms::Gdn && to.transforms == Transforms::GdnResidual && ModelConfig { transforms: to.transforms, ..from.clone() } == *to
 }
 
 /// A copy of `model` (parameters and coding tables) on `device`.

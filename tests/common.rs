@@ -25,7 +25,7 @@ pub fn test_image(w: u32, h: u32, seed: u32) -> RgbImage {
 pub fn tiny_weights(dir: &Path, arch: Architecture, seed: u64) -> PathBuf {
     let device = ncodec::backend::device();
     device.seed(seed);
-    let config = ModelConfig { architecture: arch, n: 8, m: 12, lambdas: vec![0.001, 0.01, 0.1], vq: None };
+    let config = ModelConfig { architecture: arch, n: 8, m: 12, lambdas: vec![0.001, 0.01, 0.1], vq: None, transforms: Default::default() };
     let model = config.init(&device);
     let tables = model.export_tables();
     let path = dir.join(format!("{}-{seed}.ncw", arch.name()));

@@ -117,7 +117,7 @@ fn stem_gop_decodes_identically_across_backends() {
     let dir = tempdir();
     let device = ncodec::backend::device();
     device.seed(13);
-    let config = ncodec::models::ModelConfig { architecture: Architecture::Stem, n: 8, m: 20, lambdas: vec![0.003, 0.03], vq: None };
+    let config = ncodec::models::ModelConfig { architecture: Architecture::Stem, n: 8, m: 20, lambdas: vec![0.003, 0.03], vq: None, transforms: Default::default() };
     let model = config.init(&device).with_inter_from_intra();
     let path = dir.path().join("stem.ncw");
     weights::save(&path, &config, &model, &model.export_tables(), weights::Precision::F32).unwrap();

@@ -16,7 +16,7 @@ use ncodec::video::Video;
 const LAMBDAS: [f64; 2] = [0.003, 0.03];
 
 fn config(architecture: Architecture) -> ModelConfig {
-    ModelConfig { architecture, n: 8, m: 20, lambdas: LAMBDAS.to_vec(), vq: None }
+    ModelConfig { architecture, n: 8, m: 20, lambdas: LAMBDAS.to_vec(), vq: None, transforms: Default::default() }
 }
 
 /// A tiny stem model (random, its P-frame model widened from its intra one), saved.

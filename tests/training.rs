@@ -2,6 +2,7 @@
 
 mod common;
 
+use burn::module::Module;
 use ncodec::models::{Architecture, ModelConfig};
 use ncodec::train::{TrainOptions, load_checkpoint, train};
 
@@ -27,7 +28,7 @@ fn train_checkpoint_resume_export() {
     for i in 0..3 {
         common::test_image(80, 72, i).save(data.join("sub").join(format!("{i}.png"))).unwrap();
     }
-    let config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 8, lambdas: vec![0.01, 0.05], vq: None };
+    let config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 8, lambdas: vec![0.01, 0.05], vq: None, transforms: Default::default() };
     let mut opts = quick_options(config.clone(), data, dir.path().join("ckpt"));
     let s = train(&opts).unwrap();
     assert_eq!(s.step, 3);
@@ -53,6 +54,23 @@ fn train_checkpoint_resume_export() {
     assert_eq!(s.step, 6, "5 steps from the weights + 1 more");
     assert!(s.seconds >= state.seconds);
 
+    // The same weights start a model with residual transforms: the new stages are added (as
+    // the identity), the step count goes on, and the result exports and codes.
+    let mut residual = fresh.clone();
+    residual.ckpt_dir = dir.path().join("ckpt-residual");
+    residual.config.transforms = ncodec::models::Transforms::GdnResidual;
+    residual.steps = 7;
+    assert_eq!(train(&residual).unwrap().step, 7, "5 steps from the weights + 2 more");
+    let (rstate, rmodel) = load_checkpoint(&residual.ckpt_dir, &device).unwrap();
+    assert!(rmodel.num_params() > model.num_params(), "the residual stages add parameters");
+    let rout = export_and_round_trip(&rmodel, &rstate, "mean-scale-residual", &residual.ckpt_dir);
+    assert_eq!(ncodec::weights::load(&rout, &device).unwrap().config.transforms, ncodec::models::Transforms::GdnResidual);
+    // Only GDN → residual is an upgrade; other changes are still refused.
+    let mut other = residual.clone();
+    other.ckpt_dir = dir.path().join("ckpt-other");
+    other.config.n = 16;
+    assert!(train(&other).is_err());
+
     // A different configuration refuses to resume from this checkpoint.
     opts.config.n = 16;
     opts.steps = 6;
@@ -71,7 +89,7 @@ fn frozen_transform_context_training() {
     }
     let device = ncodec::backend::device();
     let lambdas = vec![0.01, 0.05];
-    let base_config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 10, lambdas: lambdas.clone(), vq: None };
+    let base_config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 10, lambdas: lambdas.clone(), vq: None, transforms: Default::default() };
     let base = base_config.init(&device);
     let base_path = dir.path().join("base.ncw");
     ncodec::weights::save(&base_path, &base_config, &base, &base.export_tables(), ncodec::weights::Precision::F32).unwrap();

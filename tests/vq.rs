@@ -17,7 +17,7 @@ fn setup(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     }
     let device = ncodec::backend::device();
     device.seed(3);
-    let base_config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 12, lambdas: vec![0.01], vq: None };
+    let base_config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 12, lambdas: vec![0.01], vq: None, transforms: Default::default() };
     let base = base_config.init(&device);
     let base_path = dir.join("base.ncw");
     ncodec::weights::save(&base_path, &base_config, &base, &base.export_tables(), ncodec::weights::Precision::F32).unwrap();
@@ -25,7 +25,7 @@ fn setup(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 fn options(data: std::path::PathBuf, base: std::path::PathBuf, ckpt: std::path::PathBuf) -> TrainOptions {
-    let config = ModelConfig { architecture: Architecture::Vq, n: 8, m: 12, lambdas: vec![], vq: Some(VqConfig::with(3, 16)) };
+    let config = ModelConfig { architecture: Architecture::Vq, n: 8, m: 12, lambdas: vec![], vq: Some(VqConfig::with(3, 16)), transforms: Default::default() };
     TrainOptions { init_from: Some(base), ..common::quick_train_options(config, data, ckpt) }
 }
 

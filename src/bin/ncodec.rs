@@ -63,6 +63,10 @@ enum Command {
         /// mlic only: train just the context model (and LRP) on latents of the frozen transforms.
         #[arg(long)]
         freeze_transforms: bool,
+        /// Analysis/synthesis transforms. `gdn-residual` adds residual and attention stages;
+        /// with --init-from a GDN model of the same codec they start as the identity.
+        #[arg(long, value_enum, default_value = "gdn")]
+        transforms: ncodec::models::Transforms,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Export the result as this weight file (fp16) when training stops.
@@ -289,15 +293,15 @@ fn run(cli: Cli) -> ncodec::Result<()> {
     cli.limits.apply();
     match cli.command {
         Command::Train {
-            codec, data, n, m, lambda, ckpt_dir, steps, minutes, batch, crop, lr, checkpoint_every, resume, init_from, freeze_transforms, seed, export,
+            codec, data, n, m, lambda, ckpt_dir, steps, minutes, batch, crop, lr, checkpoint_every, resume, init_from, freeze_transforms, transforms, seed, export,
             vq_levels, vq_codes, vq_loss, train_encoder, sequences,
         } => {
             let architecture = Architecture::from_name(&codec)
                 .ok_or_else(|| ncodec::Error::Unsupported(format!("unknown codec architecture '{codec}'")))?;
             let config = if architecture == Architecture::Vq {
-                ModelConfig { architecture, n, m, lambdas: vec![], vq: Some(ncodec::models::VqConfig::with(vq_levels, vq_codes)) }
+                ModelConfig { architecture, n, m, lambdas: vec![], vq: Some(ncodec::models::VqConfig::with(vq_levels, vq_codes)), transforms }
             } else {
-                ModelConfig { architecture, n, m, lambdas: lambda.unwrap_or(DEFAULT_LAMBDAS.to_vec()), vq: None }
+                ModelConfig { architecture, n, m, lambdas: lambda.unwrap_or(DEFAULT_LAMBDAS.to_vec()), vq: None, transforms }
             };
             let vq = ncodec::train_vq::VqTrainOptions { loss: vq_loss, train_encoder, ..Default::default() };
             let opts = TrainOptions {
@@ -785,7 +789,7 @@ fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::m
                 state.config.architecture.name(), state.config.n, state.config.m, vq.levels, vq.codes,
                 vq.presets.iter().map(|p| format!("({}, {})", p.levels, p.codes)).collect::<Vec<_>>().join(" ")
             ),
-            None => format!("{} (N={}, M={}), {} gain-unit quality levels", state.config.architecture.name(), state.config.n, state.config.m, state.config.qualities()),
+            None => format!("{} (N={}, M={}), {}, {} gain-unit quality levels", state.config.architecture.name(), state.config.n, state.config.m, state.config.transforms.name(), state.config.qualities()),
         },
         description: description.to_string(),
         weights: "weights.ncw".into(),

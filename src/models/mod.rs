@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 pub use multiref::{ContextModel, IntegerContext};
 pub use transforms::IntegerHyperSynthesis;
 pub use vq::{Codebook, Codebooks, PriorSet, VqConfig, VqLatent, VqPreset};
-pub use transforms::Synthesis;
+pub use transforms::{Synthesis, Transforms};
 use transforms::{Analysis, HyperAnalysis, HyperSynthesis};
 
 /// Spatial downsampling of y relative to x, and of the padding unit for whole images.
@@ -96,6 +96,9 @@ pub struct ModelConfig {
     /// Codebooks and presets of a VQ model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vq: Option<VqConfig>,
+    /// g_a/g_s. Omitted for GDN, so older files (and their digests) stay as they were.
+    #[serde(default, skip_serializing_if = "Transforms::is_gdn")]
+    pub transforms: Transforms,
 }
 
 impl ModelConfig {
@@ -291,8 +294,8 @@ impl ImageModel {
             Architecture::Vq => LatentCodec::Vq(VqLatent::new(cfg.vq.as_ref().expect("checked VQ configuration"), m, device)),
         };
         Self {
-            g_a: Analysis::new(n, m, device),
-            g_s: Synthesis::new(n, m, device),
+            g_a: Analysis::new(n, m, cfg.transforms, device),
+            g_s: Synthesis::new(n, m, cfg.transforms, device),
             log_gain: Param::from_tensor(log_gain),
             log_inv_gain: Param::from_tensor(log_inv_gain.detach()),
             latent,
@@ -544,6 +547,14 @@ impl ImageModel {
     pub fn with_transforms_of(mut self, other: &ImageModel) -> Self {
         self.g_a = other.g_a.clone();
         self.g_s = other.g_s.clone();
+        self
+    }
+
+    /// This model with residual and attention stages added to its transforms, starting as the
+    /// identity: the same function, now of a [`Transforms::GdnResidual`] configuration.
+    pub fn with_residual_transforms(mut self, device: &Device) -> Self {
+        self.g_a = self.g_a.with_residual_stages(device);
+        self.g_s = self.g_s.with_residual_stages(device);
         self
     }
 
