@@ -701,9 +701,8 @@ fn compress_context(hp: &HyperpriorLatent, y: Tensor<4>, context: &IntegerContex
     let (z_section, z_hat, zhw) = compress_z(hp, y, tables)?;
     let (int_hyper, _) = integer_multiref(tables)?;
     let hyper = hyper_raw(int_hyper, &z_hat, zhw, tables)?;
-    let mut y_enc = SymbolEncoder::new();
-    let (y_hat, y_q) = context.code(&hyper, reference, h, w, &tables.gaussian, &mut multiref::Encode { y: &y_host, enc: &mut y_enc })?;
-    Ok((Compressed { sections: vec![z_section, y_enc.finish()?], y_hat }, y_q))
+    let (y_section, y_hat, y_q) = context.compress(&y_host, &hyper, reference, [h, w], &tables.gaussian)?;
+    Ok((Compressed { sections: vec![z_section, y_section], y_hat }, y_q))
 }
 
 /// Inverse of [`compress_context`]: ŷ (float), the hyperprior features (Q12) and ŷ (Q12).
@@ -711,8 +710,7 @@ fn decode_context(sections: &[Vec<u8>], y_hw: [usize; 2], context: &IntegerConte
     let (z_hat, zhw, y_bytes) = decompress_z(sections, y_hw, tables)?;
     let (int_hyper, _) = integer_multiref(tables)?;
     let hyper = hyper_raw(int_hyper, &z_hat, zhw, tables)?;
-    let mut y_dec = SymbolDecoder::new(y_bytes)?;
-    let (y_hat, y_q) = context.code(&hyper, reference, y_hw[0], y_hw[1], &tables.gaussian, &mut multiref::Decode(&mut y_dec))?;
+    let (y_hat, y_q) = context.decompress(y_bytes, &hyper, reference, y_hw, &tables.gaussian)?;
     Ok((y_hat, hyper, y_q))
 }
 
@@ -750,7 +748,7 @@ fn quality_tensor(q: usize, device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(vec![q as i64], [1]), device)
 }
 
-fn check_len(len: usize, want: usize) -> Result<()> {
+pub(crate) fn check_len(len: usize, want: usize) -> Result<()> {
     if len == want { Ok(()) } else { Err(Error::Format("latent geometry does not match the hyperprior".into())) }
 }
 

@@ -22,6 +22,18 @@
 //! `agg` is three 1x1 convolutions, so each pass evaluates it only at the positions it codes.
 //! Decoding is two parallel passes per slice: no raster scan.
 //!
+//! **Composed as three latent codecs**, each a training `forward` (float, on the device) and
+//! `compress`/`decompress` (fixed point, on the host; one `code` path serves both, so the two
+//! directions cannot drift apart):
+//! ```text
+//!  channel groups  ContextModel::forward        IntegerContext::{compress, decompress}
+//!    │ slice i given ŷ_<i: channel + inter-slice references (SliceContext / IntegerSlice::channel_context)
+//!    └─ checkerboard  SliceContext::forward     IntegerSlice::code_checkerboard
+//!         │ anchors, then non-anchors given the decoded anchors: spatial + intra-slice refs
+//!         └─ Gaussian conditional  gaussian_likelihood   IntegerSlice::code_gaussian
+//!              each element under N(μ, σ) through the integer tables of GaussianConditional
+//! ```
+//!
 //! **Temporal references** (the `stem` video codec's P-frames): the same model with the
 //! previous frame's decoded latent r = ŷ_{t−1} as one more reference. Features
 //! conv3x3∘conv3x3(r) join every `agg` input, and `agg` also gives a gate g per element:
@@ -187,16 +199,7 @@ impl SliceContext {
         let m = two_m / 2;
         let device = y.device();
         let non_anchor = anchor.clone().neg().add_scalar(1.0);
-        let known = match &prev {
-            Some(p) => Tensor::cat(vec![hyper.clone(), p.clone()], 1),
-            None => hyper.clone(),
-        };
-        let (q, k) = (self.query.forward(known.clone()), self.key.forward(known));
-        let mut base = vec![hyper.clone()];
-        if let (Some(cc), Some(iv), Some(p)) = (&self.channel, &self.inter_value, &prev) {
-            base.push(leaky_relu(cc.c2.forward(leaky_relu(cc.c1.forward(p.clone()), SLOPE)), SLOPE));
-            base.push(linear_attention(q.clone(), k.clone(), iv.forward(p.clone()), None));
-        }
+        let (base, q, k) = self.channel_context(hyper.clone(), prev.clone());
         let hp_scale = hyper.clone().narrow(1, offset, c);
         let hp_mean = hyper.clone().narrow(1, m + offset, c);
         assert_eq!(self.gated(), reference.is_some(), "P-frame slices need a reference, intra slices none");
@@ -225,6 +228,22 @@ impl SliceContext {
         let y_hat = super::ste_round(y - means.clone()) + means.clone();
         let y_rec = y_hat.clone() + self.lrp(hyper, prev, y_hat.clone());
         SliceOutput { likelihood, y_hat, y_rec, scales, means }
+    }
+
+    /// The channel-groups level's inputs to this slice: `[hyper, channel(ŷ_<i), inter-slice
+    /// attention]`, and the attention queries/keys the intra-slice reference shares.
+    fn channel_context(&self, hyper: Tensor<4>, prev: Option<Tensor<4>>) -> (Vec<Tensor<4>>, Tensor<4>, Tensor<4>) {
+        let known = match &prev {
+            Some(p) => Tensor::cat(vec![hyper.clone(), p.clone()], 1),
+            None => hyper.clone(),
+        };
+        let (q, k) = (self.query.forward(known.clone()), self.key.forward(known));
+        let mut base = vec![hyper];
+        if let (Some(cc), Some(iv), Some(p)) = (&self.channel, &self.inter_value, prev) {
+            base.push(leaky_relu(cc.c2.forward(leaky_relu(cc.c1.forward(p.clone()), SLOPE)), SLOPE));
+            base.push(linear_attention(q.clone(), k.clone(), iv.forward(p), None));
+        }
+        (base, q, k)
     }
 
     /// ½·tanh of the predicted quantization residual.
@@ -433,16 +452,16 @@ fn checkerboard(h: usize, w: usize, device: &Device) -> Tensor<4> {
 }
 
 /// Where symbols go (encoder) or come from (decoder) while the context model runs.
-pub trait SymbolIo {
+trait SymbolIo {
     /// Codes the element at flat index `index` of the latent under N(`mean`, `scale`)
     /// (both `Q[FRAC_BITS]`); returns its integer symbol round(y − μ).
     fn code(&mut self, g: &GaussianConditional, index: usize, scale: i32, mean: i32) -> Result<i32>;
 }
 
 /// Encoder side: symbols from the latent `y`.
-pub struct Encode<'a> {
-    pub y: &'a [f32],
-    pub enc: &'a mut SymbolEncoder,
+struct Encode<'a> {
+    y: &'a [f32],
+    enc: &'a mut SymbolEncoder,
 }
 
 impl SymbolIo for Encode<'_> {
@@ -452,7 +471,7 @@ impl SymbolIo for Encode<'_> {
 }
 
 /// Decoder side: symbols from the range decoder.
-pub struct Decode<'a>(pub &'a mut SymbolDecoder);
+struct Decode<'a>(&'a mut SymbolDecoder);
 
 impl SymbolIo for Decode<'_> {
     fn code(&mut self, g: &GaussianConditional, _index: usize, scale: i32, _mean: i32) -> Result<i32> {
@@ -492,10 +511,27 @@ impl IntegerContext {
         self.temporal.is_some()
     }
 
-    /// Codes the whole latent: `hyper` is h_s's output (`[2M][h·w]`, scales then means, Q12);
-    /// `reference` the previous frame's ŷ in Q12 (P-frame models only).
-    /// Returns ŷ (`[M][h·w]`) in float (symbol + μ) and in Q12 (the next frame's reference).
-    pub fn code(&self, hyper: &[i32], reference: Option<&[i32]>, h: usize, w: usize, g: &GaussianConditional, io: &mut dyn SymbolIo) -> Result<(Vec<f32>, Vec<i32>)> {
+    /// Compresses `y` (`[M][h·w]`, after the gain): `hyper` is h_s's output (`[2M][h·w]`,
+    /// scales then means, Q12), `reference` the previous frame's ŷ in Q12 (P-frame models
+    /// only). Returns the ŷ section's bytes and ŷ in float (symbol + μ) and in Q12.
+    pub fn compress(&self, y: &[f32], hyper: &[i32], reference: Option<&[i32]>, [h, w]: [usize; 2], g: &GaussianConditional) -> Result<(Vec<u8>, Vec<f32>, Vec<i32>)> {
+        if y.len() != self.m * h * w {
+            return Err(crate::error::Error::Codec("latent size does not match the model".into()));
+        }
+        let mut enc = SymbolEncoder::new();
+        let (y_hat, y_q) = self.code(hyper, reference, h, w, g, &mut Encode { y, enc: &mut enc })?;
+        Ok((enc.finish()?, y_hat, y_q))
+    }
+
+    /// Inverse of [`compress`](Self::compress): ŷ in float and in Q12 from the section's bytes.
+    pub fn decompress(&self, bytes: &[u8], hyper: &[i32], reference: Option<&[i32]>, [h, w]: [usize; 2], g: &GaussianConditional) -> Result<(Vec<f32>, Vec<i32>)> {
+        let mut dec = SymbolDecoder::new(bytes)?;
+        self.code(hyper, reference, h, w, g, &mut Decode(&mut dec))
+    }
+
+    /// The channel-groups level, shared by both directions (`io` encodes or decodes): slice i
+    /// is coded by its checkerboard given ŷ_<i.
+    fn code(&self, hyper: &[i32], reference: Option<&[i32]>, h: usize, w: usize, g: &GaussianConditional, io: &mut dyn SymbolIo) -> Result<(Vec<f32>, Vec<i32>)> {
         use crate::error::Error;
         let n = h * w;
         let m = self.m;
@@ -510,56 +546,84 @@ impl IntegerContext {
             (None, Some(_)) => return Err(Error::Codec("an intra model takes no reference frame".into())),
         };
         let reference = reference.filter(|_| self.temporal.is_some());
-        let (anchors, others): (Vec<usize>, Vec<usize>) = (0..n).partition(|&t| is_anchor(t, w));
-        let mut y_q = vec![0i32; m * n];
-        let mut y_hat = vec![0f32; m * n];
+        let mut latent = Latent { y_q: vec![0i32; m * n], y_hat: vec![0f32; m * n] };
+        let refs = References { hyper, reference, features: &features, m, h, w };
         for s in &self.slices {
-            let (c, off) = (s.c, s.offset);
-            let prev = &y_q[..off * n];
-            let known = [hyper, prev].concat();
-            let (q, _, _) = s.query.forward(&known, h, w);
-            let (k, _, _) = s.key.forward(&known, h, w);
-            let mut base = hyper.to_vec();
-            if let (Some([c1, c2]), Some(iv)) = (&s.channel, &s.inter_value) {
-                let (x, _, _) = c1.forward(prev, h, w);
-                base.extend(c2.forward(&x, h, w).0);
-                let (v, _, _) = iv.forward(prev, h, w);
-                base.extend(linear_attention_fixed(&q, &k, &v, s.d, s.d, n, None));
-            }
-            // Pass 1: anchors, with the spatial and intra-slice inputs zero.
-            let mut extra = vec![0i32; (2 * c + s.d) * n];
-            extra.extend_from_slice(&features);
-            let p = s.params(&base, &extra, &anchors, n);
-            let refs = References { hyper, reference, m, n };
-            code_positions(s, &p, &anchors, &refs, g, io, &mut y_q, &mut y_hat)?;
-            // Pass 2: non-anchors, from the decoded anchors.
-            let mut cur = vec![0i32; c * n];
-            for ch in 0..c {
-                for &t in &anchors {
-                    cur[ch * n + t] = y_q[(off + ch) * n + t];
-                }
-            }
-            let mut extra = s.spatial.forward(&cur, h, w).0;
-            let (v, _, _) = s.intra_value.forward(&cur, h, w);
-            extra.extend(linear_attention_fixed(&q, &k, &v, s.d, s.d, n, Some(&anchors)));
-            extra.extend_from_slice(&features);
-            let p = s.params(&base, &extra, &others, n);
-            code_positions(s, &p, &others, &refs, g, io, &mut y_q, &mut y_hat)?;
+            let context = s.channel_context(hyper, &latent.y_q[..s.offset * n], h, w);
+            s.code_checkerboard(&context, &refs, g, io, &mut latent)?;
         }
-        Ok((y_hat, y_q))
+        Ok((latent.y_hat, latent.y_q))
     }
 }
 
+/// The latent as decoded so far: Q12 (what later references see) and float (symbol + μ).
+struct Latent {
+    y_q: Vec<i32>,
+    y_hat: Vec<f32>,
+}
+
+/// What the channel-groups level gives a slice: the hyperprior with the channel and global
+/// inter-slice references (`base`), and the attention queries/keys its intra-slice reference
+/// shares.
+struct ChannelInputs {
+    base: Vec<i32>,
+    q: Vec<i32>,
+    k: Vec<i32>,
+}
+
 /// What every coded element's parameters are relative to: the hyperprior (`[2M][n]`) and, in
-/// P-frames, the previous frame's latent (`[M][n]`), all Q12.
+/// P-frames, the previous frame's latent (`[M][n]`) and its features, all Q12.
 struct References<'a> {
     hyper: &'a [i32],
     reference: Option<&'a [i32]>,
+    features: &'a [i32],
     m: usize,
-    n: usize,
+    h: usize,
+    w: usize,
 }
 
 impl IntegerSlice {
+    /// Channel references of this slice from the hyperprior and the decoded slices `prev`.
+    fn channel_context(&self, hyper: &[i32], prev: &[i32], h: usize, w: usize) -> ChannelInputs {
+        let n = h * w;
+        let known = [hyper, prev].concat();
+        let (q, _, _) = self.query.forward(&known, h, w);
+        let (k, _, _) = self.key.forward(&known, h, w);
+        let mut base = hyper.to_vec();
+        if let (Some([c1, c2]), Some(iv)) = (&self.channel, &self.inter_value) {
+            let (x, _, _) = c1.forward(prev, h, w);
+            base.extend(c2.forward(&x, h, w).0);
+            let (v, _, _) = iv.forward(prev, h, w);
+            base.extend(linear_attention_fixed(&q, &k, &v, self.d, self.d, n, None));
+        }
+        ChannelInputs { base, q, k }
+    }
+
+    /// The checkerboard level: anchors first (their spatial and intra-slice inputs zero), then
+    /// the other positions from the decoded anchors; each pass codes through the Gaussian
+    /// conditional.
+    fn code_checkerboard(&self, ctx: &ChannelInputs, refs: &References, g: &GaussianConditional, io: &mut dyn SymbolIo, latent: &mut Latent) -> Result<()> {
+        let (c, h, w) = (self.c, refs.h, refs.w);
+        let n = h * w;
+        let (anchors, others): (Vec<usize>, Vec<usize>) = (0..n).partition(|&t| is_anchor(t, w));
+        let mut extra = vec![0i32; (2 * c + self.d) * n];
+        extra.extend_from_slice(refs.features);
+        let p = self.params(&ctx.base, &extra, &anchors, n);
+        self.code_gaussian(&p, &anchors, refs, g, io, latent)?;
+        let mut cur = vec![0i32; c * n];
+        for ch in 0..c {
+            for &t in &anchors {
+                cur[ch * n + t] = latent.y_q[(self.offset + ch) * n + t];
+            }
+        }
+        let mut extra = self.spatial.forward(&cur, h, w).0;
+        let (v, _, _) = self.intra_value.forward(&cur, h, w);
+        extra.extend(linear_attention_fixed(&ctx.q, &ctx.k, &v, self.d, self.d, n, Some(&anchors)));
+        extra.extend_from_slice(refs.features);
+        let p = self.params(&ctx.base, &extra, &others, n);
+        self.code_gaussian(&p, &others, refs, g, io, latent)
+    }
+
     /// agg([base, extra]) at `positions` only (1x1 layers): `[2c][positions]`.
     fn params(&self, base: &[i32], extra: &[i32], positions: &[usize], n: usize) -> Vec<i32> {
         let cin = (base.len() + extra.len()) / n;
@@ -568,40 +632,38 @@ impl IntegerSlice {
             x.extend(positions.iter().map(|&t| plane[t]));
         }
         let len = positions.len();
-        let mut x = x;
         for layer in &self.agg {
             x = layer.forward(&x, 1, len).0;
         }
         x
     }
-}
 
-/// Codes slice `s` at `positions` with parameters `p` (`[2c or 3c][positions]`, residuals on
-/// the hyperprior's, then the temporal gates), channel by channel; records ŷ in fixed point and
-/// float.
-#[allow(clippy::too_many_arguments)]
-fn code_positions(s: &IntegerSlice, p: &[i32], positions: &[usize], refs: &References, g: &GaussianConditional, io: &mut dyn SymbolIo, y_q: &mut [i32], y_hat: &mut [f32]) -> Result<()> {
-    let len = positions.len();
-    let (hyper, m, n) = (refs.hyper, refs.m, refs.n);
-    for ch in 0..s.c {
-        let idx = s.offset + ch;
-        for (j, &t) in positions.iter().enumerate() {
-            let scale = p[ch * len + j].saturating_add(hyper[idx * n + t]);
-            let hp_mean = hyper[(m + idx) * n + t];
-            let mut mean = p[(s.c + ch) * len + j].saturating_add(hp_mean);
-            if let (true, Some(r)) = (s.gated, refs.reference) {
-                // μ += clamp(g, 0, 1)·(r − μ_hp), rounded to nearest in Q12.
-                let gate = p[(2 * s.c + ch) * len + j].clamp(0, 1 << FRAC_BITS) as i64;
-                let step = (gate * (r[idx * n + t] as i64 - hp_mean as i64) + (1 << (FRAC_BITS - 1))) >> FRAC_BITS;
-                mean = (mean as i64 + step).clamp(-(i32::MAX as i64), i32::MAX as i64) as i32;
+    /// The Gaussian-conditional level: codes this slice at `positions` with parameters `p`
+    /// (`[2c or 3c][positions]`: residuals on the hyperprior's σ and μ, then the temporal
+    /// gates), channel by channel, and records ŷ.
+    fn code_gaussian(&self, p: &[i32], positions: &[usize], refs: &References, g: &GaussianConditional, io: &mut dyn SymbolIo, latent: &mut Latent) -> Result<()> {
+        let len = positions.len();
+        let (hyper, m, n) = (refs.hyper, refs.m, refs.h * refs.w);
+        for ch in 0..self.c {
+            let idx = self.offset + ch;
+            for (j, &t) in positions.iter().enumerate() {
+                let scale = p[ch * len + j].saturating_add(hyper[idx * n + t]);
+                let hp_mean = hyper[(m + idx) * n + t];
+                let mut mean = p[(self.c + ch) * len + j].saturating_add(hp_mean);
+                if let (true, Some(r)) = (self.gated, refs.reference) {
+                    // μ += clamp(g, 0, 1)·(r − μ_hp), rounded to nearest in Q12.
+                    let gate = p[(2 * self.c + ch) * len + j].clamp(0, 1 << FRAC_BITS) as i64;
+                    let step = (gate * (r[idx * n + t] as i64 - hp_mean as i64) + (1 << (FRAC_BITS - 1))) >> FRAC_BITS;
+                    mean = (mean as i64 + step).clamp(-(i32::MAX as i64), i32::MAX as i64) as i32;
+                }
+                let sym = io.code(g, idx * n + t, scale, mean)?;
+                let q = ((sym as i64) << FRAC_BITS) + mean as i64;
+                latent.y_q[idx * n + t] = q.clamp(-(i32::MAX as i64), i32::MAX as i64) as i32;
+                latent.y_hat[idx * n + t] = sym as f32 + to_float(mean);
             }
-            let sym = io.code(g, idx * n + t, scale, mean)?;
-            let q = ((sym as i64) << FRAC_BITS) + mean as i64;
-            y_q[idx * n + t] = q.clamp(-(i32::MAX as i64), i32::MAX as i64) as i32;
-            y_hat[idx * n + t] = sym as f32 + to_float(mean);
         }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -690,6 +752,24 @@ mod tests {
         assert!(int.code(&hq, None, h, w, &GaussianConditional::new(), &mut other).is_err());
         assert!(int.code(&hq, Some(&rq[1..]), h, w, &GaussianConditional::new(), &mut other).is_err());
         assert_eq!(y_q.len(), m * n);
+    }
+
+    /// The composed codec's decompress inverts its compress: the same ŷ in float and in Q12.
+    #[test]
+    fn compress_then_decompress_gives_the_same_latent() {
+        let device = crate::backend::device();
+        device.seed(6);
+        let (m, h, w) = (20, 4, 5);
+        let n = h * w;
+        let int = ContextModel::new(m, &device).integer();
+        let y: Vec<f32> = (0..m * n).map(|i| ((i * 29 % 17) as f32 - 8.0) * 0.7).collect();
+        let hyper: Vec<i32> = (0..2 * m * n).map(|i| if i < m * n { to_fixed(0.4 + (i % 9) as f32 * 0.3) } else { to_fixed((i % 7) as f32 - 3.0) }).collect();
+        let g = GaussianConditional::new();
+        let (bytes, y_hat, y_q) = int.compress(&y, &hyper, None, [h, w], &g).unwrap();
+        let (back, back_q) = int.decompress(&bytes, &hyper, None, [h, w], &g).unwrap();
+        assert_eq!((back, back_q), (y_hat.clone(), y_q));
+        assert!(y_hat.iter().zip(&y).all(|(a, b)| (a - b).abs() <= 0.5 + 1e-4), "ŷ is y rounded around μ");
+        assert!(int.compress(&y[1..], &hyper, None, [h, w], &g).is_err());
     }
 
     #[test]
