@@ -49,6 +49,9 @@ pub struct TrainOptions {
     pub init_from: Option<PathBuf>,
     /// Train only the context model of a multi-reference model (see the module comment).
     pub freeze_transforms: bool,
+    /// Learning rate of the residual transform stages, as a multiple of `lr`: stages added to
+    /// a trained model start at zero and need to move further than the weights around them.
+    pub residual_lr_scale: f64,
     pub seed: u64,
     pub progress: bool,
     /// VQ models only: loss and encoder training (see [`crate::train_vq`]).
@@ -88,6 +91,7 @@ pub fn train_step(
     q: &[usize],
     lambdas: &[f64],
     lr: f64,
+    residual_lr: f64,
 ) -> (ImageModel, StepStats) {
     let device = x.device();
     let [b, _, h, w] = x.dims();
@@ -108,8 +112,14 @@ pub fn train_step(
         mse: mse.detach().mean().into_scalar_f64(),
         reference_bpp: 0.0,
     };
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    (optim.step(lr, model, grads), stats)
+    let mut grads = loss.backward();
+    let stages = model.residual_stages().map(|[a, s]| [GradientsParams::from_module(&mut grads, a), GradientsParams::from_module(&mut grads, s)]);
+    let rest = GradientsParams::from_grads(grads, &model);
+    let mut model = optim.step(lr, model, rest);
+    for g in stages.into_iter().flatten() {
+        model = optim.step(residual_lr, model, g);
+    }
+    (model, stats)
 }
 
 /// One step of context-model training on frozen transforms. `targets` come from the frozen
@@ -241,7 +251,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         let (m, stats) = match &source {
             Source::Images(set) => {
                 let x = set.batch(&mut rng, opts.batch, opts.crop, &device);
-                train_step(model, &mut optim, x, &q, &opts.config.lambdas, opts.lr)
+                train_step(model, &mut optim, x, &q, &opts.config.lambdas, opts.lr, opts.lr * opts.residual_lr_scale)
             }
             Source::Latents { latents, set, frozen, medians, device: plain } => {
                 let size = opts.crop / crate::models::Y_STRIDE;
@@ -312,8 +322,11 @@ pub(crate) fn progress_bar(opts: &TrainOptions, state: &TrainState) -> ProgressB
 /// Checks the options, creates the checkpoint folder, loads the training set and starts the
 /// run's state at step 0.
 pub(crate) fn start_run(opts: &TrainOptions) -> Result<(TrainSet, TrainState)> {
-    std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
     opts.config.check()?;
+    if !(opts.residual_lr_scale.is_finite() && opts.residual_lr_scale > 0.0) {
+        return Err(Error::Unsupported("--residual-lr-scale must be a positive number".into()));
+    }
+    std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
     let set = TrainSet::load(&opts.data, opts.crop)?;
     let state = TrainState {
         config: opts.config.clone(),

@@ -58,6 +58,7 @@ pub fn quick_train_options(config: ModelConfig, data: PathBuf, ckpt_dir: PathBuf
         resume: false,
         init_from: None,
         freeze_transforms: false,
+        residual_lr_scale: 1.0,
         seed: 1,
         progress: false,
         vq: Default::default(),

@@ -60,6 +60,7 @@ fn train_checkpoint_resume_export() {
     residual.ckpt_dir = dir.path().join("ckpt-residual");
     residual.config.transforms = ncodec::models::Transforms::GdnResidual;
     residual.steps = 7;
+    residual.residual_lr_scale = 10.0;
     assert_eq!(train(&residual).unwrap().step, 7, "5 steps from the weights + 2 more");
     let (rstate, rmodel) = load_checkpoint(&residual.ckpt_dir, &device).unwrap();
     assert!(rmodel.num_params() > model.num_params(), "the residual stages add parameters");

@@ -67,6 +67,10 @@ enum Command {
         /// with --init-from a GDN model of the same codec they start as the identity.
         #[arg(long, value_enum, default_value = "gdn")]
         transforms: ncodec::models::Transforms,
+        /// gdn-residual: learning rate of the residual stages as a multiple of --lr (new stages
+        /// start at zero and have further to move than the trained layers around them).
+        #[arg(long, default_value_t = 1.0)]
+        residual_lr_scale: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Export the result as this weight file (fp16) when training stops.
@@ -293,7 +297,7 @@ fn run(cli: Cli) -> ncodec::Result<()> {
     cli.limits.apply();
     match cli.command {
         Command::Train {
-            codec, data, n, m, lambda, ckpt_dir, steps, minutes, batch, crop, lr, checkpoint_every, resume, init_from, freeze_transforms, transforms, seed, export,
+            codec, data, n, m, lambda, ckpt_dir, steps, minutes, batch, crop, lr, checkpoint_every, resume, init_from, freeze_transforms, transforms, residual_lr_scale, seed, export,
             vq_levels, vq_codes, vq_loss, train_encoder, sequences,
         } => {
             let architecture = Architecture::from_name(&codec)
@@ -306,7 +310,7 @@ fn run(cli: Cli) -> ncodec::Result<()> {
             let vq = ncodec::train_vq::VqTrainOptions { loss: vq_loss, train_encoder, ..Default::default() };
             let opts = TrainOptions {
                 config, data, ckpt_dir: ckpt_dir.clone(), steps, minutes, batch, crop, lr,
-                checkpoint_every: checkpoint_every.max(1), resume, init_from, freeze_transforms, seed, progress: true, vq, sequences,
+                checkpoint_every: checkpoint_every.max(1), resume, init_from, freeze_transforms, residual_lr_scale, seed, progress: true, vq, sequences,
             };
             let state = train::train(&opts)?;
             eprintln!("stopped at step {} ({:.2} h of training in total)", state.step, state.seconds / 3600.0);

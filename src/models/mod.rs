@@ -558,6 +558,11 @@ impl ImageModel {
         self
     }
 
+    /// The residual stages of g_a and g_s ([`Transforms::GdnResidual`] models).
+    pub fn residual_stages(&self) -> Option<[&transforms::ResidualStages; 2]> {
+        Some([self.g_a.residual_stages()?, self.g_s.residual_stages()?])
+    }
+
     /// This model with quality `q`'s gain multiplied by `factor` (and its inverse gain divided).
     pub fn with_gain_scaled(mut self, q: usize, factor: f64) -> Self {
         let shift = |t: Tensor<2>, by: f64| {

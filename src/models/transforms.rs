@@ -166,6 +166,10 @@ impl Analysis {
         self.c4.forward(x)
     }
 
+    pub fn residual_stages(&self) -> Option<&ResidualStages> {
+        self.stages.as_ref()
+    }
+
     /// These transforms with residual stages added (identity at first; see the module doc).
     pub fn with_residual_stages(mut self, device: &Device) -> Self {
         let n = self.c2.weight.dims()[0];
@@ -213,6 +217,10 @@ impl Synthesis {
         }
         let x = self.n3.forward(self.d3.forward(x));
         self.d4.forward(x)
+    }
+
+    pub fn residual_stages(&self) -> Option<&ResidualStages> {
+        self.stages.as_ref()
     }
 
     /// See [`Analysis::with_residual_stages`].
