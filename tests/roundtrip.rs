@@ -136,3 +136,41 @@ fn weight_files_reject_corruption() {
     extra.push(0);
     assert!(ncodec::weights::from_bytes(&extra, &device).is_err());
 }
+
+/// A model with residual transforms saves, loads and codes like the others; a weight file
+/// whose header claims transforms its tensors do not have is refused, as is an unknown kind.
+#[test]
+fn residual_transforms_round_trip_and_headers_are_checked() {
+    use ncodec::models::{ModelConfig, Transforms};
+    use ncodec::weights::{self, Precision};
+    let dir = common::tempdir();
+    let device = ncodec::backend::device();
+    device.seed(8);
+    let config = ModelConfig { architecture: Architecture::MultiReference, n: 8, m: 12, lambdas: vec![0.003, 0.03], vq: None, transforms: Transforms::GdnResidual };
+    let model = config.init(&device);
+    let path = dir.path().join("residual.ncw");
+    weights::save(&path, &config, &model, &model.export_tables(), Precision::F16).unwrap();
+    let codec = Codec::from_weights("mlic", &path).unwrap();
+    let img = test_image(90, 70, 2);
+    for q in 1..=2 {
+        let (bytes, y_enc) = codec.encode_with_latent(&img, q).unwrap();
+        let c = Container::parse(&bytes).unwrap();
+        assert_eq!(codec.decode_latent(&c).unwrap(), y_enc);
+        assert_eq!(codec.decode(&c).unwrap().dimensions(), (90, 70));
+    }
+
+    // Rewrites the JSON header of a weight file.
+    let with_header = |bytes: &[u8], edit: &dyn Fn(String) -> String| {
+        let len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        let header = edit(String::from_utf8(bytes[8..8 + len].to_vec()).unwrap());
+        [&bytes[..4], &(header.len() as u32).to_le_bytes()[..], header.as_bytes(), &bytes[8 + len..]].concat()
+    };
+    let residual = std::fs::read(&path).unwrap();
+    assert!(weights::from_bytes(&residual, &device).is_ok());
+    let unknown = with_header(&residual, &|h| h.replace("gdn-residual", "gdn-transformer"));
+    assert!(weights::from_bytes(&unknown, &device).is_err(), "unknown transforms");
+    let gdn = std::fs::read(tiny_weights(dir.path(), Architecture::MultiReference, 8)).unwrap();
+    let claims_residual = with_header(&gdn, &|h| h.replacen("\"lambdas\"", "\"transforms\":\"gdn-residual\",\"lambdas\"", 1));
+    assert_ne!(claims_residual, gdn);
+    assert!(weights::from_bytes(&claims_residual, &device).is_err(), "header claims stages the file lacks");
+}
