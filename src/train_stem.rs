@@ -314,9 +314,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     let mut optim = crate::train::optimizer();
     let init = opts.init_from.as_ref().ok_or_else(|| Error::Unsupported("stem training starts from a trained mlic model: pass --init-from codecs/mlic/weights.ncw".into()))?;
     let loaded = weights::load(init, &device)?;
-    let want = (Architecture::MultiReference, opts.config.n, opts.config.m, &opts.config.lambdas);
-    if (loaded.config.architecture, loaded.config.n, loaded.config.m, &loaded.config.lambdas) != want {
-        return Err(Error::Unsupported(format!("{}: stem needs an mlic model with the same N, M and λs", init.display())));
+    let want = (Architecture::MultiReference, opts.config.n, opts.config.m, &opts.config.lambdas, opts.config.transforms);
+    if (loaded.config.architecture, loaded.config.n, loaded.config.m, &loaded.config.lambdas, loaded.config.transforms) != want {
+        let flag = loaded.config.transforms.flag();
+        return Err(Error::Unsupported(format!("{}: stem needs an mlic model with the same N, M, λs and transforms (this one has --transforms {flag})", init.display())));
     }
     let (model, fresh) = match crate::train::resume_run(opts, &mut state, &device)? {
         Some((m, o)) => {

@@ -38,6 +38,12 @@ impl Transforms {
         *self == Transforms::Gdn
     }
 
+    /// The `--transforms` value that selects these transforms.
+    pub fn flag(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Transforms::Gdn => "GDN transforms",
