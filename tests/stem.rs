@@ -100,7 +100,16 @@ fn stem_trains_from_an_mlic_model_and_resumes() {
     let m = other.init(&device);
     ncodec::weights::save(&other_path, &other, &m, &m.export_tables(), ncodec::weights::Precision::F32).unwrap();
     let opts = TrainOptions { init_from: Some(other_path), ..common::quick_train_options(config(Architecture::Stem), dir.path().join("data"), dir.path().join("ckpt2")) };
-    assert!(train(&opts).unwrap_err().to_string().contains("same N, M and λs"));
+    assert!(train(&opts).unwrap_err().to_string().contains("same N, M, λs and transforms"));
+
+    // Nor can an mlic model with residual transforms start a GDN stem model: the error says
+    // which --transforms the file needs.
+    let residual = ModelConfig { transforms: ncodec::models::Transforms::GdnResidual, ..config(Architecture::MultiReference) };
+    let residual_path = dir.path().join("residual.ncw");
+    let m = residual.init(&device);
+    ncodec::weights::save(&residual_path, &residual, &m, &m.export_tables(), ncodec::weights::Precision::F32).unwrap();
+    let opts = TrainOptions { init_from: Some(residual_path), ..common::quick_train_options(config(Architecture::Stem), dir.path().join("data"), dir.path().join("ckpt3")) };
+    assert!(train(&opts).unwrap_err().to_string().contains("--transforms gdn-residual"));
 }
 
 #[test]
