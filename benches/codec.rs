@@ -34,7 +34,7 @@ fn codec_bench(c: &mut Criterion) {
 /// latent (48x32, M=160): the part of mlic's decoding that mean-scale does not have.
 fn context_bench(c: &mut Criterion) {
     use ncodec::entropy::GaussianConditional;
-    use ncodec::models::multiref::{ContextModel, Encode};
+    use ncodec::models::multiref::ContextModel;
     let device = ncodec::backend::device();
     let (m, h, w) = (160, 32, 48);
     let int = ContextModel::new(m, &device).integer();
@@ -44,11 +44,7 @@ fn context_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("mlic context model, Kodak-size latent");
     group.sample_size(10);
     group.bench_function("fixed point, encode side", |b| {
-        b.iter(|| {
-            let mut enc = SymbolEncoder::new();
-            int.code(&hyper, h, w, &g, &mut Encode { y: &y, enc: &mut enc }).unwrap();
-            enc.finish().unwrap()
-        })
+        b.iter(|| int.compress(&y, &hyper, None, [h, w], &g).unwrap().0)
     });
     group.finish();
 }
