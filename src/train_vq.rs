@@ -209,8 +209,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
             let init = opts.init_from.as_ref().ok_or_else(|| Error::Unsupported("VQ training starts from a trained model's transforms: give --init-from (e.g. codecs/mlic/weights.ncw)".into()))?;
             let loaded = weights::load(init, &device)?;
             if (loaded.config.n, loaded.config.m, loaded.config.transforms) != (opts.config.n, opts.config.m, opts.config.transforms) {
-                let (c, t) = (&loaded.config, loaded.config.transforms);
-                return Err(Error::Unsupported(format!("{} has N={}, M={}, --transforms {}; give the same --n, --m and --transforms", init.display(), c.n, c.m, t.flag())));
+                let c = &loaded.config;
+                return Err(Error::Unsupported(format!("{} has N={}, M={}, --transforms {}; give the same --n, --m and --transforms", init.display(), c.n, c.m, c.transforms.flag())));
             }
             eprintln!("transforms from {}", init.display());
             (opts.config.init(&device).with_transforms_of(&loaded.model), crate::train::optimizer(), false)
@@ -404,4 +404,3 @@ impl Accumulator {
         line
     }
 }
-

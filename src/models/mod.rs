@@ -753,7 +753,7 @@ fn quality_tensor(q: usize, device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(vec![q as i64], [1]), device)
 }
 
-pub(crate) fn check_len(len: usize, want: usize) -> Result<()> {
+fn check_len(len: usize, want: usize) -> Result<()> {
     if len == want { Ok(()) } else { Err(Error::Format("latent geometry does not match the hyperprior".into())) }
 }
 

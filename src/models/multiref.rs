@@ -547,7 +547,8 @@ impl IntegerContext {
         };
         let reference = reference.filter(|_| self.temporal.is_some());
         let mut latent = Latent { y_q: vec![0i32; m * n], y_hat: vec![0f32; m * n] };
-        let refs = References { hyper, reference, features: &features, m, h, w };
+        let (anchors, others) = (0..n).partition(|&t| is_anchor(t, w));
+        let refs = References { hyper, reference, features: &features, m, h, w, anchors, others };
         for s in &self.slices {
             let context = s.channel_context(hyper, &latent.y_q[..s.offset * n], h, w);
             s.code_checkerboard(&context, &refs, g, io, &mut latent)?;
@@ -580,6 +581,9 @@ struct References<'a> {
     m: usize,
     h: usize,
     w: usize,
+    /// The checkerboard's two passes (the same for every slice).
+    anchors: Vec<usize>,
+    others: Vec<usize>,
 }
 
 impl IntegerSlice {
@@ -605,23 +609,23 @@ impl IntegerSlice {
     fn code_checkerboard(&self, ctx: &ChannelInputs, refs: &References, g: &GaussianConditional, io: &mut dyn SymbolIo, latent: &mut Latent) -> Result<()> {
         let (c, h, w) = (self.c, refs.h, refs.w);
         let n = h * w;
-        let (anchors, others): (Vec<usize>, Vec<usize>) = (0..n).partition(|&t| is_anchor(t, w));
+        let (anchors, others) = (&refs.anchors, &refs.others);
         let mut extra = vec![0i32; (2 * c + self.d) * n];
         extra.extend_from_slice(refs.features);
-        let p = self.params(&ctx.base, &extra, &anchors, n);
-        self.code_gaussian(&p, &anchors, refs, g, io, latent)?;
+        let p = self.params(&ctx.base, &extra, anchors, n);
+        self.code_gaussian(&p, anchors, refs, g, io, latent)?;
         let mut cur = vec![0i32; c * n];
         for ch in 0..c {
-            for &t in &anchors {
+            for &t in anchors {
                 cur[ch * n + t] = latent.y_q[(self.offset + ch) * n + t];
             }
         }
         let mut extra = self.spatial.forward(&cur, h, w).0;
         let (v, _, _) = self.intra_value.forward(&cur, h, w);
-        extra.extend(linear_attention_fixed(&ctx.q, &ctx.k, &v, self.d, self.d, n, Some(&anchors)));
+        extra.extend(linear_attention_fixed(&ctx.q, &ctx.k, &v, self.d, self.d, n, Some(anchors)));
         extra.extend_from_slice(refs.features);
-        let p = self.params(&ctx.base, &extra, &others, n);
-        self.code_gaussian(&p, &others, refs, g, io, latent)
+        let p = self.params(&ctx.base, &extra, others, n);
+        self.code_gaussian(&p, others, refs, g, io, latent)
     }
 
     /// agg([base, extra]) at `positions` only (1x1 layers): `[2c][positions]`.
