@@ -10,7 +10,11 @@
 //! | `ndarray` | burn-ndarray (feature `ndarray`; deprecated, slow) |
 //! | `wgpu` | the best wgpu adapter: a GPU, else a software Vulkan device (Mesa lavapipe) |
 //! | `wgpu-cpu` | the software Vulkan device only (tests) |
+//! | `vulkan` | the first GPU through wgpu pinned to Vulkan: SPIR-V kernels (feature `vulkan`) |
 //! | `cuda` | CUDA GPU 0 (feature `cuda`) |
+//!
+//! GPU builds (features `gpu`, `vulkan`, `cuda`) turn on burn's autotune and kernel fusion;
+//! the autotune results persist on disk, so only the first process on a machine tunes.
 
 use std::sync::OnceLock;
 
@@ -26,6 +30,7 @@ pub enum Backend {
     Ndarray,
     Wgpu,
     WgpuCpu,
+    Vulkan,
     Cuda,
 }
 
@@ -39,8 +44,9 @@ impl std::str::FromStr for Backend {
             "ndarray" => Self::Ndarray,
             "wgpu" => Self::Wgpu,
             "wgpu-cpu" | "lavapipe" => Self::WgpuCpu,
+            "vulkan" => Self::Vulkan,
             "cuda" => Self::Cuda,
-            _ => return Err(Error::Unsupported(format!("unknown backend '{s}' (auto, cpu, ndarray, wgpu, wgpu-cpu, cuda)"))),
+            _ => return Err(Error::Unsupported(format!("unknown backend '{s}' (auto, cpu, ndarray, wgpu, wgpu-cpu, vulkan, cuda)"))),
         })
     }
 }
@@ -78,6 +84,15 @@ impl Backend {
                 return Ok(Selected { name: "cuda".into(), device: Device::cuda(0) });
                 #[allow(unreachable_code)]
                 Err(not_built("cuda"))
+            }
+            Self::Vulkan => {
+                #[cfg(feature = "vulkan")]
+                return match wgpu_gpu() {
+                    Some(_) => Ok(Selected { name: "vulkan (SPIR-V)".into(), device: Device::vulkan(burn::tensor::DeviceKind::DefaultDevice) }),
+                    None => Err(Error::Unsupported("backend 'vulkan': no GPU adapter found".into())),
+                };
+                #[allow(unreachable_code)]
+                Err(not_built("vulkan"))
             }
             Self::Wgpu | Self::WgpuCpu => {
                 #[cfg(feature = "wgpu")]
@@ -195,10 +210,18 @@ fn wgpu_adapter(software_only: bool) -> Result<Selected> {
     }
 }
 
+static DEFAULT: OnceLock<Selected> = OnceLock::new();
+
+/// Makes `selected` the process-wide default (a binary's `--backend`), before anything has
+/// used the default; afterwards the default stays what it was and this says so.
+pub fn set_default(selected: Selected) -> Result<()> {
+    let name = selected.name.clone();
+    DEFAULT.set(selected).map_err(|_| Error::Unsupported(format!("backend {name}: the default device is already in use")))
+}
+
 /// The process-wide default (`NCODEC_DEVICE`, else the CPU): what the library uses when no
 /// device is passed explicitly. An unusable `NCODEC_DEVICE` falls back to the CPU with a warning.
 pub fn default() -> &'static Selected {
-    static DEFAULT: OnceLock<Selected> = OnceLock::new();
     DEFAULT.get_or_init(|| match Backend::from_env().and_then(Backend::select) {
         Ok(s) => s,
         Err(e) => {

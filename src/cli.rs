@@ -17,7 +17,7 @@ pub fn finish(tool: &str, result: crate::Result<()>) -> ExitCode {
 #[derive(clap::Args, Debug, Clone)]
 pub struct BackendArgs {
     /// Where the transforms run: auto (a GPU if there is one, else the CPU), cpu, wgpu (a GPU,
-    /// else Mesa's software Vulkan), wgpu-cpu, cuda, ndarray. Streams decode identically
+    /// else Mesa's software Vulkan), wgpu-cpu, vulkan, cuda (GPU builds), ndarray. Streams decode identically
     /// whatever backend made them.
     #[arg(long, env = "NCODEC_DEVICE", default_value = "auto", value_parser = parse_backend)]
     pub backend: crate::backend::Backend,

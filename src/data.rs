@@ -34,6 +34,70 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// How [`write_subset`] shrinks a training set to a byte budget.
+#[derive(Debug, Clone)]
+pub struct SubsetOptions {
+    pub budget_bytes: u64,
+    /// Longer side after downscaling (never below `crop` on the shorter side).
+    pub max_side: u32,
+    pub crop: u32,
+    /// JPEG quality of the re-encoded photos.
+    pub quality: u8,
+    /// Which photos: each source folder is shuffled with it, so windows with different seeds
+    /// train on different photos.
+    pub seed: u64,
+}
+
+/// Writes a subset of the photos under `src` into `dest` as JPEGs, downscaled to
+/// `max_side` (which also removes some noise and compression artefacts, as CompressAI's
+/// training sets are downscaled),
+/// taking one photo from each source folder in turn (so every source is represented) until
+/// the next would pass the budget. Photos smaller than `crop` are skipped. Returns the
+/// number of photos and their bytes.
+pub fn write_subset(src: &Path, dest: &Path, opts: &SubsetOptions) -> Result<(usize, u64)> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut groups: std::collections::BTreeMap<PathBuf, Vec<PathBuf>> = Default::default();
+    for f in image_files(src)? {
+        groups.entry(f.parent().unwrap_or(src).to_path_buf()).or_default().push(f);
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+    let mut queues: Vec<std::collections::VecDeque<PathBuf>> = groups
+        .into_values()
+        .map(|mut v| {
+            v.shuffle(&mut rng);
+            v.into()
+        })
+        .collect();
+    std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+    let (mut count, mut bytes) = (0usize, 0u64);
+    while queues.iter().any(|q| !q.is_empty()) {
+        for q in queues.iter_mut() {
+            let Some(path) = q.pop_front() else { continue };
+            let img = crate::io::load_image(&path)?;
+            let (w, h) = img.dimensions();
+            if w.min(h) < opts.crop {
+                continue;
+            }
+            let scale = (opts.max_side as f64 / w.max(h) as f64).max(opts.crop as f64 / w.min(h) as f64).min(1.0);
+            let (sw, sh) = (((w as f64 * scale).round() as u32).max(opts.crop), ((h as f64 * scale).round() as u32).max(opts.crop));
+            let img = if (sw, sh) == (w, h) { img } else { image::imageops::resize(&img, sw, sh, image::imageops::FilterType::Triangle) };
+            let mut jpeg = vec![];
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, opts.quality)
+                .encode_image(&img)
+                .map_err(|e| Error::Image(format!("{}: {e}", path.display())))?;
+            if bytes + jpeg.len() as u64 > opts.budget_bytes {
+                continue;
+            }
+            let name = path.strip_prefix(src).unwrap_or(&path).with_extension("jpg").to_string_lossy().replace(['/', '\\'], "_");
+            let out = dest.join(name);
+            std::fs::write(&out, &jpeg).map_err(|e| Error::io(&out, e))?;
+            (count, bytes) = (count + 1, bytes + jpeg.len() as u64);
+        }
+    }
+    Ok((count, bytes))
+}
+
 pub struct TrainSet {
     images: Vec<RgbImage>,
 }

@@ -132,6 +132,7 @@ pub fn image_input(data: &[u8]) {
     }
 }
 
+#[cfg(feature = "ffmpeg")]
 pub fn video_demux(data: &[u8]) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     // ffmpeg reads paths, so each input goes through a file of its own (tests run in threads).
@@ -185,6 +186,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         img.write_to(&mut std::io::Cursor::new(&mut bytes), format).expect("image encodes");
         out.push(("image_input", bytes));
     }
+    #[cfg(feature = "ffmpeg")]
     for ext in ["mp4", "mkv", "avi"] {
         out.push(("video_demux", muxed(&video, ext)));
     }
@@ -193,6 +195,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// `video` in an x264 stream muxed as `ext`, read back as bytes.
+#[cfg(feature = "ffmpeg")]
 fn muxed(video: &crate::video::Video, ext: &str) -> Vec<u8> {
     use crate::video::anchors;
     let dir = tempfile::tempdir().expect("temporary folder");

@@ -108,7 +108,7 @@ impl AtomicFile {
 
 /// Temporary files and folders are created 0600 / 0700: the output `file` (about to become
 /// `target`) gets the usual mode (0644, folders 0755) or keeps the mode of what it replaces.
-pub(crate) fn set_output_permissions(file: &Path, target: &Path, folder: bool) -> Result<()> {
+pub fn set_output_permissions(file: &Path, target: &Path, folder: bool) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -127,7 +127,7 @@ fn output_mode(target: &Path, folder: bool) -> u32 {
 
 /// A hidden temporary file beside `target` (`.name.ncodec-XXXXXX` + `suffix`), removed on drop
 /// unless persisted.
-pub(crate) fn temp_sibling(target: &Path, suffix: &str) -> Result<tempfile::NamedTempFile> {
+pub fn temp_sibling(target: &Path, suffix: &str) -> Result<tempfile::NamedTempFile> {
     tempfile::Builder::new().prefix(&hidden_name(target)).suffix(suffix).tempfile_in(parent_dir(target)).map_err(|e| cannot_create(target, e))
 }
 

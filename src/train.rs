@@ -366,6 +366,81 @@ pub(crate) fn resume_run(opts: &TrainOptions, state: &mut TrainState, device: &D
     Ok(Some((model, optim)))
 }
 
+/// What [`throughput`] measured: one model, batch and crop on one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub backend: String,
+    pub codec: String,
+    pub n: usize,
+    pub m: usize,
+    pub transforms: String,
+    pub batch: usize,
+    pub crop: usize,
+    pub warmup: usize,
+    pub steps: usize,
+    /// Seconds per optimisation step (forward, backward, Adam), over the timed steps.
+    pub median_s: f64,
+    pub min_s: f64,
+    pub max_s: f64,
+    /// `batch / median_s`.
+    pub crops_per_s: f64,
+    pub hardware: String,
+}
+
+/// Training throughput: `warmup` untimed steps (kernel compilation, autotuning, allocator
+/// growth), then `steps` timed ones of the full training step on `opts`' model (freshly
+/// initialised: speed does not depend on the weights), batch and crop. Each step ends by
+/// reading its loss back to the host, so a step's time includes all its device work.
+/// Writes nothing: no checkpoint, no log.
+pub fn throughput(opts: &TrainOptions, warmup: usize, steps: usize) -> Result<Throughput> {
+    opts.config.check()?;
+    if steps == 0 {
+        return Err(Error::Unsupported("--bench needs at least one timed step".into()));
+    }
+    if matches!(opts.config.architecture, Architecture::Vq | Architecture::Stem) {
+        return Err(Error::Unsupported("--bench measures the image training step (factorized, hyperprior, mean-scale, mlic)".into()));
+    }
+    let device = crate::backend::device().autodiff();
+    let set = TrainSet::load(&opts.data, opts.crop)?;
+    let mut model = opts.config.init(&device);
+    let mut optim = optimizer();
+    device.seed(opts.seed);
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let q_levels = opts.config.qualities();
+    let mut times = Vec::with_capacity(steps);
+    for i in 0..warmup + steps {
+        let q: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..q_levels)).collect();
+        let start = Instant::now();
+        let x = set.batch(&mut rng, opts.batch, opts.crop, &device);
+        let (m, stats) = train_step(model, &mut optim, x, &q, &opts.config.lambdas, opts.lr, opts.lr * opts.residual_lr_scale);
+        model = m;
+        if !stats.loss.is_finite() {
+            return Err(Error::Codec(format!("loss became {} at benchmark step {}", stats.loss, i + 1)));
+        }
+        if i >= warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median_s = if steps % 2 == 1 { times[steps / 2] } else { 0.5 * (times[steps / 2 - 1] + times[steps / 2]) };
+    Ok(Throughput {
+        backend: crate::backend::name().to_string(),
+        codec: opts.config.architecture.name().to_string(),
+        n: opts.config.n,
+        m: opts.config.m,
+        transforms: opts.config.transforms.name().to_string(),
+        batch: opts.batch,
+        crop: opts.crop,
+        warmup,
+        steps,
+        median_s,
+        min_s: times[0],
+        max_s: times[steps - 1],
+        crops_per_s: opts.batch as f64 / median_s,
+        hardware: hardware_description(),
+    })
+}
+
 /// `--init-from` a mean-scale file (`from`) into a multi-reference model of the same transforms.
 fn transplant(from: &ModelConfig, to: &ModelConfig) -> bool {
     to.architecture == Architecture::MultiReference
@@ -401,6 +476,16 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(TrainState, Image
     let state_path = dir.join("state.json");
     let state: TrainState = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?)
         .map_err(|e| Error::Format(format!("{}: {e}", state_path.display())))?;
+    // A checkpoint brought back from another machine may hold the exported fp16 weights
+    // (`weights.ncw`) instead of the full-precision record, which is too large to carry.
+    let exported = dir.join("weights.ncw");
+    if !dir.join("model.bpk").exists() && exported.exists() {
+        let loaded = weights::load(&exported, device)?;
+        if loaded.config != state.config {
+            return Err(Error::Format(format!("{}: weights of another model configuration than {}", exported.display(), state_path.display())));
+        }
+        return Ok((state, loaded.model));
+    }
     let model = state.config.init(device).load_file(dir.join("model.bpk"));
     Ok((state, model))
 }

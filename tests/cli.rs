@@ -254,3 +254,36 @@ fn write_failures_are_clear_errors_and_leave_nothing() {
     assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0, "something was written into the read-only folder");
     assert_eq!(std::fs::read(d.join("a.ncod")).unwrap(), input, "input touched");
 }
+
+#[test]
+fn crosscheck_and_subset_run_as_a_user_runs_them() {
+    let dir = common::tempdir();
+    let d = dir.path();
+    let w = tiny_weights(d, Architecture::MeanScaleHyperprior, 4);
+    // crosscheck used to panic at argument parsing (its --max-side clashed with the global limit).
+    let out = ncodec().args(["crosscheck", "--codec", "mean-scale", "--weights", path_str(&w), "--a", "cpu", "--b", "cpu", "--count", "3", "--side", "40"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(report.contains("0 latent mismatches"), "{report}");
+
+    // subset: downscaled JPEGs under the budget, photos smaller than the crop skipped.
+    let photos = d.join("photos");
+    std::fs::create_dir_all(photos.join("a")).unwrap();
+    std::fs::create_dir_all(photos.join("b")).unwrap();
+    for i in 0..4 {
+        test_image(400, 300, i).save(photos.join("a").join(format!("{i}.png"))).unwrap();
+        test_image(300, 300, i + 10).save(photos.join("b").join(format!("{i}.png"))).unwrap();
+    }
+    test_image(100, 300, 20).save(photos.join("b/small.png")).unwrap();
+    let out = ncodec().args(["subset", "--data", path_str(&photos), "--out", path_str(&d.join("sub")), "--side", "200", "--crop", "128", "--mib", "0.03"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let files: Vec<_> = std::fs::read_dir(d.join("sub")).unwrap().map(|e| e.unwrap().path()).collect();
+    let total: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    assert!(!files.is_empty() && total <= (0.03 * 1048576.0) as u64, "{} files, {total} bytes", files.len());
+    assert!(files.iter().any(|f| f.file_name().unwrap().to_string_lossy().starts_with("a_")) && files.iter().any(|f| f.file_name().unwrap().to_string_lossy().starts_with("b_")), "both folders represented");
+    for f in &files {
+        let img = image::open(f).unwrap();
+        assert!(img.width().max(img.height()) <= 200 && img.width().min(img.height()) >= 128, "{}: {}x{}", f.display(), img.width(), img.height());
+    }
+    assert!(!files.iter().any(|f| f.to_string_lossy().contains("small")));
+}

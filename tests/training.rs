@@ -117,3 +117,84 @@ fn frozen_transform_context_training() {
     wrong.init_from = None;
     assert!(train(&wrong).is_err());
 }
+
+/// Generated training photos in `dir/data`.
+fn photos(dir: &std::path::Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..2 {
+        common::test_image(72, 72, i).save(data.join(format!("{i}.png"))).unwrap();
+    }
+    data
+}
+
+#[test]
+fn throughput_benchmark_times_steps_and_writes_nothing_else() {
+    let dir = common::tempdir();
+    let data = photos(dir.path());
+    let config = ModelConfig { architecture: Architecture::MultiReference, n: 8, m: 12, lambdas: vec![0.01, 0.05], vq: None, transforms: ncodec::models::Transforms::GdnResidual };
+    let opts = quick_options(config, data.clone(), dir.path().join("ckpt"));
+    let t = ncodec::train::throughput(&opts, 1, 3).unwrap();
+    assert_eq!((t.steps, t.warmup, t.batch, t.crop), (3, 1, 2, 64));
+    assert!(t.min_s > 0.0 && t.min_s <= t.median_s && t.median_s <= t.max_s);
+    assert!((t.crops_per_s - 2.0 / t.median_s).abs() < 1e-9);
+    assert_eq!(t.codec, "mlic");
+    assert!(!dir.path().join("ckpt").exists(), "a benchmark writes no checkpoint");
+    assert!(ncodec::train::throughput(&opts, 0, 0).is_err(), "no timed step, no result");
+
+    // The CLI's --bench line and its JSON record.
+    let json = dir.path().join("bench.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ncodec"))
+        .args(["train", "--codec", "mean-scale", "--n", "8", "--m", "12", "--lambda", "0.01,0.05", "--batch", "2", "--crop", "64", "--backend", "cpu", "--bench", "2", "--warmup", "1"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--ckpt-dir")
+        .arg(dir.path().join("ckpt-cli"))
+        .arg("--bench-json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(line.contains("s/step") && line.contains("crops/s"), "{line}");
+    let record: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&json).unwrap().trim()).unwrap();
+    assert_eq!(record["steps"], 2);
+    assert_eq!(record["backend"], "flex");
+    assert!(record["crops_per_s"].as_f64().unwrap() > 0.0);
+    assert!(!dir.path().join("ckpt-cli").exists());
+
+    // A backend this build lacks is a clear error, not a fallback.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ncodec")).args(["train", "--bench", "1", "--backend", "vulkan", "--data"]).arg(&data).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vulkan"), "{err}");
+}
+
+/// A checkpoint brought back from a GPU machine holds `weights.ncw` and `state.json` only:
+/// it exports to the same weights and ships like a full one.
+#[test]
+fn checkpoint_of_exported_weights_loads() {
+    let dir = common::tempdir();
+    let data = photos(dir.path());
+    let config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 8, lambdas: vec![0.01, 0.05], vq: None, transforms: Default::default() };
+    let opts = quick_options(config, data, dir.path().join("ckpt"));
+    let state = train(&opts).unwrap();
+    let device = ncodec::backend::device();
+    let (_, model) = load_checkpoint(&opts.ckpt_dir, &device).unwrap();
+    ncodec::train::export(&opts.ckpt_dir, &model, &state, &dir.path().join("a.ncw"), ncodec::weights::Precision::F16).unwrap();
+
+    let light = dir.path().join("light");
+    std::fs::create_dir_all(&light).unwrap();
+    std::fs::copy(dir.path().join("a.ncw"), light.join("weights.ncw")).unwrap();
+    std::fs::copy(opts.ckpt_dir.join("state.json"), light.join("state.json")).unwrap();
+    let (state2, model2) = load_checkpoint(&light, &device).unwrap();
+    assert_eq!((state2.step, state2.config.clone()), (state.step, state.config.clone()));
+    assert_eq!(model2.num_params(), model.num_params());
+    // Re-exported (tables derived again from the fp16 parameters), it codes images.
+    export_and_round_trip(&model2, &state2, "mean-scale", &light);
+
+    // Weights of another configuration beside the state are refused.
+    let other = common::tiny_weights(dir.path(), Architecture::Factorized, 3);
+    std::fs::copy(other, light.join("weights.ncw")).unwrap();
+    assert!(load_checkpoint(&light, &device).is_err());
+}

@@ -11,6 +11,10 @@
 //! another so encode/decode times are not inflated by contention; without it they run in
 //! parallel (rayon) and the times are only indicative.
 
+#[cfg(feature = "anchors")]
+pub mod anchors;
+#[cfg(not(feature = "anchors"))]
+#[path = "no_anchors.rs"]
 pub mod anchors;
 pub mod report;
 

@@ -91,6 +91,19 @@ enum Command {
         /// stem: synthetic training sequences (moving crops of the training photos) to render.
         #[arg(long, default_value_t = 1200)]
         sequences: usize,
+        /// Where training runs: cpu, wgpu, vulkan, cuda, auto (default: $NCODEC_DEVICE, else cpu).
+        #[arg(long, value_parser = ncodec::cli::parse_backend)]
+        backend: Option<ncodec::backend::Backend>,
+        /// Throughput benchmark instead of training: time N steps of this model, batch and crop
+        /// (after --warmup untimed ones) and print s/step and crops/s. Writes no checkpoint.
+        #[arg(long, value_name = "N")]
+        bench: Option<usize>,
+        /// --bench: untimed steps first (kernel compilation, autotuning).
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// --bench: also append the result as one JSON line to this file.
+        #[arg(long, requires = "bench")]
+        bench_json: Option<PathBuf>,
     },
     /// Encode and decode an image (a generated scene by default) at every quality level of the
     /// default codec and print bpp, PSNR and MS-SSIM.
@@ -135,6 +148,11 @@ enum Command {
         /// The intra period that bench ran with.
         #[arg(long, default_value_t = ncodec::stem::DEFAULT_GOP)]
         gop: usize,
+        /// Replace the shipped weights only when the new ones measure at least PCT % better
+        /// (Kodak BD-rate, PSNR-RGB, against the shipped card's points); else keep them and
+        /// say so.
+        #[arg(long, value_name = "PCT")]
+        if_better: Option<f64>,
     },
     /// List the shipped codecs, their quality levels and what they measure on Kodak.
     List,
@@ -262,9 +280,9 @@ enum Command {
         count: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Largest image side in pixels.
+        /// Largest image side in pixels (not `--max-side`: that is the global input limit).
         #[arg(long, default_value_t = 256)]
-        max_side: u32,
+        side: u32,
     },
     /// Download a test set from its manifest (datasets/*.toml), resuming partial downloads and
     /// checking SHA-256: kodak (24 PNG) or uvg (7 .7z archives of raw 1080p YUV).
@@ -273,6 +291,29 @@ enum Command {
         /// Target folder (default: $NCODEC_DATA/<dataset>, else data/<dataset>).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// A training subset under a byte budget, as downscaled JPEGs (what a GPU window carries:
+    /// scripts/gpu-train.sh pack).
+    Subset {
+        /// Training photos (searched recursively).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Budget in MiB.
+        #[arg(long, default_value_t = 10.0)]
+        mib: f64,
+        /// Longer side after downscaling.
+        #[arg(long, default_value_t = 640)]
+        side: u32,
+        /// Skip photos smaller than this; never downscale below it.
+        #[arg(long, default_value_t = 256)]
+        crop: u32,
+        #[arg(long, default_value_t = 90)]
+        quality: u8,
+        /// Which photos (each source folder is shuffled with it).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Export a checkpoint directory as a shippable weight file.
     Export {
@@ -298,8 +339,11 @@ fn run(cli: Cli) -> ncodec::Result<()> {
     match cli.command {
         Command::Train {
             codec, data, n, m, lambda, ckpt_dir, steps, minutes, batch, crop, lr, checkpoint_every, resume, init_from, freeze_transforms, transforms, residual_lr_scale, seed, export,
-            vq_levels, vq_codes, vq_loss, train_encoder, sequences,
+            vq_levels, vq_codes, vq_loss, train_encoder, sequences, backend, bench, warmup, bench_json,
         } => {
+            if let Some(backend) = backend {
+                ncodec::backend::set_default(backend.select()?)?;
+            }
             let architecture = Architecture::from_name(&codec)
                 .ok_or_else(|| ncodec::Error::Unsupported(format!("unknown codec architecture '{codec}'")))?;
             let config = if architecture == Architecture::Vq {
@@ -312,6 +356,19 @@ fn run(cli: Cli) -> ncodec::Result<()> {
                 config, data, ckpt_dir: ckpt_dir.clone(), steps, minutes, batch, crop, lr,
                 checkpoint_every: checkpoint_every.max(1), resume, init_from, freeze_transforms, residual_lr_scale, seed, progress: true, vq, sequences,
             };
+            if let Some(steps) = bench {
+                let t = train::throughput(&opts, warmup, steps)?;
+                println!(
+                    "{} {} N={} M={} ({}), batch {} of {}x{}: {:.4} s/step (median of {}; min {:.4}, max {:.4}), {:.2} crops/s",
+                    t.backend, t.codec, t.n, t.m, t.transforms, t.batch, t.crop, t.crop, t.median_s, t.steps, t.min_s, t.max_s, t.crops_per_s
+                );
+                if let Some(path) = bench_json {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| ncodec::Error::io(&path, e))?;
+                    writeln!(f, "{}", serde_json::to_string(&t).expect("plain struct")).map_err(|e| ncodec::Error::io(&path, e))?;
+                }
+                return Ok(());
+            }
             let state = train::train(&opts)?;
             eprintln!("stopped at step {} ({:.2} h of training in total)", state.step, state.seconds / 3600.0);
             if let Some(out) = export {
@@ -320,6 +377,15 @@ fn run(cli: Cli) -> ncodec::Result<()> {
             Ok(())
         }
         Command::Fetch { dataset, dir } => fetch(&dataset, dir),
+        Command::Subset { data, out, mib, side, crop, quality, seed } => {
+            if !(mib > 0.0 && (1..=100).contains(&quality)) {
+                return Err(ncodec::Error::Unsupported("--mib must be positive and --quality in 1..=100".into()));
+            }
+            let opts = ncodec::data::SubsetOptions { budget_bytes: (mib * 1048576.0) as u64, max_side: side, crop, quality, seed };
+            let (count, bytes) = ncodec::data::write_subset(&data, &out, &opts)?;
+            println!("{count} photos, {:.1} MiB, in {} (longer side <= {side}, JPEG q{quality}, seed {seed})", bytes as f64 / 1048576.0, out.display());
+            Ok(())
+        }
         Command::Export { ckpt_dir, out, fp32, no_lrp } => export_ckpt(&ckpt_dir, &out, fp32, no_lrp),
         Command::List => list(),
         Command::Convert { input, output } => {
@@ -335,14 +401,14 @@ fn run(cli: Cli) -> ncodec::Result<()> {
             Ok(())
         }
         Command::Demo { input, codec, out } => demo(input, &codec, &out),
-        Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule, no_lrp, video, video_results, gop } => {
+        Command::Ship { ckpt_dir, name, data_dir, description, command, lr_schedule, no_lrp, video, video_results, gop, if_better } => {
             let (state, model) = load_for_export(&ckpt_dir, no_lrp)?;
             let video = video.zip(video_results).map(|(v, r)| (v, r, gop));
-            ship(&ckpt_dir, &state, &model, &name, data_dir, &description, &command, &lr_schedule, video)
+            ship(&ckpt_dir, &state, &model, &name, data_dir, &description, &command, &lr_schedule, video, if_better)
         }
         Command::Info { file } => info(&file),
         Command::Transcode { input, output, via, quality, stream, geometry, nerv, video_out, backend } => transcode(&input, &output, &via, quality, stream.as_deref(), geometry.as_deref(), &nerv, &video_out, &backend),
-        Command::Crosscheck { codec, weights, a, b, count, seed, max_side } => crosscheck(&codec, weights.as_deref(), a, b, ncodec::crosscheck::Options { count, seed, max_side }),
+        Command::Crosscheck { codec, weights, a, b, count, seed, side } => crosscheck(&codec, weights.as_deref(), a, b, ncodec::crosscheck::Options { count, seed, max_side: side }),
         Command::Bench { dataset, data_dir, codec, weights, quality, anchors, nerv, bd_anchor, reference, limit, timing, backend, float_hyper, extrapolate, refine, anchor_quality, out } => {
             let video = dataset == "video";
             let anchors = anchors.unwrap_or_else(|| if video { vec!["x264".into(), "x265".into()] } else { vec!["jpeg".into(), "webp".into(), "avif".into()] });
@@ -768,16 +834,29 @@ fn load_for_export(ckpt_dir: &std::path::Path, no_lrp: bool) -> ncodec::Result<(
 }
 
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_arguments)]
-fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::models::ImageModel, name: &str, data_dir: Option<PathBuf>, description: &str, command: &str, lr_schedule: &str, video: Option<(PathBuf, PathBuf, usize)>) -> ncodec::Result<()> {
+fn ship(
+    ckpt_dir: &std::path::Path,
+    state: &train::TrainState,
+    model: &ncodec::models::ImageModel,
+    name: &str,
+    data_dir: Option<PathBuf>,
+    description: &str,
+    command: &str,
+    lr_schedule: &str,
+    video: Option<(PathBuf, PathBuf, usize)>,
+    if_better: Option<f64>,
+) -> ncodec::Result<()> {
     use burn::module::Module;
     let dir = ncodec::codec::zoo_dir().join(name);
     std::fs::create_dir_all(&dir).map_err(|e| ncodec::Error::io(&dir, e))?;
     let weights = dir.join("weights.ncw");
-    let digest = train::export(ckpt_dir, model, state, &weights, Precision::F16)?;
+    // Measured from a hidden file beside the shipped one, which stays until the new weights
+    // have passed the gate; dropped (deleted) on any failure.
+    let candidate = ncodec::io::temp_sibling(&weights, ".ncw")?;
+    let digest = train::export(ckpt_dir, model, state, candidate.path(), Precision::F16)?;
     let kodak = default_kodak(data_dir)?;
     let images = ncodec::bench::load_images(&ncodec::manifest::Manifest::builtin("kodak")?.verify(&kodak)?)?;
-    let codec = ncodec::bench::Ncodec { name: name.to_string(), codec: ncodec::codec::Codec::from_weights(name, &weights)?, refine: 0 };
+    let codec = ncodec::bench::Ncodec { name: name.to_string(), codec: ncodec::codec::Codec::from_weights(name, candidate.path())?, refine: 0 };
     use ncodec::bench::RdCodec;
     let qualities = codec.settings();
     let bar = indicatif::ProgressBar::new((images.len() * qualities.len()) as u64);
@@ -785,6 +864,24 @@ fn ship(ckpt_dir: &std::path::Path, state: &train::TrainState, model: &ncodec::m
     let rows = ncodec::bench::evaluate(&codec, &images, &qualities, opts, &|_| bar.inc(1))?;
     bar.finish_and_clear();
     let points = ncodec::bench::summarize(&rows);
+    if let Some(pct) = if_better {
+        let shipped = ncodec::codec::Card::load(&dir.join("card.toml")).ok().filter(|c| !c.kodak.is_empty());
+        if let Some(shipped) = shipped {
+            let old: Vec<(f64, f64)> = shipped.kodak.iter().map(|p| (p.bpp, p.psnr)).collect();
+            let new: Vec<(f64, f64)> = points.iter().map(|p| (p.bpp, p.psnr)).collect();
+            let bd = ncodec::bdrate::bd_rate(&old, &new)?;
+            if bd > -pct {
+                println!("not shipped: Kodak BD-rate {bd:+.2} % against the shipped {name} (step {}); --if-better asks for -{pct} % or less", shipped.training.steps);
+                for p in &points {
+                    println!("  q{} {:.4} bpp {:.3} dB {:.5}", p.setting, p.bpp, p.psnr, p.ms_ssim);
+                }
+                return Ok(());
+            }
+            println!("Kodak BD-rate {bd:+.2} % against the shipped {name} (step {}): shipping", shipped.training.steps);
+        }
+    }
+    ncodec::io::set_output_permissions(candidate.path(), &weights, false)?;
+    candidate.persist(&weights).map_err(|e| ncodec::Error::io(&weights, e.error))?;
     let card = ncodec::codec::Card {
         name: name.to_string(),
         architecture: match &state.config.vq {

@@ -7,6 +7,10 @@
 //!  metrics: PSNR-Y/U/V per frame → PSNR-YUV = (6Y+U+V)/8;  RGB via BT.709 limited range
 //! ```
 
+#[cfg(feature = "ffmpeg")]
+pub mod anchors;
+#[cfg(not(feature = "ffmpeg"))]
+#[path = "no_ffmpeg.rs"]
 pub mod anchors;
 pub mod write;
 
