@@ -13,8 +13,9 @@
 //! | `vulkan` | the first GPU through wgpu pinned to Vulkan: SPIR-V kernels (feature `vulkan`) |
 //! | `cuda` | CUDA GPU 0 (feature `cuda`) |
 //!
-//! GPU builds (features `gpu`, `vulkan`, `cuda`) turn on burn's autotune and kernel fusion;
-//! the autotune results persist on disk, so only the first process on a machine tunes.
+//! GPU builds (features `gpu-kernels`, `gpu`, `vulkan`, `cuda`) turn on burn's autotune and
+//! kernel fusion; with `gpu` or `cuda` the autotune results persist on disk, so only the first
+//! process on a machine tunes.
 
 use std::sync::OnceLock;
 

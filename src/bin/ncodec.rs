@@ -872,9 +872,7 @@ fn ship(
             let bd = ncodec::bdrate::bd_rate(&old, &new)?;
             if bd > -pct {
                 println!("not shipped: Kodak BD-rate {bd:+.2} % against the shipped {name} (step {}); --if-better asks for -{pct} % or less", shipped.training.steps);
-                for p in &points {
-                    println!("  q{} {:.4} bpp {:.3} dB {:.5}", p.setting, p.bpp, p.psnr, p.ms_ssim);
-                }
+                print_points(&points);
                 return Ok(());
             }
             println!("Kodak BD-rate {bd:+.2} % against the shipped {name} (step {}): shipping", shipped.training.steps);
@@ -934,10 +932,15 @@ fn ship(
     ncodec::io::write_atomic(&dir.join("card.toml"), text.as_bytes())?;
     ncodec::bench::report::write_codec(&dir, "kodak", &format!("ncodec {name} on Kodak"), &rows)?;
     println!("shipped {name} (step {}) to {}", state.step, dir.display());
+    print_points(&points);
+    Ok(())
+}
+
+/// One line per quality level: what `ship` measured on Kodak.
+fn print_points(points: &[ncodec::bench::Point]) {
     for p in points {
         println!("  q{} {:.4} bpp {:.3} dB {:.5}", p.setting, p.bpp, p.psnr, p.ms_ssim);
     }
-    Ok(())
 }
 
 /// Video codecs: the stem curves a video bench of `clip` wrote in `results` (intra period
