@@ -35,6 +35,13 @@ tree_bytes() {
 }
 
 lean_binary() {
+    # NCODEC_GPU_BIN: pack a binary already built instead (CI rehearses the packing with the
+    # default build it has just tested, rather than compiling burn a second time).
+    if [[ -n ${NCODEC_GPU_BIN:-} ]]; then
+        [[ -x $NCODEC_GPU_BIN ]] || die "NCODEC_GPU_BIN=$NCODEC_GPU_BIN is not an executable"
+        echo "$NCODEC_GPU_BIN"
+        return
+    fi
     # No `cuda`: cubecl-cuda's build downloads an LLVM bundle (tracel-llvm) from outside the
     # package registries, which this workplace cannot reach. The default target folder, so
     # the dependencies both builds share compile once (cargo keeps each feature set's
@@ -64,7 +71,7 @@ cmd_pack() {
     [[ -d $data ]] || die "no training photos at $data (set NCODEC_DATA)"
     grep -qx '/.gpu/' .gitignore || die ".gpu/ must be ignored by git (.gitignore)"
 
-    echo "building the lean binary (features flex, vulkan; target/gpu)" >&2
+    [[ -n ${NCODEC_GPU_BIN:-} ]] || echo "building the lean binary (features flex, vulkan)" >&2
     local bin
     bin=$(lean_binary)
     rm -rf "$PACK"

@@ -7,7 +7,8 @@
 #
 # Model: mean-scale N=96 M=160 (the issue's yardstick). Data: ../shared/datasets/train
 # (or $NCODEC_DATA/train); PyTorch reads the same photos. Prints a Markdown table with each
-# row's crops/s as a ratio to PyTorch fp32.
+# row's crops/s as a ratio to PyTorch fp32. The libtorch route needs the tch build:
+#   scripts/tch.sh build && scripts/throughput.sh --bin target/tch/release/ncodec --routes "cpu tch" --python <venv>/bin/python
 set -euo pipefail
 cd "$(dirname "$0")/.."
 routes=cpu batch=8 crop=128 steps=10 warmup=3 python=python3 bin=target/release/ncodec out=""
@@ -26,6 +27,8 @@ while (($#)); do
 done
 data=${NCODEC_DATA:-../shared/datasets}/train
 [[ -x $bin ]] || cargo build --release --quiet --bin ncodec
+# The tch route loads libtorch from the venv that scripts/tch.sh builds against.
+if [[ " $routes " == *" tch "* ]]; then eval "$(scripts/tch.sh env)"; fi
 jsonl=${out:-$(mktemp)}
 for route in $routes; do
     "$bin" train --bench "$steps" --warmup "$warmup" --backend "$route" --codec mean-scale --n 96 --m 160 \

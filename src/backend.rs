@@ -12,6 +12,8 @@
 //! | `wgpu-cpu` | the software Vulkan device only (tests) |
 //! | `vulkan` | the first GPU through wgpu pinned to Vulkan: SPIR-V kernels (feature `vulkan`) |
 //! | `cuda` | CUDA GPU 0 (feature `cuda`) |
+//! | `tch` (alias `libtorch`) | LibTorch on the CPU through burn-tch (feature `tch`) |
+//! | `tch-cuda` | LibTorch on CUDA GPU 0 (feature `tch`, a CUDA build of libtorch) |
 //!
 //! GPU builds (features `gpu-kernels`, `gpu`, `vulkan`, `cuda`) turn on burn's autotune and
 //! kernel fusion; with `gpu` or `cuda` the autotune results persist on disk, so only the first
@@ -33,6 +35,8 @@ pub enum Backend {
     WgpuCpu,
     Vulkan,
     Cuda,
+    Tch,
+    TchCuda,
 }
 
 impl std::str::FromStr for Backend {
@@ -47,7 +51,13 @@ impl std::str::FromStr for Backend {
             "wgpu-cpu" | "lavapipe" => Self::WgpuCpu,
             "vulkan" => Self::Vulkan,
             "cuda" => Self::Cuda,
-            _ => return Err(Error::Unsupported(format!("unknown backend '{s}' (auto, cpu, ndarray, wgpu, wgpu-cpu, vulkan, cuda)"))),
+            "tch" | "libtorch" => Self::Tch,
+            "tch-cuda" => Self::TchCuda,
+            _ => {
+                return Err(Error::Unsupported(format!(
+                    "unknown backend '{s}' (auto, cpu, ndarray, wgpu, wgpu-cpu, vulkan, cuda, tch, tch-cuda)"
+                )));
+            }
         })
     }
 }
@@ -70,27 +80,63 @@ impl Backend {
 
     /// Finds the device, or says clearly why this build or machine has none.
     pub fn select(self) -> Result<Selected> {
-        let not_built = |f: &str| Error::Unsupported(format!("backend '{f}' is not compiled in (cargo feature `{f}`)"));
+        let not_built = |f: &str| {
+            Error::Unsupported(format!(
+                "backend '{f}' is not compiled in (cargo feature `{f}`)"
+            ))
+        };
         match self {
             Self::Cpu => cpu(),
             Self::Ndarray => {
                 #[cfg(feature = "ndarray")]
                 #[allow(deprecated)]
-                return Ok(Selected { name: "ndarray".into(), device: Device::ndarray() });
+                return Ok(Selected {
+                    name: "ndarray".into(),
+                    device: Device::ndarray(),
+                });
                 #[allow(unreachable_code)]
                 Err(not_built("ndarray"))
             }
             Self::Cuda => {
                 #[cfg(feature = "cuda")]
-                return Ok(Selected { name: "cuda".into(), device: Device::cuda(0) });
+                return Ok(Selected {
+                    name: "cuda".into(),
+                    device: Device::cuda(0),
+                });
                 #[allow(unreachable_code)]
                 Err(not_built("cuda"))
+            }
+            // burn-tch is deprecated (gone in burn 0.23): kept as the libtorch speed reference.
+            Self::Tch => {
+                #[cfg(feature = "tch")]
+                #[allow(deprecated)]
+                return Ok(Selected {
+                    name: "libtorch CPU".into(),
+                    device: Device::libtorch(),
+                });
+                #[allow(unreachable_code)]
+                Err(not_built("tch"))
+            }
+            Self::TchCuda => {
+                #[cfg(feature = "tch")]
+                #[allow(deprecated)]
+                return Ok(Selected {
+                    name: "libtorch CUDA 0".into(),
+                    device: Device::libtorch_cuda(0),
+                });
+                #[allow(unreachable_code)]
+                Err(not_built("tch"))
             }
             Self::Vulkan => {
                 #[cfg(feature = "vulkan")]
                 return match wgpu_gpu() {
-                    Some(_) => Ok(Selected { name: "vulkan (SPIR-V)".into(), device: Device::vulkan(burn::tensor::DeviceKind::DefaultDevice) }),
-                    None => Err(Error::Unsupported("backend 'vulkan': no GPU adapter found".into())),
+                    Some(_) => Ok(Selected {
+                        name: "vulkan (SPIR-V)".into(),
+                        device: Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
+                    }),
+                    None => Err(Error::Unsupported(
+                        "backend 'vulkan': no GPU adapter found".into(),
+                    )),
                 };
                 #[allow(unreachable_code)]
                 Err(not_built("vulkan"))
@@ -118,12 +164,20 @@ impl Backend {
 
 fn cpu() -> Result<Selected> {
     #[cfg(feature = "flex")]
-    return Ok(Selected { name: "flex".into(), device: Device::flex() });
+    return Ok(Selected {
+        name: "flex".into(),
+        device: Device::flex(),
+    });
     #[cfg(all(not(feature = "flex"), feature = "ndarray"))]
     #[allow(deprecated)]
-    return Ok(Selected { name: "ndarray".into(), device: Device::ndarray() });
+    return Ok(Selected {
+        name: "ndarray".into(),
+        device: Device::ndarray(),
+    });
     #[allow(unreachable_code)]
-    Err(Error::Unsupported("no CPU backend compiled in (cargo feature `flex`)".into()))
+    Err(Error::Unsupported(
+        "no CPU backend compiled in (cargo feature `flex`)".into(),
+    ))
 }
 
 /// The adapters wgpu sees, as (kind, name). Probed once per process.
@@ -133,8 +187,13 @@ fn adapters() -> &'static [(wgpu::DeviceType, String)] {
     ADAPTERS.get_or_init(|| {
         let _quiet = QuietStderr::on_headless();
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-        let found = futures_lite::future::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
-        found.iter().map(|a| a.get_info()).map(|i| (i.device_type, format!("{} ({:?})", i.name, i.backend))).collect()
+        let found =
+            futures_lite::future::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+        found
+            .iter()
+            .map(|a| a.get_info())
+            .map(|i| (i.device_type, format!("{} ({:?})", i.name, i.backend)))
+            .collect()
     })
 }
 
@@ -190,11 +249,17 @@ fn wgpu_gpu() -> Option<Selected> {
     use burn::tensor::DeviceKind;
     use wgpu::DeviceType as T;
     let found = adapters();
-    let kinds: [(T, fn(usize) -> DeviceKind); 3] =
-        [(T::DiscreteGpu, DeviceKind::DiscreteGpu), (T::IntegratedGpu, DeviceKind::IntegratedGpu), (T::VirtualGpu, DeviceKind::VirtualGpu)];
+    let kinds: [(T, fn(usize) -> DeviceKind); 3] = [
+        (T::DiscreteGpu, DeviceKind::DiscreteGpu),
+        (T::IntegratedGpu, DeviceKind::IntegratedGpu),
+        (T::VirtualGpu, DeviceKind::VirtualGpu),
+    ];
     kinds.into_iter().find_map(|(t, kind)| {
         let (_, name) = found.iter().find(|(d, _)| *d == t)?;
-        Some(Selected { name: format!("wgpu: {name}"), device: Device::wgpu(kind(0)) })
+        Some(Selected {
+            name: format!("wgpu: {name}"),
+            device: Device::wgpu(kind(0)),
+        })
     })
 }
 
@@ -217,7 +282,11 @@ static DEFAULT: OnceLock<Selected> = OnceLock::new();
 /// used the default; afterwards the default stays what it was and this says so.
 pub fn set_default(selected: Selected) -> Result<()> {
     let name = selected.name.clone();
-    DEFAULT.set(selected).map_err(|_| Error::Unsupported(format!("backend {name}: the default device is already in use")))
+    DEFAULT.set(selected).map_err(|_| {
+        Error::Unsupported(format!(
+            "backend {name}: the default device is already in use"
+        ))
+    })
 }
 
 /// The process-wide default (`NCODEC_DEVICE`, else the CPU): what the library uses when no
@@ -240,4 +309,51 @@ pub fn name() -> &'static str {
 /// The default device.
 pub fn device() -> Device {
     default().device.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_aliases_parse() {
+        let names = [
+            ("auto", Backend::Auto),
+            ("cpu", Backend::Cpu),
+            ("flex", Backend::Cpu),
+            ("wgpu-cpu", Backend::WgpuCpu),
+            ("lavapipe", Backend::WgpuCpu),
+            ("vulkan", Backend::Vulkan),
+            ("tch", Backend::Tch),
+            ("libtorch", Backend::Tch),
+            ("tch-cuda", Backend::TchCuda),
+        ];
+        for (name, want) in names {
+            assert_eq!(name.parse::<Backend>().unwrap(), want, "{name}");
+        }
+        let unknown = "tpu".parse::<Backend>().unwrap_err().to_string();
+        assert!(
+            unknown.contains("'tpu'") && unknown.contains("tch-cuda"),
+            "{unknown}"
+        );
+    }
+
+    /// A route this build lacks is refused with the cargo feature that brings it, not a panic.
+    #[test]
+    fn a_route_not_built_names_its_feature() {
+        #[cfg(not(feature = "tch"))]
+        for route in [Backend::Tch, Backend::TchCuda] {
+            let err = route.select().unwrap_err().to_string();
+            assert!(err.contains("cargo feature `tch`"), "{err}");
+        }
+        #[cfg(not(feature = "cuda"))]
+        assert!(
+            Backend::Cuda
+                .select()
+                .unwrap_err()
+                .to_string()
+                .contains("cargo feature `cuda`")
+        );
+        assert_eq!(Backend::Cpu.select().unwrap().name, "flex");
+    }
 }

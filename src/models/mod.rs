@@ -600,6 +600,14 @@ impl ImageModel {
         self
     }
 
+    /// Measurement: g_s at quality `q` of a latent given after the quality gain, with nothing
+    /// in between (no rounding, no LRP): what coding without quantization would reconstruct.
+    #[doc(hidden)]
+    pub fn synthesis_at(&self, y: Tensor<4>, q: usize) -> Tensor<4> {
+        let device = y.device();
+        self.g_s.forward(y * self.gains(quality_tensor(q, &device), true))
+    }
+
     /// g_a without the quality gain (the same latent for every quality level).
     pub fn analyze(&self, x: Tensor<4>) -> Tensor<4> {
         self.g_a.forward(x)
