@@ -53,7 +53,9 @@ pub struct SubsetOptions {
 /// training sets are downscaled),
 /// taking one photo from each source folder in turn (so every source is represented) until
 /// the next would pass the budget. Photos smaller than `crop` are skipped. Returns the
-/// number of photos and their bytes.
+/// number of photos and their bytes. `dest` must be absent or empty; the photos are written
+/// into a hidden sibling folder that takes `dest`'s name only when all of them are written, so
+/// a failed run leaves nothing behind.
 pub fn write_subset(src: &Path, dest: &Path, opts: &SubsetOptions) -> Result<(usize, u64)> {
     use rand::SeedableRng;
     use rand::seq::SliceRandom;
@@ -69,7 +71,15 @@ pub fn write_subset(src: &Path, dest: &Path, opts: &SubsetOptions) -> Result<(us
             v.into()
         })
         .collect();
-    std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+    if std::fs::read_dir(dest).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(Error::Unsupported(format!("{} is not empty: a subset is written into a new or empty folder", dest.display())));
+    }
+    let parent = crate::io::parent_dir(dest);
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&crate::io::hidden_name(dest))
+        .tempdir_in(&parent)
+        .map_err(|e| crate::io::cannot_create(dest, e))?;
     let (mut count, mut bytes) = (0usize, 0u64);
     while queues.iter().any(|q| !q.is_empty()) {
         for q in queues.iter_mut() {
@@ -90,11 +100,16 @@ pub fn write_subset(src: &Path, dest: &Path, opts: &SubsetOptions) -> Result<(us
                 continue;
             }
             let name = path.strip_prefix(src).unwrap_or(&path).with_extension("jpg").to_string_lossy().replace(['/', '\\'], "_");
-            let out = dest.join(name);
-            std::fs::write(&out, &jpeg).map_err(|e| Error::io(&out, e))?;
+            let out = staging.path().join(name);
+            std::fs::write(&out, &jpeg).map_err(|e| Error::io(&dest.join(out.file_name().unwrap_or_default()), e))?;
             (count, bytes) = (count + 1, bytes + jpeg.len() as u64);
         }
     }
+    crate::io::set_output_permissions(staging.path(), dest, true)?;
+    if dest.exists() {
+        std::fs::remove_dir(dest).map_err(|e| Error::io(dest, e))?;
+    }
+    std::fs::rename(staging.keep(), dest).map_err(|e| Error::io(dest, e))?;
     Ok((count, bytes))
 }
 

@@ -237,7 +237,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         Source::Images(_) => "step,seconds,loss,bpp,mse,psnr",
         Source::Latents { .. } => "step,seconds,loss,bpp_y,mse,psnr,mean_scale_bpp_y",
     };
-    let mut log = open_log(&opts.ckpt_dir, header)?;
+    let mut log = open_log(&opts.ckpt_dir, header, state.step)?;
     let bar = progress_bar(opts, &state);
     let start = Instant::now();
     let base_seconds = state.seconds;
@@ -300,9 +300,19 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     Ok(state)
 }
 
-/// The run's `log.csv` in `dir`, opened for appending; `header` starts a new one.
-pub(crate) fn open_log(dir: &Path, header: &str) -> Result<std::fs::File> {
+/// The run's `log.csv` in `dir`, opened for appending at `step` (the step the run starts or
+/// resumes at); `header` starts a new one. Rows past `step` were written by a run stopped
+/// after its last checkpoint: those steps are trained again, so their rows are dropped
+/// (rewritten atomically) rather than left as duplicates.
+pub(crate) fn open_log(dir: &Path, header: &str, step: usize) -> Result<std::fs::File> {
     let path = dir.join("log.csv");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let past = |line: &str| line.split(',').next().and_then(|f| f.parse::<usize>().ok()).is_some_and(|s| s > step);
+        if text.lines().any(past) {
+            let kept: String = text.lines().filter(|l| !past(l)).map(|l| format!("{l}\n")).collect();
+            crate::io::write_atomic(&path, kept.as_bytes())?;
+        }
+    }
     let new_log = !path.exists();
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
     if new_log {
@@ -506,4 +516,25 @@ pub fn export(dir: &Path, model: &ImageModel, state: &TrainState, out: &Path, pr
     let tables = checkpoint_tables(dir, model)?;
     let provenance = weights::Provenance { steps: state.step, seconds: state.seconds };
     weights::save_trained(out, &state.config, model, &tables, precision, Some(provenance))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_log_drops_the_rows_past_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "step,seconds,loss";
+        std::fs::write(dir.path().join("log.csv"), format!("{header}\n25,1,3.0\n50,2,2.9\n75,3,2.8\n")).unwrap();
+        let mut log = open_log(dir.path(), header, 50).unwrap();
+        writeln!(log, "75,4,2.7").unwrap();
+        drop(log);
+        let text = std::fs::read_to_string(dir.path().join("log.csv")).unwrap();
+        assert_eq!(text, format!("{header}\n25,1,3.0\n50,2,2.9\n75,4,2.7\n"));
+        // A fresh folder gets the header once.
+        let fresh = tempfile::tempdir().unwrap();
+        drop(open_log(fresh.path(), header, 0).unwrap());
+        assert_eq!(std::fs::read_to_string(fresh.path().join("log.csv")).unwrap(), format!("{header}\n"));
+    }
 }

@@ -341,7 +341,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     let loaded = crate::train::reload(&model, &opts.config, &plain);
     let (frozen, medians) = (loaded.model, loaded.tables.bottleneck.parts().0.to_vec());
     let sequences = SequenceSet::cached(&opts.ckpt_dir.join("sequences.bin"), &frozen.analysis_digest(), &set, &frozen, opts.sequences, opts.crop, opts.seed, &plain)?;
-    let mut log = crate::train::open_log(&opts.ckpt_dir, "step,seconds,bpp_y_p,bpp_y_intra,saving_percent")?;
+    let mut log = crate::train::open_log(&opts.ckpt_dir, "step,seconds,bpp_y_p,bpp_y_intra,saving_percent", state.step)?;
     let bar = crate::train::progress_bar(opts, &state);
     let start = Instant::now();
     let base_seconds = state.seconds;

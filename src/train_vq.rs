@@ -242,7 +242,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         (books, ema)
     };
 
-    let mut log = crate::train::open_log(dir, "step,seconds,loss,mse,psnr,psnr_all_levels,perplexity_level0,restarts")?;
+    let mut log = crate::train::open_log(dir, "step,seconds,loss,mse,psnr,psnr_all_levels,perplexity_level0,restarts", state.step)?;
     let bar = crate::train::progress_bar(opts, &state);
     let start = Instant::now();
     let base_seconds = state.seconds;

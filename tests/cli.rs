@@ -286,4 +286,15 @@ fn crosscheck_and_subset_run_as_a_user_runs_them() {
         assert!(img.width().max(img.height()) <= 200 && img.width().min(img.height()) >= 128, "{}: {}x{}", f.display(), img.width(), img.height());
     }
     assert!(!files.iter().any(|f| f.to_string_lossy().contains("small")));
+
+    // A folder that holds files is refused and left as it was.
+    let again = ncodec().args(["subset", "--data", path_str(&photos), "--out", path_str(&d.join("sub")), "--crop", "128", "--mib", "0.03"]).output().unwrap();
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    assert_eq!(std::fs::read_dir(d.join("sub")).unwrap().count(), files.len());
+    // A photo that does not decode fails the run, which leaves no folder and no staging sibling.
+    std::fs::write(photos.join("b/broken.png"), b"not a png").unwrap();
+    let failed = ncodec().args(["subset", "--data", path_str(&photos), "--out", path_str(&d.join("sub2")), "--crop", "128", "--mib", "0.03"]).output().unwrap();
+    assert!(!failed.status.success(), "a broken photo must fail the run");
+    let left: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains("sub2")).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
