@@ -22,9 +22,13 @@ pub const MS_SSIM_MIN_SIDE: u32 = 161;
 /// Multi-scale SSIM (Wang, Simoncelli, Bovik 2003) on RGB, averaged over channels: 5 scales
 /// with the standard weights, 11-tap Gaussian window (σ = 1.5), valid filtering, 2x2 average
 /// pooling between scales (zero-padded on odd sizes, like pytorch-msssim). Images must be at
-/// least [`MS_SSIM_MIN_SIDE`] pixels on each side (the window must fit at the coarsest scale).
+/// least [`MS_SSIM_MIN_SIDE`] pixels on each side (the window must fit at the coarsest scale);
+/// for smaller images it is undefined and this returns NaN.
 pub fn ms_ssim(a: &RgbImage, b: &RgbImage) -> f64 {
     assert_eq!(a.dimensions(), b.dimensions());
+    if a.width().min(a.height()) < MS_SSIM_MIN_SIDE {
+        return f64::NAN;
+    }
     let (w, h) = (a.width() as usize, a.height() as usize);
     let mut total = 0.0;
     for c in 0..3 {
@@ -137,6 +141,14 @@ mod tests {
         let a = noise_image(200, 180, 1);
         assert!(psnr(&a, &a).is_infinite());
         assert!((ms_ssim(&a, &a) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ms_ssim_is_nan_below_its_smallest_side() {
+        let a = RgbImage::from_fn(MS_SSIM_MIN_SIDE, 96, |x, y| image::Rgb([(x % 251) as u8, (y * 3 % 256) as u8, 7]));
+        assert!(ms_ssim(&a, &a).is_nan());
+        let b = RgbImage::from_fn(MS_SSIM_MIN_SIDE, MS_SSIM_MIN_SIDE, |x, y| image::Rgb([(x % 251) as u8, (y * 3 % 256) as u8, 7]));
+        assert!((ms_ssim(&b, &b) - 1.0).abs() < 1e-9);
     }
 
     #[test]

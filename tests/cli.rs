@@ -298,3 +298,73 @@ fn crosscheck_and_subset_run_as_a_user_runs_them() {
     let left: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains("sub2")).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// The subcommands a user runs around a model, in the order they would: train a few steps,
+/// export, ship into a zoo of its own (`NCODEC_CODECS`; with the Kodak set at hand) and list
+/// it; list and demo on the shipped zoo; the image helpers (metrics, convert); and a fetch of
+/// a data set that does not exist.
+#[test]
+fn a_model_goes_from_train_to_demo_as_a_user_runs_it() {
+    let dir = common::tempdir();
+    let d = dir.path();
+    let photos = d.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for i in 0..4 {
+        test_image(96, 80, i).save(photos.join(format!("{i}.png"))).unwrap();
+    }
+    let zoo = d.join("zoo");
+    std::fs::create_dir_all(&zoo).unwrap();
+    // In the test's own zoo, or (`shipped`) in the repository's.
+    let run_in = |shipped: bool, args: &[&str]| {
+        let mut cmd = ncodec();
+        if !shipped {
+            cmd.env("NCODEC_CODECS", &zoo);
+        }
+        let out = cmd.args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "ncodec {}: {text}", args.join(" "));
+        text
+    };
+    let run = |args: &[&str]| run_in(false, args);
+    let ckpt = d.join("ckpt");
+    #[rustfmt::skip]
+    run(&["train", "--codec", "mean-scale", "--data", path_str(&photos), "--n", "8", "--m", "12", "--lambda", "0.001,0.01,0.1",
+          "--steps", "2", "--batch", "2", "--crop", "64", "--checkpoint-every", "1", "--ckpt-dir", path_str(&ckpt)]);
+    assert!(ckpt.join("state.json").is_file() && ckpt.join("model.bpk").is_file());
+
+    let w = d.join("w.ncw");
+    run(&["export", "--ckpt-dir", path_str(&ckpt), "-o", path_str(&w)]);
+    assert!(ncodec::weights::load(&w, &ncodec::backend::device()).is_ok(), "export wrote a readable weight file");
+
+    // ship measures the Kodak set named by its manifest (digests checked), so it needs the data.
+    if let Some(data) = common::datasets() {
+        #[rustfmt::skip]
+        run(&["ship", "--ckpt-dir", path_str(&ckpt), "--name", "tiny", "--data-dir", path_str(&data.join("kodak")),
+              "--description", "a test model", "--command", "see the test", "--lr-schedule", "constant"]);
+        let card = std::fs::read_to_string(zoo.join("tiny/card.toml")).unwrap();
+        assert!(card.contains("[[kodak]]") && card.contains("steps = 2"), "{card}");
+        assert!(run(&["list"]).contains("tiny"));
+    } else {
+        eprintln!("ship skipped: no ../shared/datasets or $NCODEC_DATA with kodak/");
+    }
+
+    // list and demo on the shipped zoo.
+    let zoo_list = run_in(true, &["list"]);
+    assert!(zoo_list.contains("mlic") && zoo_list.contains("mean-scale"), "{zoo_list}");
+    let demo = d.join("demo");
+    run_in(true, &["demo", "--codec", "mean-scale", "--input", path_str(&photos.join("0.png")), "--out", path_str(&demo)]);
+    let streams = std::fs::read_dir(&demo).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "ncod")).count();
+    assert_eq!(streams, 8, "one stream per quality level of mean-scale");
+
+    let (a, b) = (photos.join("0.png"), photos.join("1.png"));
+    let same = run(&["metrics", path_str(&a), path_str(&a)]);
+    let differ = run(&["metrics", path_str(&a), path_str(&b)]);
+    assert!(same.contains("psnr_rgb inf") && differ.contains("psnr_rgb") && !differ.contains("inf"), "{same} / {differ}");
+    let ppm = d.join("0.ppm");
+    run(&["convert", path_str(&a), path_str(&ppm)]);
+    assert_eq!(image::open(&ppm).unwrap().to_rgb8(), image::open(&a).unwrap().to_rgb8());
+
+    let out = ncodec().args(["fetch", "no-such-set", "--dir", path_str(&d.join("sets"))]).output().unwrap();
+    assert!(!out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    assert!(!d.join("sets").exists(), "a refused fetch leaves nothing");
+}

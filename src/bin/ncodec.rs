@@ -397,7 +397,13 @@ fn run(cli: Cli) -> ncodec::Result<()> {
             if a.dimensions() != b.dimensions() {
                 return Err(ncodec::Error::Unsupported(format!("sizes differ: {:?} vs {:?}", a.dimensions(), b.dimensions())));
             }
-            println!("psnr_rgb {:.4} ms_ssim_rgb {:.6}", ncodec::metrics::psnr(&a, &b), ncodec::metrics::ms_ssim(&a, &b));
+            let ms_ssim = ncodec::metrics::ms_ssim(&a, &b);
+            let ms_ssim = if ms_ssim.is_nan() {
+                format!("n/a (MS-SSIM needs at least {0}x{0} pixels)", ncodec::metrics::MS_SSIM_MIN_SIDE)
+            } else {
+                format!("{ms_ssim:.6}")
+            };
+            println!("psnr_rgb {:.4} ms_ssim_rgb {ms_ssim}", ncodec::metrics::psnr(&a, &b));
             Ok(())
         }
         Command::Demo { input, codec, out } => demo(input, &codec, &out),
