@@ -53,11 +53,7 @@ impl std::str::FromStr for Backend {
             "cuda" => Self::Cuda,
             "tch" | "libtorch" => Self::Tch,
             "tch-cuda" => Self::TchCuda,
-            _ => {
-                return Err(Error::Unsupported(format!(
-                    "unknown backend '{s}' (auto, cpu, ndarray, wgpu, wgpu-cpu, vulkan, cuda, tch, tch-cuda)"
-                )));
-            }
+            _ => return Err(Error::Unsupported(format!("unknown backend '{s}' (auto, cpu, ndarray, wgpu, wgpu-cpu, vulkan, cuda, tch, tch-cuda)"))),
         })
     }
 }
@@ -80,29 +76,19 @@ impl Backend {
 
     /// Finds the device, or says clearly why this build or machine has none.
     pub fn select(self) -> Result<Selected> {
-        let not_built = |f: &str| {
-            Error::Unsupported(format!(
-                "backend '{f}' is not compiled in (cargo feature `{f}`)"
-            ))
-        };
+        let not_built = |f: &str| Error::Unsupported(format!("backend '{f}' is not compiled in (cargo feature `{f}`)"));
         match self {
             Self::Cpu => cpu(),
             Self::Ndarray => {
                 #[cfg(feature = "ndarray")]
                 #[allow(deprecated)]
-                return Ok(Selected {
-                    name: "ndarray".into(),
-                    device: Device::ndarray(),
-                });
+                return Ok(Selected { name: "ndarray".into(), device: Device::ndarray() });
                 #[allow(unreachable_code)]
                 Err(not_built("ndarray"))
             }
             Self::Cuda => {
                 #[cfg(feature = "cuda")]
-                return Ok(Selected {
-                    name: "cuda".into(),
-                    device: Device::cuda(0),
-                });
+                return Ok(Selected { name: "cuda".into(), device: Device::cuda(0) });
                 #[allow(unreachable_code)]
                 Err(not_built("cuda"))
             }
@@ -110,33 +96,22 @@ impl Backend {
             Self::Tch => {
                 #[cfg(feature = "tch")]
                 #[allow(deprecated)]
-                return Ok(Selected {
-                    name: "libtorch CPU".into(),
-                    device: Device::libtorch(),
-                });
+                return Ok(Selected { name: "libtorch CPU".into(), device: Device::libtorch() });
                 #[allow(unreachable_code)]
                 Err(not_built("tch"))
             }
             Self::TchCuda => {
                 #[cfg(feature = "tch")]
                 #[allow(deprecated)]
-                return Ok(Selected {
-                    name: "libtorch CUDA 0".into(),
-                    device: Device::libtorch_cuda(0),
-                });
+                return Ok(Selected { name: "libtorch CUDA 0".into(), device: Device::libtorch_cuda(0) });
                 #[allow(unreachable_code)]
                 Err(not_built("tch"))
             }
             Self::Vulkan => {
                 #[cfg(feature = "vulkan")]
                 return match wgpu_gpu() {
-                    Some(_) => Ok(Selected {
-                        name: "vulkan (SPIR-V)".into(),
-                        device: Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
-                    }),
-                    None => Err(Error::Unsupported(
-                        "backend 'vulkan': no GPU adapter found".into(),
-                    )),
+                    Some(_) => Ok(Selected { name: "vulkan (SPIR-V)".into(), device: Device::vulkan(burn::tensor::DeviceKind::DefaultDevice) }),
+                    None => Err(Error::Unsupported("backend 'vulkan': no GPU adapter found".into())),
                 };
                 #[allow(unreachable_code)]
                 Err(not_built("vulkan"))
@@ -164,20 +139,12 @@ impl Backend {
 
 fn cpu() -> Result<Selected> {
     #[cfg(feature = "flex")]
-    return Ok(Selected {
-        name: "flex".into(),
-        device: Device::flex(),
-    });
+    return Ok(Selected { name: "flex".into(), device: Device::flex() });
     #[cfg(all(not(feature = "flex"), feature = "ndarray"))]
     #[allow(deprecated)]
-    return Ok(Selected {
-        name: "ndarray".into(),
-        device: Device::ndarray(),
-    });
+    return Ok(Selected { name: "ndarray".into(), device: Device::ndarray() });
     #[allow(unreachable_code)]
-    Err(Error::Unsupported(
-        "no CPU backend compiled in (cargo feature `flex`)".into(),
-    ))
+    Err(Error::Unsupported("no CPU backend compiled in (cargo feature `flex`)".into()))
 }
 
 /// The adapters wgpu sees, as (kind, name). Probed once per process.
@@ -187,13 +154,8 @@ fn adapters() -> &'static [(wgpu::DeviceType, String)] {
     ADAPTERS.get_or_init(|| {
         let _quiet = QuietStderr::on_headless();
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-        let found =
-            futures_lite::future::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
-        found
-            .iter()
-            .map(|a| a.get_info())
-            .map(|i| (i.device_type, format!("{} ({:?})", i.name, i.backend)))
-            .collect()
+        let found = futures_lite::future::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+        found.iter().map(|a| a.get_info()).map(|i| (i.device_type, format!("{} ({:?})", i.name, i.backend))).collect()
     })
 }
 
@@ -249,17 +211,11 @@ fn wgpu_gpu() -> Option<Selected> {
     use burn::tensor::DeviceKind;
     use wgpu::DeviceType as T;
     let found = adapters();
-    let kinds: [(T, fn(usize) -> DeviceKind); 3] = [
-        (T::DiscreteGpu, DeviceKind::DiscreteGpu),
-        (T::IntegratedGpu, DeviceKind::IntegratedGpu),
-        (T::VirtualGpu, DeviceKind::VirtualGpu),
-    ];
+    let kinds: [(T, fn(usize) -> DeviceKind); 3] =
+        [(T::DiscreteGpu, DeviceKind::DiscreteGpu), (T::IntegratedGpu, DeviceKind::IntegratedGpu), (T::VirtualGpu, DeviceKind::VirtualGpu)];
     kinds.into_iter().find_map(|(t, kind)| {
         let (_, name) = found.iter().find(|(d, _)| *d == t)?;
-        Some(Selected {
-            name: format!("wgpu: {name}"),
-            device: Device::wgpu(kind(0)),
-        })
+        Some(Selected { name: format!("wgpu: {name}"), device: Device::wgpu(kind(0)) })
     })
 }
 
@@ -282,11 +238,7 @@ static DEFAULT: OnceLock<Selected> = OnceLock::new();
 /// used the default; afterwards the default stays what it was and this says so.
 pub fn set_default(selected: Selected) -> Result<()> {
     let name = selected.name.clone();
-    DEFAULT.set(selected).map_err(|_| {
-        Error::Unsupported(format!(
-            "backend {name}: the default device is already in use"
-        ))
-    })
+    DEFAULT.set(selected).map_err(|_| Error::Unsupported(format!("backend {name}: the default device is already in use")))
 }
 
 /// The process-wide default (`NCODEC_DEVICE`, else the CPU): what the library uses when no

@@ -298,6 +298,7 @@ enum Command {
         /// Training photos (searched recursively).
         #[arg(long)]
         data: PathBuf,
+        /// A new or empty folder; it appears only once every photo is written.
         #[arg(long)]
         out: PathBuf,
         /// Budget in MiB.
