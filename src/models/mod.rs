@@ -485,7 +485,7 @@ impl ImageModel {
             let hyper: Vec<f32> = hyper.into_iter().map(crate::nn::fixed::to_float).collect();
             y_hat = context.reconstruct(y_hat, from_host(hyper, [1, 2 * m, h, w], device));
         }
-        Ok(self.g_s.forward(y_hat * self.gains(quality_tensor(q, device), true)))
+        Ok(self.synthesis_at(y_hat, q))
     }
 
     /// Video (stem models): compresses one padded frame at quality index `q`, as an intra frame

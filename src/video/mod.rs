@@ -238,8 +238,7 @@ pub fn frame_quality(orig: &Video, i: usize, yuv: &Frame, rgb: &RgbImage) -> (f6
     let a = &orig.frames[i];
     let (y, u, v) = (plane_psnr(&a.y, &yuv.y), plane_psnr(&a.u, &yuv.u), plane_psnr(&a.v, &yuv.v));
     let ra = orig.rgb(i);
-    let fits = orig.width.min(orig.height) >= crate::metrics::MS_SSIM_MIN_SIDE as usize;
-    let ms = if fits { crate::metrics::ms_ssim(&ra, rgb) } else { f64::NAN };
+    let ms = crate::metrics::ms_ssim(&ra, rgb);
     (crate::metrics::psnr(&ra, rgb), y, (6.0 * y + u + v) / 8.0, ms)
 }
 
