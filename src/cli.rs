@@ -193,3 +193,9 @@ impl VideoOutArgs {
         }
     }
 }
+
+/// `--geometry WxH` of raw .yuv input.
+pub fn parse_geometry(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s.split_once('x').ok_or("expected WxH")?;
+    Ok((w.parse().map_err(|_| "bad width")?, h.parse().map_err(|_| "bad height")?))
+}

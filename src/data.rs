@@ -34,6 +34,15 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The Kodak folder: `explicit`, else `$NCODEC_DATA/kodak`, else `../shared/datasets/kodak`.
+pub fn kodak_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(d) = explicit {
+        return Ok(d);
+    }
+    let candidates = [std::env::var_os("NCODEC_DATA").map(|d| PathBuf::from(d).join("kodak")), Some(PathBuf::from("../shared/datasets/kodak"))];
+    candidates.into_iter().flatten().find(|p| p.is_dir()).ok_or_else(|| Error::Unsupported("no Kodak folder found: pass --data-dir or set NCODEC_DATA".into()))
+}
+
 /// How [`write_subset`] shrinks a training set to a byte budget.
 #[derive(Debug, Clone)]
 pub struct SubsetOptions {

@@ -14,6 +14,7 @@ pub mod models;
 pub mod nerv;
 pub mod nn;
 pub mod refine;
+pub mod ship;
 pub mod train;
 pub mod train_stem;
 pub mod train_vq;

@@ -80,6 +80,25 @@ fn reports_roundtrip_and_compare() {
     assert!(published.published);
     let csv = std::fs::read_to_string(d.join("jpeg.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4);
+    // The per-image CSV reads back row for row, by column name (what a stem card records).
+    let again = report::read_codec(d, "jpeg").unwrap();
+    assert_eq!(again.len(), rows.len());
+    for (a, b) in again.iter().zip(&rows) {
+        assert!(a.image == b.image && a.setting == b.setting && a.bytes == b.bytes, "{a:?} vs {b:?}");
+        assert!((a.bpp - b.bpp).abs() < 1e-6 && (a.psnr - b.psnr).abs() < 1e-4 && (a.psnr_yuv - b.psnr_yuv).abs() < 1e-4 && (a.decode_s - b.decode_s).abs() < 1e-4);
+    }
+    let swapped = csv.replacen("image,setting,bytes,bpp", "setting,image,bytes,bpp", 1);
+    let swapped: String = swapped.lines().enumerate().map(|(i, l)| {
+        let mut f: Vec<&str> = l.split(',').collect();
+        if i > 0 {
+            f.swap(0, 1);
+        }
+        f.join(",") + "\n"
+    }).collect();
+    std::fs::write(d.join("swapped.csv"), swapped).unwrap();
+    assert_eq!(report::read_codec(d, "swapped").unwrap()[2].setting, rows[2].setting, "columns are found by name");
+    std::fs::write(d.join("short.csv"), "image,setting,bytes,bpp\na.png,1,10,0.5\n").unwrap();
+    assert!(report::read_codec(d, "short").is_err(), "a CSV without the metric columns is refused");
 
     // The same curve under another name is 0 % / 0 dB from the anchor; a curve with every rate
     // 10 % higher is +10 %.

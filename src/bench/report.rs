@@ -71,6 +71,44 @@ pub fn write_codec(dir: &Path, name: &str, description: &str, rows: &[Row]) -> R
     crate::io::write_atomic(&dir.join(format!("{name}.json")), serde_json::to_string_pretty(&json).unwrap().as_bytes())
 }
 
+/// Reads back the per-image rows that [`write_codec`] wrote to `<dir>/<name>.csv`, by column
+/// name, so a reader does not depend on the column order.
+pub fn read_codec(dir: &Path, name: &str) -> Result<Vec<Row>> {
+    let path = dir.join(format!("{name}.csv"));
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let bad = |what: String| Error::Format(format!("{}: {what}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().ok_or_else(|| bad("empty file".into()))?.split(',').collect();
+    let col = |key: &str| header.iter().position(|h| *h == key).ok_or_else(|| bad(format!("no column '{key}'")));
+    let [image, setting, bytes, bpp, psnr, psnr_y, psnr_yuv, ms_ssim, enc, dec] =
+        ["image", "setting", "bytes", "bpp", "psnr_rgb", "psnr_y", "psnr_yuv", "ms_ssim_rgb", "encode_s", "decode_s"].map(col);
+    let (image, setting, bytes) = (image?, setting?, bytes?);
+    let floats = [bpp?, psnr?, psnr_y?, psnr_yuv?, ms_ssim?, enc?, dec?];
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() != header.len() {
+                return Err(bad(format!("row of {} fields, header has {}: {line}", f.len(), header.len())));
+            }
+            let number = |i: usize| f[i].parse::<f64>().map_err(|_| bad(format!("not a number: '{}'", f[i])));
+            let [bpp, psnr, psnr_y, psnr_yuv, ms_ssim, encode_s, decode_s] = [0, 1, 2, 3, 4, 5, 6].map(|k| number(floats[k]));
+            Ok(Row {
+                image: f[image].to_string(),
+                setting: f[setting].parse().map_err(|_| bad(format!("bad setting '{}'", f[setting])))?,
+                bytes: f[bytes].parse().map_err(|_| bad(format!("bad byte count '{}'", f[bytes])))?,
+                bpp: bpp?,
+                psnr: psnr?,
+                psnr_y: psnr_y?,
+                psnr_yuv: psnr_yuv?,
+                ms_ssim: ms_ssim?,
+                encode_s: encode_s?,
+                decode_s: decode_s?,
+            })
+        })
+        .collect()
+}
+
 /// Reads a results file in CompressAI's schema (`psnr-rgb` or `psnr`, `ms-ssim-rgb` or
 /// `ms-ssim`), e.g. the VTM/BPG curves CompressAI publishes, as a published curve; a file that
 /// `ncodec bench` wrote (its `source` says so) stays a measured curve, with all its columns.

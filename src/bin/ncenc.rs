@@ -31,7 +31,7 @@ struct Args {
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Raw .yuv input: frame size WxH (else taken from the file name).
-    #[arg(long, value_parser = parse_geometry)]
+    #[arg(long, value_parser = ncodec::cli::parse_geometry)]
     geometry: Option<(usize, usize)>,
     /// Images: refine the latent with this many gradient steps on the rate-distortion cost
     /// before coding (slower encode, smaller file at equal quality; decoders need nothing new).
@@ -50,11 +50,6 @@ struct Args {
     /// Print nothing on success.
     #[arg(long)]
     quiet: bool,
-}
-
-fn parse_geometry(s: &str) -> Result<(usize, usize), String> {
-    let (w, h) = s.split_once('x').ok_or("expected WxH")?;
-    Ok((w.parse().map_err(|_| "bad width")?, h.parse().map_err(|_| "bad height")?))
 }
 
 fn main() -> ExitCode {

@@ -82,6 +82,9 @@ impl Architecture {
     }
 }
 
+/// λ per quality level, 1 (smallest file) … 8 (best quality): CompressAI's MSE set.
+pub const DEFAULT_LAMBDAS: [f64; 8] = [0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800];
+
 /// Everything needed to rebuild a model's structure (stored in weight files and cards).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {

@@ -1,0 +1,110 @@
+//! `ncodec transcode`: transcode a video through a learned video codec and back: fit, write the stream, decode it, write the output (.y4m, .mp4/.mkv/.mov, or a folder of PNGs). Prints the stream's bpp (from its bytes), RGB PSNR, encode time and decode speed.
+
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input video: .y4m, .yuv (with --geometry or WxH in the name), or anything ffmpeg reads.
+    pub input: PathBuf,
+    /// Output video: .y4m, .mp4/.mkv/.mov (x264/x265, see --crf, --lossless), or folder/.
+    pub output: PathBuf,
+    /// Codec the video goes through.
+    #[arg(long, default_value = "nerv")]
+    pub via: String,
+    /// Quality level: 1..=8 (stem), 1..=6 (nerv; --bpp overrides it).
+    #[arg(short, long, default_value_t = 3)]
+    pub quality: u8,
+    /// Also keep the .ncod stream here.
+    #[arg(long)]
+    pub stream: Option<PathBuf>,
+    /// Raw .yuv input: frame size WxH.
+    #[arg(long, value_parser = ncodec::cli::parse_geometry)]
+    pub geometry: Option<(usize, usize)>,
+    #[command(flatten)]
+    pub nerv: ncodec::cli::NervArgs,
+    #[command(flatten)]
+    pub video_out: ncodec::cli::VideoOutArgs,
+    #[command(flatten)]
+    pub backend: ncodec::cli::BackendArgs,
+}
+
+pub fn run(a: Args) -> ncodec::Result<()> {
+    if !ncodec::cli::is_video_codec(&a.via) {
+        return Err(ncodec::Error::Unsupported(format!(
+            "cannot transcode via '{}' (video codecs: stem, nerv)",
+            a.via
+        )));
+    }
+    // Refuse a bad output before minutes of fitting.
+    ncodec::video::write::output_kind(&a.output)?;
+    let video = ncodec::video::Video::open(&a.input, a.geometry, a.nerv.frames)?;
+    let backend = a.backend.select()?;
+    if a.via == ncodec::stem::CODEC_NAME {
+        return transcode_stem(&a, &video, backend);
+    }
+    let enc = a.nerv.encode(&video, a.quality, &backend.device, false)?;
+    if let Some(s) = &a.stream {
+        ncodec::io::write_atomic(s, &enc.bytes)?;
+    }
+    let t = std::time::Instant::now();
+    let (info, frames) = ncodec::nerv::decode(
+        &ncodec::container::Container::parse(&enc.bytes)?,
+        None,
+        &backend.device,
+    )?;
+    let decode_s = t.elapsed().as_secs_f64();
+    ncodec::video::write::write_video(&a.output, &frames, info.fps, &a.video_out.options())?;
+    let (psnr, _, psnr_yuv, _) = ncodec::video::quality_rgb(&video, &frames)?;
+    let px = (video.width * video.height * video.frames.len()) as f64;
+    eprintln!(
+        "{}x{} x {} frames via nerv q{}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB (YUV {:.2}), encoded in {:.1} s, decoded at {:.1} fps on {}",
+        video.width,
+        video.height,
+        video.frames.len(),
+        enc.quality,
+        enc.bytes.len(),
+        enc.bytes.len() as f64 * 8.0 / px,
+        psnr,
+        psnr_yuv,
+        enc.seconds,
+        frames.len() as f64 / decode_s,
+        backend.name
+    );
+    Ok(())
+}
+
+/// stem transcode: encode, keep the stream if asked, decode frame by frame into the output
+/// (bounded memory), measuring each frame against the source on the way.
+fn transcode_stem(
+    a: &Args,
+    video: &ncodec::video::Video,
+    backend: ncodec::backend::Selected,
+) -> ncodec::Result<()> {
+    let codec = ncodec::codec::Codec::open_on(ncodec::stem::CODEC_NAME, None, backend.device)?;
+    let enc = ncodec::cli::encode_stem(&codec, video, a.quality, &a.nerv, false)?;
+    if let Some(s) = &a.stream {
+        ncodec::io::write_atomic(s, &enc.bytes)?;
+    }
+    let row = ncodec::bench::decode_stem_to(
+        &codec,
+        video,
+        &enc.bytes,
+        Some((&a.output, &a.video_out.options())),
+    )?;
+    eprintln!(
+        "{}x{} x {} frames via stem q{} gop {}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB (YUV {:.2}), encoded in {:.1} s, decoded at {:.1} fps on {}",
+        video.width,
+        video.height,
+        video.frames.len(),
+        a.quality,
+        ncodec::stem::intra_period(a.nerv.gop, video.frames.len()),
+        enc.bytes.len(),
+        row.bpp,
+        row.psnr,
+        row.psnr_yuv,
+        enc.seconds,
+        video.frames.len() as f64 / row.decode_s,
+        backend.name
+    );
+    Ok(())
+}
