@@ -48,7 +48,7 @@ lean_binary() {
     # artifacts); target/release/ncodec is the lean binary until the next default build,
     # which `land` can use as well (it measures with --anchors none and ships).
     local dir=${NCODEC_GPU_TARGET_DIR:-target}
-    cargo build --release --quiet --no-default-features --features flex,vulkan --target-dir "$dir" --bin ncodec >&2
+    cargo build --release --quiet --no-default-features --features flex,vulkan,tools --target-dir "$dir" --bin ncodec >&2
     echo "$dir/release/ncodec"
 }
 
@@ -71,7 +71,7 @@ cmd_pack() {
     [[ -d $data ]] || die "no training photos at $data (set NCODEC_DATA)"
     grep -qx '/.gpu/' .gitignore || die ".gpu/ must be ignored by git (.gitignore)"
 
-    [[ -n ${NCODEC_GPU_BIN:-} ]] || echo "building the lean binary (features flex, vulkan)" >&2
+    [[ -n ${NCODEC_GPU_BIN:-} ]] || echo "building the lean binary (features flex, vulkan, tools)" >&2
     local bin
     bin=$(lean_binary)
     rm -rf "$PACK"

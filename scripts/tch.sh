@@ -29,7 +29,7 @@ case ${1:-} in
             python3 -m venv "$venv"
             "$venv/bin/pip" install -q "torch==$TORCH_VERSION" numpy pillow
         fi
-        PATH=$venv/bin:$PATH LIBTORCH_USE_PYTORCH=1 cargo build --release --no-default-features --features flex,tch \
+        PATH=$venv/bin:$PATH LIBTORCH_USE_PYTORCH=1 cargo build --release --no-default-features --features flex,tch,tools \
             --target-dir target/tch --bin ncodec
         echo "built $bin; run it through: scripts/tch.sh run <ncodec arguments>"
         ;;

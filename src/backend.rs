@@ -137,6 +137,15 @@ impl Backend {
     }
 }
 
+/// The CPU model, thread count and default backend, as cards and bench reports record them.
+pub fn hardware_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpu}, {} threads, burn {} backend", rayon::current_num_threads(), name())
+}
+
 fn cpu() -> Result<Selected> {
     #[cfg(feature = "flex")]
     return Ok(Selected { name: "flex".into(), device: Device::flex() });

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::container::{Container, Header, Kind};
 use crate::error::{Error, Result};
-use crate::models::{PAD_MULTIPLE, Y_STRIDE, from_host, to_host};
+use crate::models::{PAD_MULTIPLE, Y_STRIDE};
+use crate::nn::{from_host, to_host};
 use crate::refine::Refinement;
 use crate::weights::{self, LoadedModel};
 

@@ -8,7 +8,8 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::models::{ImageModel, from_host, to_host};
+use crate::models::ImageModel;
+use crate::nn::{from_host, to_host};
 
 const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "ppm", "webp"];
 

@@ -1,35 +1,47 @@
-//! ncodec: learned image codecs with real bitstreams.
+//! ncodec: learned image and video codecs with real bitstreams.
+//!
+//! The core (always built): the container, weight files, entropy coding, latent codecs and
+//! models, the image codecs ([`Codec`]), the video codecs (`stem`, `nerv`) and video I/O.
+//! With the `tools` feature (on by default): training, shipping, benchmarking, crosscheck,
+//! dataset downloads and the command-line helpers the binaries are made of.
 
 pub mod backend;
+pub mod bdrate;
 pub mod bytes;
-pub mod cli;
-pub mod data;
+pub mod codec;
+pub mod container;
 pub mod entropy;
 pub mod error;
-pub mod fetch;
+// Fuzz entry points run the codecs on the CPU backend.
+#[cfg(feature = "flex")]
 pub mod fuzzing;
 pub mod io;
 pub mod limits;
+pub mod manifest;
+pub mod metrics;
 pub mod models;
 pub mod nerv;
 pub mod nn;
 pub mod refine;
-pub mod ship;
-pub mod train;
-pub mod train_stem;
-pub mod train_vq;
-pub mod weights;
-
-pub use error::{Error, Result};
-pub mod codec;
-pub mod container;
-pub mod manifest;
-pub mod metrics;
-
-pub use codec::{Codec, decode_image, encode_image};
-pub mod bench;
 pub mod stem;
 pub mod synthetic;
 pub mod video;
-pub mod bdrate;
+pub mod weights;
+
+#[cfg(feature = "tools")]
+pub mod bench;
+#[cfg(feature = "tools")]
+pub mod cli;
+#[cfg(feature = "tools")]
 pub mod crosscheck;
+#[cfg(feature = "tools")]
+pub mod data;
+#[cfg(feature = "tools")]
+pub mod fetch;
+#[cfg(feature = "tools")]
+pub mod ship;
+#[cfg(feature = "tools")]
+pub mod train;
+
+pub use codec::{Codec, decode_image, encode_image};
+pub use error::{Error, Result};

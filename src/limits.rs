@@ -48,37 +48,3 @@ pub fn set(l: Limits) {
         CURRENT[i].store(v, Ordering::Relaxed);
     }
 }
-
-/// `--max-*` flags shared by the binaries.
-#[derive(clap::Args, Debug, Clone)]
-pub struct LimitArgs {
-    /// Refuse images/frames wider or taller than this (default 16384).
-    #[arg(long, global = true)]
-    pub max_side: Option<u64>,
-    /// Refuse images/frames with more pixels than this (default 16777216 = 16 MP).
-    #[arg(long, global = true)]
-    pub max_pixels: Option<u64>,
-    /// Refuse input files larger than this many bytes (default 1 GiB).
-    #[arg(long, global = true)]
-    pub max_input_bytes: Option<u64>,
-    /// Refuse to hold more than this many bytes of decoded video (default 8 GiB).
-    #[arg(long, global = true)]
-    pub max_video_bytes: Option<u64>,
-    /// Refuse videos with more frames than this (default 1048576).
-    #[arg(long, global = true)]
-    pub max_frames: Option<u64>,
-}
-
-impl LimitArgs {
-    /// Puts the flags into force.
-    pub fn apply(&self) {
-        let d = Limits::default();
-        set(Limits {
-            max_side: self.max_side.unwrap_or(d.max_side),
-            max_pixels: self.max_pixels.unwrap_or(d.max_pixels),
-            max_input_bytes: self.max_input_bytes.unwrap_or(d.max_input_bytes),
-            max_video_bytes: self.max_video_bytes.unwrap_or(d.max_video_bytes),
-            max_frames: self.max_frames.unwrap_or(d.max_frames),
-        });
-    }
-}

@@ -73,7 +73,7 @@ pub fn refine_latent(model: &ImageModel, config: &ModelConfig, x: Tensor<4>, y0:
     // as nothing else in the process draws random numbers meanwhile (ncenc draws none).
     let _one_at_a_time = SEARCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     ad.seed(SEED);
-    let net = crate::train::reload(model, config, &ad).model.no_grad();
+    let net = crate::weights::copy_to(model, config, &ad).model.no_grad();
     let (h, w) = size;
     let target = x.to_device(&ad).autodiff().narrow(2, 0, h).narrow(3, 0, w);
     let qt = Tensor::<1, Int>::from_ints([q as i64], &ad);

@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 use crate::entropy::BottleneckTables;
 use crate::bytes::Reader;
 use crate::error::{Error, Result};
-use crate::models::{CodingTables, ImageModel, ModelConfig, from_host, to_host};
+use crate::models::{CodingTables, ImageModel, ModelConfig};
+use crate::nn::{from_host, to_host};
 
 const MAGIC: &[u8; 4] = b"NCW1";
 /// Refuse absurd files before allocating for them.
@@ -170,6 +171,13 @@ pub fn init_prefix(source: &ImageModel, model: ImageModel) -> Result<ImageModel>
 }
 
 type Tensors = Vec<(Vec<usize>, Vec<f32>)>;
+
+/// A copy of `model` (parameters and coding tables, fp32) on `device`, through the weight
+/// format itself: what moves a model between backends (e.g. onto the autodiff device).
+pub fn copy_to(model: &ImageModel, config: &ModelConfig, device: &Device) -> LoadedModel {
+    let bytes = to_bytes(config, model, &model.export_tables(), Precision::F32);
+    from_bytes(&bytes, device).expect("a model's own serialization loads")
+}
 
 pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     let digest: [u8; 32] = Sha256::digest(bytes).into();

@@ -60,15 +60,15 @@ fn check(cin: usize, cout: usize, h: usize, wd: usize, batch: usize, stride_w: u
     let opts = ConvTransposeOptions::new([s, s], [p, p], [op, op], [1, 1], 1);
     let out = conv_transpose2d(x.clone(), wt.clone(), None, opts);
     assert_eq!(out.dims(), [batch, cout, oh, ow]);
-    let got = ncodec::models::to_host(out.clone());
+    let got = ncodec::nn::to_host(out.clone());
     for (a, b) in got.iter().zip(&want) {
         assert!((a - b).abs() < 1e-4, "forward {a} vs {b}");
     }
     let rt = Tensor::<4>::from_data(TensorData::new(r.clone(), [batch, cout, oh, ow]), &device);
     let loss = (out * rt).sum();
     let grads = loss.backward();
-    let gw = ncodec::models::to_host(wt.grad(&grads).unwrap());
-    let gx = ncodec::models::to_host(x.grad(&grads).unwrap());
+    let gw = ncodec::nn::to_host(wt.grad(&grads).unwrap());
+    let gx = ncodec::nn::to_host(x.grad(&grads).unwrap());
     let objective = |inp: &[f32], w: &[f32]| -> f64 {
         let o: Vec<f32> = (0..batch).flat_map(|b| naive(&inp[b * per..(b + 1) * per], w, cin, cout, h, wd, k, s, p, op).0).collect();
         o.iter().zip(&r).map(|(a, b)| *a as f64 * *b as f64).sum()

@@ -39,7 +39,7 @@ struct Args {
     #[command(flatten)]
     backend: ncodec::cli::BackendArgs,
     #[command(flatten)]
-    limits: ncodec::limits::LimitArgs,
+    limits: ncodec::cli::LimitArgs,
     #[arg(long)]
     quiet: bool,
 }

@@ -46,7 +46,7 @@ struct Args {
     #[command(flatten)]
     backend: ncodec::cli::BackendArgs,
     #[command(flatten)]
-    limits: ncodec::limits::LimitArgs,
+    limits: ncodec::cli::LimitArgs,
     /// Print nothing on success.
     #[arg(long)]
     quiet: bool,

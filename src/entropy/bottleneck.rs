@@ -117,7 +117,7 @@ struct HostDensity {
 impl HostDensity {
     fn from_module(m: &EntropyBottleneck) -> Self {
         let read = |t: Tensor<3>| -> Vec<f64> {
-            crate::models::to_host(t).into_iter().map(|v| v as f64).collect()
+            crate::nn::to_host(t).into_iter().map(|v| v as f64).collect()
         };
         let mut layers = vec![];
         for i in 0..m.matrices.len() {

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entropy::{BottleneckTables, EntropyBottleneck, GaussianConditional, GaussianParams, SymbolDecoder, SymbolEncoder, gaussian_likelihood};
 use crate::error::{Error, Result};
+use crate::nn::{from_host, to_host};
 pub use multiref::{ContextModel, IntegerContext};
 pub use transforms::IntegerHyperSynthesis;
 pub use vq::{Codebook, Codebooks, PriorSet, VqConfig, VqLatent, VqPreset};
@@ -768,11 +769,3 @@ fn check_len(len: usize, want: usize) -> Result<()> {
     if len == want { Ok(()) } else { Err(Error::Format("latent geometry does not match the hyperprior".into())) }
 }
 
-/// Tensor → host `f32` values (row-major).
-pub fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>().expect("f32 tensor data")
-}
-
-pub fn from_host<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(v, shape), device)
-}

@@ -673,7 +673,7 @@ impl IntegerSlice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{from_host, to_host};
+    use crate::nn::{from_host, to_host};
     use crate::nn::fixed::to_fixed;
 
     /// Records the parameters the integer model codes each element with.

@@ -22,7 +22,8 @@ use crate::nn::fixed::{Activation, FixedConv};
 use crate::nn::{Gdn, conv, deconv};
 
 /// Which analysis/synthesis transforms a model has (recorded in weight files; absent = GDN).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "tools", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Transforms {
     /// Four 5x5 stride-2 convolutions with GDN/IGDN between them (Ballé 2018).
@@ -40,8 +41,11 @@ impl Transforms {
 
     /// The `--transforms` value that selects these transforms.
     pub fn flag(self) -> String {
-        use clap::ValueEnum;
-        self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+        match self {
+            Transforms::Gdn => "gdn",
+            Transforms::GdnResidual => "gdn-residual",
+        }
+        .to_string()
     }
 
     pub fn name(self) -> &'static str {
@@ -355,8 +359,17 @@ impl IntegerHyperSynthesis {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(feature = "tools")]
+    #[test]
+    fn flags_are_the_command_line_values() {
+        use clap::ValueEnum;
+        for t in super::Transforms::value_variants() {
+            assert_eq!(t.to_possible_value().unwrap().get_name(), t.flag());
+        }
+    }
+
     use super::*;
-    use crate::models::to_host;
+    use crate::nn::to_host;
     use crate::nn::fixed::to_float;
 
     /// Added residual stages leave a trained transform's output exactly as it was, and are

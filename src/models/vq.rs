@@ -29,7 +29,7 @@ use crate::bytes::Reader;
 use crate::entropy::{CdfTable, SymbolDecoder, SymbolEncoder};
 use crate::entropy::coder::quantize_pmf;
 use crate::error::{Error, Result};
-use crate::models::{from_host, to_host};
+use crate::nn::{from_host, to_host};
 
 /// One rate point: how many residual levels are coded, and the size of the level-0 codebook
 /// (the full `codes`, or a k-means reduction of it).

@@ -24,7 +24,7 @@ use rand::seq::SliceRandom;
 use super::model::{NervConfig, NervDecoder, NervNet};
 use super::stream::{QuantGroup, StreamInfo, decode_group, encode_group};
 use crate::error::Result;
-use crate::models::{from_host, to_host};
+use crate::nn::{from_host, to_host};
 
 #[derive(Debug, Clone)]
 pub struct FitOptions {

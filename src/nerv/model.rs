@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::models::{from_host, to_host};
+use crate::nn::{from_host, to_host};
 
 /// Geometry and widths of a nerv network. Everything the decoder needs to rebuild it is
 /// here; the stream header carries it.

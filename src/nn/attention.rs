@@ -105,7 +105,7 @@ fn round_div(num: i128, den: i128) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{from_host, to_host};
+    use crate::nn::{from_host, to_host};
     use crate::nn::fixed::{to_fixed, to_float};
 
     #[test]

@@ -18,7 +18,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use rayon::prelude::*;
 
-use crate::models::to_host;
+use crate::nn::to_host;
 
 /// Fractional bits of every fixed-point activation.
 pub const FRAC_BITS: u32 = 12;

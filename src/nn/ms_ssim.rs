@@ -59,7 +59,7 @@ pub fn ms_ssim(mut x: Tensor<4>, mut y: Tensor<4>) -> Tensor<1> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{from_host, to_host};
+    use crate::nn::{from_host, to_host};
 
     #[test]
     fn matches_the_metric() {

@@ -174,7 +174,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         } else {
             "images in parallel (times indicative only; use --timing)"
         },
-        ncodec::train::hardware_description(),
+        ncodec::backend::hardware_description(),
         backend.name
     );
     write_report(a, &title, &setup, curves)

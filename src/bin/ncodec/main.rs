@@ -31,7 +31,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     #[command(flatten)]
-    limits: ncodec::limits::LimitArgs,
+    limits: ncodec::cli::LimitArgs,
 }
 
 #[derive(Subcommand)]

@@ -67,7 +67,7 @@ pub struct Args {
     pub vq_codes: usize,
     /// vq: what the decoder minimises.
     #[arg(long, value_enum, default_value = "mse")]
-    pub vq_loss: ncodec::train_vq::VqLoss,
+    pub vq_loss: ncodec::train::vq::VqLoss,
     /// vq: train the encoder too (straight-through, commitment loss) instead of only g_s.
     #[arg(long)]
     pub train_encoder: bool,
@@ -115,7 +115,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
             transforms: a.transforms,
         }
     };
-    let vq = ncodec::train_vq::VqTrainOptions {
+    let vq = ncodec::train::vq::VqTrainOptions {
         loss: a.vq_loss,
         train_encoder: a.train_encoder,
         ..Default::default()

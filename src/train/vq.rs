@@ -15,7 +15,6 @@
 //! default) the latents are computed once and cached, and only g_s trains, scored on crop
 //! interiors (a latent crop of a whole image decodes with zeros beyond its edges).
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -23,40 +22,19 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 
 use crate::data::LatentSet;
 use crate::error::{Error, Result};
 use crate::models::vq::{self, Codebook, Codebooks, kmeans};
-use crate::models::{ImageModel, VqConfig, from_host, to_host};
-use crate::train::{TrainOptions, TrainState};
+use crate::models::{ImageModel, VqConfig};
+use crate::nn::{from_host, to_host};
+pub use super::session::{VqLoss, VqTrainOptions};
+use super::session::{self, TrainOptions, TrainState, Trainer, checkpoint, optimizer, resume_run, start_run};
+use crate::data::TrainSet;
 use crate::weights;
 
-/// What the decoder is trained to minimise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum VqLoss {
-    #[default]
-    Mse,
-    MsSsim,
-}
 
-#[derive(Debug, Clone)]
-pub struct VqTrainOptions {
-    pub loss: VqLoss,
-    /// Train g_a too (straight-through estimator and commitment loss) instead of only g_s.
-    pub train_encoder: bool,
-    /// Commitment weight β (with `train_encoder`).
-    pub commitment: f64,
-    /// EMA decay of the codebook statistics.
-    pub decay: f64,
-}
 
-impl Default for VqTrainOptions {
-    fn default() -> Self {
-        Self { loss: VqLoss::Mse, train_encoder: false, commitment: 0.25, decay: 0.99 }
-    }
-}
 
 /// Running codebook statistics: per level, EMA of code counts and of the residual sums.
 struct Ema {
@@ -202,8 +180,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     let device = crate::backend::device().autodiff();
     let plain = crate::backend::device();
     let dir = &opts.ckpt_dir;
-    let (set, mut state) = crate::train::start_run(opts)?;
-    let (mut model, mut optim, resumed) = match crate::train::resume_run(opts, &mut state, &device)? {
+    let (set, mut state) = start_run(opts)?;
+    let (model, optim, resumed) = match resume_run(opts, &mut state, &device)? {
         Some((m, o)) => (m, o, true),
         None => {
             let init = opts.init_from.as_ref().ok_or_else(|| Error::Unsupported("VQ training starts from a trained model's transforms: give --init-from (e.g. codecs/mlic/weights.ncw)".into()))?;
@@ -213,7 +191,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
                 return Err(Error::Unsupported(format!("{} has N={}, M={}, --transforms {}; give the same --n, --m and --transforms", init.display(), c.n, c.m, c.transforms.flag())));
             }
             eprintln!("transforms from {}", init.display());
-            (opts.config.init(&device).with_transforms_of(&loaded.model), crate::train::optimizer(), false)
+            (opts.config.init(&device).with_transforms_of(&loaded.model), optimizer(), false)
         }
     };
     let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_add(state.step as u64));
@@ -222,12 +200,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     // Latents of the current g_a (cached by its digest): codebook init, frozen-encoder batches
     // and the priors.
     let latents_of = |model: &ImageModel| -> Result<LatentSet> {
-        let frozen = crate::train::reload(model, &opts.config, &plain).model;
+        let frozen = crate::weights::copy_to(model, &opts.config, &plain).model;
         LatentSet::cached(&dir.join("latents.bin"), &frozen.analysis_digest(), &set, &frozen, &plain)
     };
-    let mut latents = latents_of(&model)?;
+    let latents = latents_of(&model)?;
     let ema_path = dir.join("vq_ema.bin");
-    let (mut books, mut ema) = if resumed {
+    let (books, ema) = if resumed {
         let books = model.vq_latent().expect("VQ model").host();
         let ema = Ema::from_bytes(&std::fs::read(&ema_path).map_err(|e| Error::io(&ema_path, e))?)?;
         if ema.counts.len() != books.levels.len() {
@@ -242,94 +220,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         (books, ema)
     };
 
-    let mut log = crate::train::open_log(dir, "step,seconds,loss,mse,psnr,psnr_all_levels,perplexity_level0,restarts", state.step)?;
-    let bar = crate::train::progress_bar(opts, &state);
-    let start = Instant::now();
-    let base_seconds = state.seconds;
-    let m = opts.config.m;
-    let size = opts.crop / crate::models::Y_STRIDE;
-    let mut acc = Accumulator::default();
-    let save = |model: &ImageModel, books: &Codebooks, ema: &Ema, optim: &ModuleOptimizer, state: &TrainState| -> Result<ImageModel> {
-        let model = model.clone().with_codebooks(books);
-        crate::io::write_atomic(&ema_path, &ema.to_bytes())?;
-        crate::train::checkpoint(&model, optim, state, dir)?;
-        Ok(model)
-    };
-    while state.step < opts.steps {
-        if opts.minutes.is_some_and(|mins| start.elapsed().as_secs_f64() > mins * 60.0) {
-            break;
-        }
-        // y on the host for the quantizer; x and (with a trainable encoder) y on the device.
-        let (x, y_dev, y_host, border) = if vopts.train_encoder {
-            let x = set.batch(&mut rng, opts.batch, opts.crop, &device);
-            let y = model.analyze(x.clone());
-            let host = to_host(y.clone().detach());
-            (x, Some(y), host, 0)
-        } else {
-            let (y, x) = latents.batch(&set, &mut rng, opts.batch, size, &plain)?;
-            (x.to_device(&device), None, to_host(y), (2 * crate::models::Y_STRIDE).min(opts.crop / 4))
-        };
-        let [b, _, h, w] = x.dims();
-        let (s_h, s_w) = (h / crate::models::Y_STRIDE, w / crate::models::Y_STRIDE);
-        let per = m * s_h * s_w;
-        let vectors: Vec<f32> = y_host.chunks(per).flat_map(|s| vq::planar_to_vectors(s, m)).collect();
-        let (idx, _) = books.quantize(&vectors, cfg.levels, &books.levels[0]);
-        // Quantizer dropout: sample i decodes from its first `keep[i]` levels.
-        let keep: Vec<usize> = (0..b).map(|_| rng.gen_range(1..=cfg.levels)).collect();
-        let positions = s_h * s_w;
-        let mut y_q = Vec::with_capacity(vectors.len());
-        for (i, &k) in keep.iter().enumerate() {
-            let part: Vec<Vec<u32>> = idx[..k].iter().map(|ks| ks[i * positions..(i + 1) * positions].to_vec()).collect();
-            y_q.extend(vq::vectors_to_planar(&books.reconstruct(&part, &books.levels[0]), m));
-        }
-        let (perplexity, _) = vq::usage(&idx[0], cfg.codes);
-        let restarts = ema.update(&mut books, &vectors, &idx, vopts.decay, &mut rng);
-        let y_q = from_host(y_q, [b, m, s_h, s_w], &device);
-        let (y_hat, commitment) = match y_dev {
-            Some(y) => {
-                let commit = (y.clone() - y_q.clone()).powi_scalar(2).mean().mul_scalar(vopts.commitment);
-                (y.clone() + (y_q - y).detach(), Some(commit))
-            }
-            None => (y_q, None),
-        };
-        let x_hat = model.synthesis(y_hat);
-        let interior = |t: Tensor<4>| if border == 0 { t } else { t.narrow(2, border, h - 2 * border).narrow(3, border, w - 2 * border) };
-        let (x_hat, x) = (interior(x_hat), interior(x));
-        let mse_each = (x_hat.clone() - x.clone()).powi_scalar(2).reshape([b as i32, -1]).mean_dim(1).reshape([b]);
-        let distortion = match vopts.loss {
-            VqLoss::Mse => mse_each.clone().mean().mul_scalar(650.0),
-            VqLoss::MsSsim => crate::nn::ms_ssim::ms_ssim(x_hat.clamp(0.0, 1.0), x).neg().add_scalar(1.0).mean().mul_scalar(30.0),
-        };
-        let loss = match commitment {
-            Some(c) => distortion + c,
-            None => distortion,
-        };
-        let loss_value = to_host(loss.clone())[0] as f64;
-        if !loss_value.is_finite() {
-            return Err(Error::Codec(format!("loss became {loss_value} at step {}", state.step + 1)));
-        }
-        let mse = to_host(mse_each.detach());
-        let grads = loss.backward();
-        let grads = if vopts.train_encoder { GradientsParams::from_grads(grads, &model) } else { GradientsParams::from_grads(grads, model.synthesis_module()) };
-        model = optim.step(opts.lr, model, grads);
-        state.step += 1;
-        state.seconds = base_seconds + start.elapsed().as_secs_f64();
-        acc.add(loss_value, &mse, &keep, cfg.levels, perplexity, restarts);
-        if state.step % 25 == 0 || state.step == opts.steps {
-            let line = acc.take();
-            bar.set_message(format!("psnr {:.2} (all levels {:.2}) perplexity₀ {:.0} restarts {}", line.psnr, line.psnr_all, line.perplexity, line.restarts));
-            writeln!(log, "{},{:.1},{:.5},{:.6},{:.3},{:.3},{:.1},{}", state.step, state.seconds, line.loss, line.mse, line.psnr, line.psnr_all, line.perplexity, line.restarts).ok();
-        }
-        bar.set_position(state.step as u64);
-        if state.step % opts.checkpoint_every == 0 {
-            model = save(&model, &books, &ema, &optim, &state)?;
-        }
-    }
-    bar.finish();
-    model = save(&model, &books, &ema, &optim, &state)?;
+    let mut trainer = VqTrainer { opts, cfg: cfg.clone(), model: Some(model), optim, books, ema, ema_path, set, latents, rng, plain, device, acc: Accumulator::default() };
+    let state = session::run(opts, state, &mut trainer)?;
+    let VqTrainer { model, mut books, ema, ema_path, set, mut latents, mut rng, plain, optim, .. } = trainer;
+    let model = model.expect("the model is put back after every step").with_codebooks(&books);
     // Reduced codebooks and priors, from the latents of the final encoder.
     if vopts.train_encoder {
-        latents = latents_of(&model)?;
+        let frozen = crate::weights::copy_to(&model, &opts.config, &plain).model;
+        latents = LatentSet::cached(&dir.join("latents.bin"), &frozen.analysis_digest(), &set, &frozen, &plain)?;
     }
     let usage: Vec<f64> = ema.counts[0].clone();
     reduce_codebooks(&cfg, &mut books, &usage, &mut rng);
@@ -341,8 +239,112 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         eprintln!("  level-0 codes {:>4}: held-out bits/symbol per pass [{}]", s.first_codes, parts.join(", "));
     }
     crate::io::write_atomic(&dir.join("priors.bin"), &vq::priors_to_bytes(&priors))?;
-    save(&model, &books, &ema, &optim, &state)?;
+    let model = model.with_codebooks(&books);
+    crate::io::write_atomic(&ema_path, &ema.to_bytes())?;
+    checkpoint(&model, &optim, &state, dir)?;
     Ok(state)
+}
+
+/// VQ decoder and codebook training as the session drives it.
+struct VqTrainer<'a> {
+    opts: &'a TrainOptions,
+    cfg: VqConfig,
+    /// Taken by each step (burn's optimizer consumes the model) and put back.
+    model: Option<ImageModel>,
+    optim: ModuleOptimizer,
+    /// The codebooks on the host: moved by EMA, folded into the model at each checkpoint.
+    books: Codebooks,
+    ema: Ema,
+    ema_path: std::path::PathBuf,
+    set: TrainSet,
+    latents: LatentSet,
+    rng: StdRng,
+    plain: Device,
+    device: Device,
+    acc: Accumulator,
+}
+
+impl Trainer for VqTrainer<'_> {
+    fn log_columns(&self) -> &'static str {
+        "loss,mse,psnr,psnr_all_levels,perplexity_level0,restarts"
+    }
+
+    fn step(&mut self, step: usize) -> Result<f64> {
+        let m = self.opts.config.m;
+        let size = self.opts.crop / crate::models::Y_STRIDE;
+        let model = self.model.take().expect("the model is put back after every step");
+        // y on the host for the quantizer; x and (with a trainable encoder) y on the device.
+        let (x, y_dev, y_host, border) = if self.opts.vq.train_encoder {
+            let x = self.set.batch(&mut self.rng, self.opts.batch, self.opts.crop, &self.device);
+            let y = model.analyze(x.clone());
+            let host = to_host(y.clone().detach());
+            (x, Some(y), host, 0)
+        } else {
+            let (y, x) = self.latents.batch(&self.set, &mut self.rng, self.opts.batch, size, &self.plain)?;
+            (x.to_device(&self.device), None, to_host(y), (2 * crate::models::Y_STRIDE).min(self.opts.crop / 4))
+        };
+        let [b, _, h, w] = x.dims();
+        let (s_h, s_w) = (h / crate::models::Y_STRIDE, w / crate::models::Y_STRIDE);
+        let per = m * s_h * s_w;
+        let vectors: Vec<f32> = y_host.chunks(per).flat_map(|s| vq::planar_to_vectors(s, m)).collect();
+        let (idx, _) = self.books.quantize(&vectors, self.cfg.levels, &self.books.levels[0]);
+        // Quantizer dropout: sample i decodes from its first `keep[i]` levels.
+        let keep: Vec<usize> = (0..b).map(|_| self.rng.gen_range(1..=self.cfg.levels)).collect();
+        let positions = s_h * s_w;
+        let mut y_q = Vec::with_capacity(vectors.len());
+        for (i, &k) in keep.iter().enumerate() {
+            let part: Vec<Vec<u32>> = idx[..k].iter().map(|ks| ks[i * positions..(i + 1) * positions].to_vec()).collect();
+            y_q.extend(vq::vectors_to_planar(&self.books.reconstruct(&part, &self.books.levels[0]), m));
+        }
+        let (perplexity, _) = vq::usage(&idx[0], self.cfg.codes);
+        let restarts = self.ema.update(&mut self.books, &vectors, &idx, self.opts.vq.decay, &mut self.rng);
+        let y_q = from_host(y_q, [b, m, s_h, s_w], &self.device);
+        let (y_hat, commitment) = match y_dev {
+            Some(y) => {
+                let commit = (y.clone() - y_q.clone()).powi_scalar(2).mean().mul_scalar(self.opts.vq.commitment);
+                (y.clone() + (y_q - y).detach(), Some(commit))
+            }
+            None => (y_q, None),
+        };
+        let x_hat = model.synthesis(y_hat);
+        let interior = |t: Tensor<4>| if border == 0 { t } else { t.narrow(2, border, h - 2 * border).narrow(3, border, w - 2 * border) };
+        let (x_hat, x) = (interior(x_hat), interior(x));
+        let mse_each = (x_hat.clone() - x.clone()).powi_scalar(2).reshape([b as i32, -1]).mean_dim(1).reshape([b]);
+        let distortion = match self.opts.vq.loss {
+            VqLoss::Mse => mse_each.clone().mean().mul_scalar(650.0),
+            VqLoss::MsSsim => crate::nn::ms_ssim::ms_ssim(x_hat.clamp(0.0, 1.0), x).neg().add_scalar(1.0).mean().mul_scalar(30.0),
+        };
+        let loss = match commitment {
+            Some(c) => distortion + c,
+            None => distortion,
+        };
+        let loss_value = to_host(loss.clone())[0] as f64;
+        if !loss_value.is_finite() {
+            return Err(Error::Codec(format!("loss became {loss_value} at step {}", step + 1)));
+        }
+        let mse = to_host(mse_each.detach());
+        let grads = loss.backward();
+        let grads = if self.opts.vq.train_encoder { GradientsParams::from_grads(grads, &model) } else { GradientsParams::from_grads(grads, model.synthesis_module()) };
+        self.model = Some(self.optim.step(self.opts.lr, model, grads));
+        self.acc.add(loss_value, &mse, &keep, self.cfg.levels, perplexity, restarts);
+        Ok(loss_value)
+    }
+
+    fn report(&mut self) -> (String, String) {
+        let l = self.acc.take();
+        (
+            format!("{:.5},{:.6},{:.3},{:.3},{:.1},{}", l.loss, l.mse, l.psnr, l.psnr_all, l.perplexity, l.restarts),
+            format!("psnr {:.2} (all levels {:.2}) perplexity₀ {:.0} restarts {}", l.psnr, l.psnr_all, l.perplexity, l.restarts),
+        )
+    }
+
+    fn checkpoint(&mut self, state: &TrainState) -> Result<()> {
+        let model = self.model.take().expect("the model is put back after every step").with_codebooks(&self.books);
+        crate::io::write_atomic(&self.ema_path, &self.ema.to_bytes())?;
+        checkpoint(&model, &self.optim, state, &self.opts.ckpt_dir)?;
+        self.model = Some(model);
+        Ok(())
+    }
 }
 
 /// Reads the priors a VQ training run left in its checkpoint directory.

@@ -17,7 +17,6 @@
 //! The sequences come from the training photos only: the one real clip with enough frames
 //! (BasketballPass) is the evaluation clip and stays out of training.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -30,8 +29,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::data::TrainSet;
 use crate::error::{Error, Result};
-use crate::models::{Architecture, ImageModel, Y_STRIDE, from_host, to_host};
-use crate::train::{TrainOptions, TrainState};
+use crate::models::{Architecture, ImageModel, Y_STRIDE};
+use crate::nn::{from_host, to_host};
+use super::session::{self, TrainOptions, TrainState, Trainer, checkpoint, optimizer, resume_run, start_run};
 use crate::weights;
 
 /// Frames per training sequence (one intra frame, then P-frames).
@@ -278,7 +278,7 @@ fn bpp_of(likelihoods: Vec<Tensor<4>>, pixels: f64) -> Tensor<1> {
 /// One step on a batch of latent sequences (`frames[t]`: `[B, M, s, s]`, gain-free).
 /// `compare`: also measure the P-frames as intra frames (a quarter more work).
 #[allow(clippy::too_many_arguments)]
-fn step(model: ImageModel, optim: &mut ModuleOptimizer, frozen: &ImageModel, medians: &[f32], frames: Vec<Tensor<4>>, q: &[usize], lr: f64, compare: bool, device: &Device) -> Result<(ImageModel, StemStats)> {
+fn stem_step(model: ImageModel, optim: &mut ModuleOptimizer, frozen: &ImageModel, medians: &[f32], frames: Vec<Tensor<4>>, q: &[usize], lr: f64, compare: bool, device: &Device) -> Result<(ImageModel, StemStats)> {
     let plain = frames[0].device();
     let [b, _, s, _] = frames[0].dims();
     let qt = Tensor::<1, Int>::from_ints(q.iter().map(|&v| v as i64).collect::<Vec<_>>().as_slice(), &plain);
@@ -307,11 +307,13 @@ fn step(model: ImageModel, optim: &mut ModuleOptimizer, frozen: &ImageModel, med
     Ok((optim.step(lr, model, grads), stats))
 }
 
+/// Trains stem's P-frame model on top of a trained mlic model (`--init-from`), whose parts
+/// stay frozen.
 pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     let device = crate::backend::device().autodiff();
     let plain = crate::backend::device();
-    let (set, mut state) = crate::train::start_run(opts)?;
-    let mut optim = crate::train::optimizer();
+    let (set, mut state) = start_run(opts)?;
+    let mut optim = optimizer();
     let init = opts.init_from.as_ref().ok_or_else(|| Error::Unsupported("stem training starts from a trained mlic model: pass --init-from codecs/mlic/weights.ncw".into()))?;
     let loaded = weights::load(init, &device)?;
     let want = (Architecture::MultiReference, opts.config.n, opts.config.m, &opts.config.lambdas, opts.config.transforms);
@@ -319,7 +321,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         let flag = loaded.config.transforms.flag();
         return Err(Error::Unsupported(format!("{}: stem needs an mlic model with the same N, M, λs and transforms (this one has --transforms {flag})", init.display())));
     }
-    let (model, fresh) = match crate::train::resume_run(opts, &mut state, &device)? {
+    let (model, fresh) = match resume_run(opts, &mut state, &device)? {
         Some((m, o)) => {
             optim = o;
             (m, false)
@@ -335,49 +337,68 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     } else {
         model
     };
-    let mut model = model;
     device.seed(opts.seed.wrapping_add(state.step as u64));
-    let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_add(state.step as u64));
-    let loaded = crate::train::reload(&model, &opts.config, &plain);
+    let rng = StdRng::seed_from_u64(opts.seed.wrapping_add(state.step as u64));
+    let loaded = crate::weights::copy_to(&model, &opts.config, &plain);
     let (frozen, medians) = (loaded.model, loaded.tables.bottleneck.parts().0.to_vec());
     let sequences = SequenceSet::cached(&opts.ckpt_dir.join("sequences.bin"), &frozen.analysis_digest(), &set, &frozen, opts.sequences, opts.crop, opts.seed, &plain)?;
-    let mut log = crate::train::open_log(&opts.ckpt_dir, "step,seconds,bpp_y_p,bpp_y_intra,saving_percent", state.step)?;
-    let bar = crate::train::progress_bar(opts, &state);
-    let start = Instant::now();
-    let base_seconds = state.seconds;
-    let q_levels = opts.config.qualities();
-    // Every 5th step also codes its P-frames as intra frames: the saving is measured on those.
-    let (mut acc_bpp, mut acc_n, mut cmp_bpp, mut cmp_intra) = (0.0, 0usize, 0.0, 0.0);
-    while state.step < opts.steps {
-        if opts.minutes.is_some_and(|m| start.elapsed().as_secs_f64() > m * 60.0) {
-            break;
-        }
-        let q: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..q_levels)).collect();
-        let frames = sequences.batch(&mut rng, opts.batch, &plain);
-        let (m, stats) = step(model, &mut optim, &frozen, &medians, frames, &q, opts.lr, state.step % 5 == 0, &device)?;
-        model = m;
-        state.step += 1;
-        state.seconds = base_seconds + start.elapsed().as_secs_f64();
-        if !stats.bpp.is_finite() {
-            return Err(Error::Codec(format!("loss became {} at step {}", stats.bpp, state.step)));
-        }
-        (acc_bpp, acc_n) = (acc_bpp + stats.bpp, acc_n + 1);
-        if let Some(intra) = stats.intra_bpp {
-            (cmp_bpp, cmp_intra) = (cmp_bpp + stats.bpp, cmp_intra + intra);
-        }
-        if state.step % 25 == 0 || state.step == opts.steps {
-            let bpp = acc_bpp / acc_n as f64;
-            let saving = if cmp_intra > 0.0 { 100.0 * (1.0 - cmp_bpp / cmp_intra) } else { f64::NAN };
-            bar.set_message(format!("P-frame bpp(y) {bpp:.4}, {saving:.1} % below intra"));
-            writeln!(log, "{},{:.1},{bpp:.5},{:.5},{saving:.2}", state.step, state.seconds, cmp_intra / 5.0).ok();
-            (acc_bpp, acc_n, cmp_bpp, cmp_intra) = (0.0, 0, 0.0, 0.0);
-        }
-        bar.set_position(state.step as u64);
-        if state.step % opts.checkpoint_every == 0 {
-            crate::train::checkpoint(&model, &optim, &state, &opts.ckpt_dir)?;
-        }
+    let mut trainer = StemTrainer { opts, model: Some(model), optim, frozen, medians, sequences, rng, plain, device, sums: Sums::default() };
+    session::run(opts, state, &mut trainer)
+}
+
+/// Running sums between two log rows. Every 5th step also codes its P-frames as intra frames:
+/// the saving is measured on those.
+#[derive(Default)]
+struct Sums {
+    bpp: f64,
+    steps: usize,
+    compared_bpp: f64,
+    compared_intra: f64,
+}
+
+/// P-frame model training as the session drives it.
+struct StemTrainer<'a> {
+    opts: &'a TrainOptions,
+    /// Taken by each step (burn's optimizer consumes the model) and put back.
+    model: Option<ImageModel>,
+    optim: ModuleOptimizer,
+    frozen: ImageModel,
+    medians: Vec<f32>,
+    sequences: SequenceSet,
+    rng: StdRng,
+    plain: Device,
+    device: Device,
+    sums: Sums,
+}
+
+impl Trainer for StemTrainer<'_> {
+    fn log_columns(&self) -> &'static str {
+        "bpp_y_p,bpp_y_intra,saving_percent"
     }
-    crate::train::checkpoint(&model, &optim, &state, &opts.ckpt_dir)?;
-    bar.finish();
-    Ok(state)
+
+    fn step(&mut self, step: usize) -> Result<f64> {
+        let opts = self.opts;
+        let q: Vec<usize> = (0..opts.batch).map(|_| self.rng.gen_range(0..opts.config.qualities())).collect();
+        let frames = self.sequences.batch(&mut self.rng, opts.batch, &self.plain);
+        let model = self.model.take().expect("the model is put back after every step");
+        let (model, stats) = stem_step(model, &mut self.optim, &self.frozen, &self.medians, frames, &q, opts.lr, step % 5 == 0, &self.device)?;
+        self.model = Some(model);
+        let s = &mut self.sums;
+        (s.bpp, s.steps) = (s.bpp + stats.bpp, s.steps + 1);
+        if let Some(intra) = stats.intra_bpp {
+            (s.compared_bpp, s.compared_intra) = (s.compared_bpp + stats.bpp, s.compared_intra + intra);
+        }
+        Ok(stats.bpp)
+    }
+
+    fn report(&mut self) -> (String, String) {
+        let s = std::mem::take(&mut self.sums);
+        let bpp = s.bpp / s.steps.max(1) as f64;
+        let saving = if s.compared_intra > 0.0 { 100.0 * (1.0 - s.compared_bpp / s.compared_intra) } else { f64::NAN };
+        (format!("{bpp:.5},{:.5},{saving:.2}", s.compared_intra / 5.0), format!("P-frame bpp(y) {bpp:.4}, {saving:.1} % below intra"))
+    }
+
+    fn checkpoint(&mut self, state: &TrainState) -> Result<()> {
+        checkpoint(self.model.as_ref().expect("the model is put back after every step"), &self.optim, state, &self.opts.ckpt_dir)
+    }
 }

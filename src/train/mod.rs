@@ -1,0 +1,77 @@
+//! Training, above the codec API: `ncodec train` for every model, resumable checkpoints, and
+//! export of shippable weights (fp16 + integer tables) into the codec zoo.
+//!
+//! ```text
+//!                    ┌ image::train  factorized, hyperprior, mean-scale, mlic (λ·255²·MSE + bpp)
+//!  train(opts) ──────┼ vq::train     residual-VQ decoder and codebooks
+//!   by architecture  └ stem::train   P-frame entropy model on synthetic sequences
+//!                           │ each builds a Trainer (model, optimizer, batches) ...
+//!                           ▼
+//!                    session::run   ... that one loop drives: time limit, log.csv, progress,
+//!                                   checkpoints (model.bpk, optim.bpk, state.json)
+//!  load_checkpoint / export ──► weights file (fp16 or fp32, integer tables, provenance)
+//! ```
+
+pub mod image;
+pub mod session;
+pub mod stem;
+pub mod vq;
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::prelude::*;
+
+pub use image::{StepStats, Throughput, context_step, throughput, train_step};
+pub use session::{TrainOptions, TrainState, Trainer, VqLoss, VqTrainOptions};
+
+use crate::error::{Error, Result};
+use crate::models::{Architecture, ImageModel};
+use crate::weights::{self, Precision};
+
+/// Trains the model `opts` describes, by its architecture; returns the state at the last
+/// checkpoint.
+pub fn train(opts: &TrainOptions) -> Result<TrainState> {
+    match opts.config.architecture {
+        Architecture::Vq => vq::train(opts),
+        Architecture::Stem => stem::train(opts),
+        _ => image::train(opts),
+    }
+}
+
+/// Loads a checkpoint directory's model (inference device) for export or evaluation.
+pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(TrainState, ImageModel)> {
+    let state_path = dir.join("state.json");
+    let state: TrainState = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?)
+        .map_err(|e| Error::Format(format!("{}: {e}", state_path.display())))?;
+    // A checkpoint brought back from another machine may hold the exported fp16 weights
+    // (`weights.ncw`) instead of the full-precision record, which is too large to carry.
+    let exported = dir.join("weights.ncw");
+    if !dir.join("model.bpk").exists() && exported.exists() {
+        let loaded = weights::load(&exported, device)?;
+        if loaded.config != state.config {
+            return Err(Error::Format(format!("{}: weights of another model configuration than {}", exported.display(), state_path.display())));
+        }
+        return Ok((state, loaded.model));
+    }
+    let model = state.config.init(device).load_file(dir.join("model.bpk"));
+    Ok((state, model))
+}
+
+/// The integer tables to ship with a checkpoint's model: derived from the model, plus for VQ
+/// models the priors its training run learned (`<dir>/priors.bin`).
+pub fn checkpoint_tables(dir: &Path, model: &ImageModel) -> Result<crate::models::CodingTables> {
+    let mut tables = model.export_tables();
+    if let Some(vq) = &mut tables.vq {
+        vq.set_priors(vq::load_priors(dir)?)?;
+    }
+    Ok(tables)
+}
+
+/// Exports a checkpoint (the model in `dir`) as a shippable weight file (fp16 or fp32) with
+/// its integer tables.
+pub fn export(dir: &Path, model: &ImageModel, state: &TrainState, out: &Path, precision: Precision) -> Result<[u8; 32]> {
+    let tables = checkpoint_tables(dir, model)?;
+    let provenance = weights::Provenance { steps: state.step, seconds: state.seconds };
+    weights::save_trained(out, &state.config, model, &tables, precision, Some(provenance))
+}
