@@ -65,7 +65,7 @@ fn hyper_synthesis_bench(c: &mut Criterion) {
     g.bench_function("float (default device)", |b| {
         b.iter(|| {
             let (s, mu) = hs.forward(Tensor::from_data(TensorData::new(z.clone(), [1, n, h, w]), &device));
-            (ncodec::models::to_host(s), mu.map(ncodec::models::to_host))
+            (ncodec::nn::to_host(s), mu.map(ncodec::nn::to_host))
         })
     });
     g.finish();

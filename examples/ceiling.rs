@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use ncodec::codec::{Codec, image_to_tensor, tensor_to_image};
 use ncodec::metrics::psnr;
-use ncodec::models::to_host;
+use ncodec::nn::to_host;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
