@@ -106,11 +106,6 @@ pub fn encode_stem(codec: &crate::codec::Codec, video: &crate::video::Video, q: 
     Ok(StemEncoded { bytes, seconds: start.elapsed().as_secs_f64() })
 }
 
-/// The video codecs: fitted per video (`nerv`) or trained (`stem`).
-pub fn is_video_codec(name: &str) -> bool {
-    name == crate::nerv::CODEC_NAME || name == crate::stem::CODEC_NAME
-}
-
 /// What a nerv encode reports.
 pub struct NervEncoded {
     pub bytes: Vec<u8>,

@@ -23,6 +23,7 @@ pub mod models;
 pub mod nerv;
 pub mod nn;
 pub mod refine;
+pub mod registry;
 pub mod stem;
 pub mod synthetic;
 pub mod video;

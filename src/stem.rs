@@ -146,18 +146,6 @@ pub fn encode(codec: &Codec, video: &Video, quality: u8, gop: usize, progress: &
     Ok(Container { header, sections }.to_bytes())
 }
 
-/// Parses any `.ncod` file; says whether it is a stem stream and whether its payload checksum
-/// matches. A mismatch is an error, except in stem streams: their sections carry their own
-/// checksums, so decoding can name the damaged frames (and conceal them).
-pub fn parse_any(bytes: &[u8]) -> Result<(Container, bool, bool)> {
-    let (c, intact) = Container::parse_lenient(bytes)?;
-    let stem = c.header.kind == Kind::Video && c.header.codec != crate::nerv::CODEC_NAME;
-    if !intact && !stem {
-        return Err(Error::Format("payload checksum mismatch (corrupt file)".into()));
-    }
-    Ok((c, stem, intact))
-}
-
 /// Stream facts of a parsed stem container.
 pub fn stream_info(c: &Container) -> Result<StreamInfo> {
     if c.header.kind != Kind::Video {

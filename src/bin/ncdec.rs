@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use ncodec::codec::Codec;
-use ncodec::container::{Container, Kind};
+use ncodec::container::Container;
 
 #[derive(Parser)]
 #[command(
@@ -51,15 +51,12 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> ncodec::Result<()> {
     args.limits.apply();
     let bytes = ncodec::io::read_input(&args.input)?;
-    let (container, stem, _) = ncodec::stem::parse_any(&bytes)?;
-    if container.header.kind == Kind::Video && args.output.as_os_str() == "-" {
+    let (container, family, _) = ncodec::registry::parse_stream(&bytes)?;
+    if family.is_video() && args.output.as_os_str() == "-" {
         return Err(ncodec::Error::Unsupported("video streams decode to a file or folder, not stdout".into()));
     }
     let backend = args.backend.select()?;
-    if stem {
-        return decode_stem(args, &container, backend);
-    }
-    if container.header.kind == Kind::Video {
+    if family.is_video() {
         return decode_video(args, &container, backend);
     }
     let codec = Codec::open_on(&container.header.codec, args.weights.as_deref(), backend.device)?;
@@ -74,15 +71,16 @@ fn run(args: &Args) -> ncodec::Result<()> {
     Ok(())
 }
 
-fn decode_stem(args: &Args, container: &Container, backend: ncodec::backend::Selected) -> ncodec::Result<()> {
-    let codec = Codec::open_on(&container.header.codec, args.weights.as_deref(), backend.device)?;
-    let info = ncodec::stem::stream_info(container)?;
-    // Frames stream into the writer: memory stays one frame and one latent.
+/// Any video codec: frames stream into the writer (a bad output is refused before decoding,
+/// and a failed decode leaves nothing behind).
+fn decode_video(args: &Args, container: &Container, backend: ncodec::backend::Selected) -> ncodec::Result<()> {
+    let decoder = ncodec::registry::video_decoder(&container.header, args.weights.as_deref(), backend.device)?;
+    let info = decoder.info(container)?;
     let mut writer = ncodec::video::write::VideoWriter::create(&args.output, info.fps, &args.video_out.options())?;
     let range = args.start..args.frames.map_or(usize::MAX, |n| args.start.saturating_add(n));
     let start = Instant::now();
     let mut count = 0usize;
-    let (_, damage) = ncodec::stem::decode(&codec, container, Some(range), args.conceal, &mut |_, img| {
+    let damage = decoder.decode(container, Some(range), args.conceal, &mut |_, img| {
         count += 1;
         writer.push(img)
     })?;
@@ -93,24 +91,7 @@ fn decode_stem(args: &Args, container: &Container, backend: ncodec::backend::Sel
         eprintln!("ncdec: warning: frames {}..={} damaged ({}), concealed with the last good frame{resumed}", d.frames.start, d.frames.end - 1, d.reason);
     }
     if !args.quiet {
-        eprintln!("{}x{} stem q{} gop {}: {count} frames decoded in {secs:.2} s ({:.1} fps) on {}", info.width, info.height, container.header.quality, info.gop, count as f64 / secs, backend.name);
-    }
-    Ok(())
-}
-
-fn decode_video(args: &Args, container: &Container, backend: ncodec::backend::Selected) -> ncodec::Result<()> {
-    // Refuse an unwritable output kind before the (longer) decode.
-    ncodec::video::write::output_kind(&args.output)?;
-    let range = args.start..args.frames.map_or(usize::MAX, |n| args.start.saturating_add(n));
-    let start = Instant::now();
-    let (info, frames) = ncodec::nerv::decode(container, Some(range), &backend.device)?;
-    let secs = start.elapsed().as_secs_f64();
-    ncodec::video::write::write_video(&args.output, &frames, info.fps, &args.video_out.options())?;
-    if !args.quiet {
-        eprintln!(
-            "{}x{} nerv q{}: {} frames decoded in {:.2} s ({:.1} fps) on {}",
-            info.width, info.height, container.header.quality, frames.len(), secs, frames.len() as f64 / secs, backend.name
-        );
+        eprintln!("{}x{} {} q{}: {count} frames decoded in {secs:.2} s ({:.1} fps) on {}", info.width, info.height, decoder.name(), container.header.quality, count as f64 / secs, backend.name);
     }
     Ok(())
 }

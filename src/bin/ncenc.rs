@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::Parser;
 use ncodec::codec::{Codec, DEFAULT_CODEC};
 use ncodec::refine::Refinement;
+use ncodec::registry::Family;
 
 #[derive(Parser)]
 #[command(
@@ -58,7 +59,8 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> ncodec::Result<()> {
     args.limits.apply();
-    let video_codec = args.codec.as_deref().is_some_and(ncodec::cli::is_video_codec);
+    let family = args.codec.as_deref().map(ncodec::registry::family_of_name);
+    let video_codec = family.is_some_and(Family::is_video);
     if video_codec || ncodec::cli::is_video_path(&args.input) {
         if args.refine > 0 {
             return Err(ncodec::Error::Unsupported("--refine is for images; video codecs do not take it".into()));
@@ -66,7 +68,7 @@ fn run(args: &Args) -> ncodec::Result<()> {
         if !video_codec && args.codec.is_some() {
             return Err(ncodec::Error::Unsupported(format!("'{}' is an image codec; videos are encoded with --codec stem or nerv", args.codec.as_deref().unwrap())));
         }
-        if args.codec.as_deref() == Some(ncodec::stem::CODEC_NAME) {
+        if family == Some(Family::Stem) {
             return encode_stem(args);
         }
         return encode_video(args);

@@ -206,7 +206,7 @@ fn bench_video(a: &Args) -> ncodec::Result<()> {
         })
         .filter(|c| *c != "none")
         .collect();
-    if let Some(c) = codecs.iter().find(|c| !ncodec::cli::is_video_codec(c)) {
+    if let Some(c) = codecs.iter().find(|c| !ncodec::registry::family_of_name(c).is_video()) {
         return Err(ncodec::Error::Unsupported(format!(
             "'{c}' is not a video codec (video: stem, nerv, or none for anchors only)"
         )));

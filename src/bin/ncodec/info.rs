@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use ncodec::codec::hex;
+use ncodec::registry::Family;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -12,7 +13,7 @@ pub struct Args {
 pub fn run(a: Args) -> ncodec::Result<()> {
     let file = a.file.as_path();
     let bytes = ncodec::io::read_input(file)?;
-    let (c, stem, intact) = ncodec::stem::parse_any(&bytes)?;
+    let (c, family, intact) = ncodec::registry::parse_stream(&bytes)?;
     let h = &c.header;
     println!("file:      {} ({} bytes)", file.display(), bytes.len());
     println!(
@@ -27,7 +28,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
     );
     println!("quality:   {}", h.quality);
     println!("geometry:  {}x{}", h.width, h.height);
-    if stem {
+    if family == Family::Stem {
         let i = ncodec::stem::stream_info(&c)?;
         println!(
             "video:     {} frames at {}/{} fps, intra period {}",
@@ -57,7 +58,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         print_decodable(h);
         return Ok(());
     }
-    if h.kind == ncodec::container::Kind::Video {
+    if family == Family::Nerv {
         let i = ncodec::nerv::stream_info(&c)?;
         let c = &i.config;
         println!(

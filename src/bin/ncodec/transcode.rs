@@ -29,7 +29,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> ncodec::Result<()> {
-    if !ncodec::cli::is_video_codec(&a.via) {
+    let family = ncodec::registry::family_of_name(&a.via);
+    if !family.is_video() {
         return Err(ncodec::Error::Unsupported(format!(
             "cannot transcode via '{}' (video codecs: stem, nerv)",
             a.via
@@ -39,7 +40,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
     ncodec::video::write::output_kind(&a.output)?;
     let video = ncodec::video::Video::open(&a.input, a.geometry, a.nerv.frames)?;
     let backend = a.backend.select()?;
-    if a.via == ncodec::stem::CODEC_NAME {
+    if family == ncodec::registry::Family::Stem {
         return transcode_stem(&a, &video, backend);
     }
     let enc = a.nerv.encode(&video, a.quality, &backend.device, false)?;
