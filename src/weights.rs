@@ -191,7 +191,7 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     if assign.tensors.next().is_some() {
         return Err(Error::Format("weight file has too many parameters".into()));
     }
-    let mut tables = CodingTables::new(&model, bottleneck);
+    let mut tables = model.coding_tables(bottleneck);
     match (&mut tables.vq, priors) {
         (Some(vq), Some(priors)) => vq.set_priors(priors)?,
         (None, Some(_)) => return Err(Error::Format("VQ priors in a weight file of another model".into())),

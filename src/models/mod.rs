@@ -7,16 +7,7 @@
 //!                                            likelihoods;
 //!                                            compress/decompress: bytes)
 //!
-//!  LatentCodec::Factorized:  y ──EntropyBottleneck──► bytes
-//!  LatentCodec::Hyperprior:  y ──h_a──► z ──EntropyBottleneck──► bytes[0]
-//!                                        ẑ ──h_s (fixed point)──► (σ, μ) ──GaussianConditional(y)──► bytes[1]
-//!  LatentCodec::MultiRef:    as Hyperprior, but y is coded slice by slice, each slice's (σ, μ)
-//!                            refined from decoded references (see [`multiref`]) ──► bytes[1]
-//!  LatentCodec::Vq:          y ──residual VQ──► code indices ──learned categorical priors──► bytes
-//!                            (see [`vq`]; quality levels pick codebook depth, gains are 1)
-//!  LatentCodec::Stem:        video frames: intra frames exactly as MultiRef; P-frames with a
-//!                            second context model that also references ŷ_{t−1} (see
-//!                            [`multiref`] and [`crate::stem`])
+//!  LatentCodec: factorized, hyperprior, multi_reference, vq, stem: see [`latent`]
 //! ```
 //! Everything that decides a probability table is integer: the bottleneck's tables, the
 //! fixed-point hyper-synthesis ([`IntegerHyperSynthesis`]) and the scale-table index. Entropy
@@ -26,7 +17,9 @@
 //! scale the latent before quantization, so one set of transforms serves all rate points and
 //! training compute is shared between them.
 
+pub mod latent;
 pub mod multiref;
+pub mod tables;
 pub mod transforms;
 pub mod vq;
 
@@ -35,14 +28,17 @@ use burn::prelude::*;
 use burn::tensor::Int;
 use serde::{Deserialize, Serialize};
 
-use crate::entropy::{BottleneckTables, EntropyBottleneck, GaussianConditional, GaussianParams, SymbolDecoder, SymbolEncoder, gaussian_likelihood};
+use crate::entropy::{BottleneckTables, EntropyBottleneck, gaussian_likelihood};
 use crate::error::{Error, Result};
 use crate::nn::{from_host, to_host};
 pub use multiref::{ContextModel, IntegerContext};
 pub use transforms::IntegerHyperSynthesis;
 pub use vq::{Codebook, Codebooks, PriorSet, VqConfig, VqLatent, VqPreset};
 pub use transforms::{Synthesis, Transforms};
-use transforms::{Analysis, HyperAnalysis, HyperSynthesis};
+use transforms::Analysis;
+pub use latent::{HyperpriorLatent, LatentCodec, LatentCoding, MultiRefLatent, StemLatent};
+pub use tables::{CodingTables, Compressed, IntegerParts, VqTables};
+use latent::check_len;
 
 /// Spatial downsampling of y relative to x, and of the padding unit for whole images.
 pub const Y_STRIDE: usize = 16;
@@ -132,37 +128,9 @@ impl ModelConfig {
     }
 }
 
-/// The latent codec of a model (see the module diagram).
-#[derive(Module, Debug)]
-pub enum LatentCodec {
-    Factorized(EntropyBottleneck),
-    Hyperprior(HyperpriorLatent),
-    MultiRef(MultiRefLatent),
-    Vq(VqLatent),
-    Stem(StemLatent),
-}
 
-/// The `stem` video model's latent codec: the multi-reference model for intra frames, and a
-/// P-frame context model (same hyperprior) that also references the previous decoded latent.
-#[derive(Module, Debug)]
-pub struct StemLatent {
-    intra: MultiRefLatent,
-    inter: ContextModel,
-}
 
-/// The mean-scale hyperprior with the multi-reference context model on top.
-#[derive(Module, Debug)]
-pub struct MultiRefLatent {
-    hyper: HyperpriorLatent,
-    context: ContextModel,
-}
 
-#[derive(Module, Debug)]
-pub struct HyperpriorLatent {
-    h_a: HyperAnalysis,
-    h_s: HyperSynthesis,
-    z_bottleneck: EntropyBottleneck,
-}
 
 /// Result of a training pass.
 pub struct ForwardOutput {
@@ -181,81 +149,6 @@ pub struct FrozenTargets {
     pub inv_gain: Tensor<4>,
     /// Bits the mean-scale prior alone spends on y (noisy-latent estimate, for comparison).
     pub mean_scale_bits: f64,
-}
-
-/// Integer entropy-coding state derived from a trained model: the bottleneck tables shipped in
-/// the weight file, the Gaussian tables, and the fixed-point hyper-synthesis.
-#[derive(Debug, Clone)]
-pub struct CodingTables {
-    pub bottleneck: BottleneckTables,
-    pub gaussian: GaussianConditional,
-    /// Fixed-point h_s (hyperprior models only).
-    pub hyper: Option<IntegerHyperSynthesis>,
-    /// Fixed-point context model (multi-reference and stem models).
-    pub context: Option<IntegerContext>,
-    /// Fixed-point P-frame context model (stem models only).
-    pub inter: Option<IntegerContext>,
-    /// Run the float h_s on the device instead of the fixed-point one. Only for measuring what
-    /// the integer path costs: streams coded this way decode correctly only on the same backend.
-    pub float_hyper: bool,
-    /// Codebooks and priors (VQ models only).
-    pub vq: Option<VqTables>,
-}
-
-/// What a VQ model codes with, on the host.
-#[derive(Debug, Clone)]
-pub struct VqTables {
-    pub config: VqConfig,
-    pub books: Codebooks,
-    /// Empty until learned ([`vq::fit_priors`]) or loaded from a weight file.
-    pub priors: Vec<PriorSet>,
-}
-
-impl VqTables {
-    /// Installs learned or loaded priors after checking they fit the codebooks.
-    pub fn set_priors(&mut self, priors: Vec<PriorSet>) -> Result<()> {
-        vq::check_priors(&self.config, &priors)?;
-        self.priors = priors;
-        Ok(())
-    }
-
-    /// The level-0 codebook, levels and priors of quality index `q`.
-    fn preset(&self, q: usize) -> Result<(&Codebook, usize, &PriorSet)> {
-        let p = self.config.presets.get(q).ok_or_else(|| Error::Format("quality out of range".into()))?;
-        let set = self.priors.iter().find(|s| s.first_codes == p.codes).ok_or_else(|| Error::Codec("this VQ model has no priors (export it with `ncodec export`)".into()))?;
-        Ok((self.books.first(p.codes)?, p.levels, set))
-    }
-}
-
-impl CodingTables {
-    /// The VQ part, which a VQ model's coding needs.
-    fn vq_tables(&self) -> Result<&VqTables> {
-        self.vq.as_ref().ok_or_else(|| Error::Codec("VQ tables are missing".into()))
-    }
-
-    pub fn new(model: &ImageModel, bottleneck: BottleneckTables) -> Self {
-        let (hyper, context) = match &model.latent {
-            LatentCodec::Factorized(_) | LatentCodec::Vq(_) => (None, None),
-            LatentCodec::Hyperprior(hp) => (Some(hp.h_s.integer()), None),
-            LatentCodec::MultiRef(mr) | LatentCodec::Stem(StemLatent { intra: mr, .. }) => (Some(mr.hyper.h_s.integer()), Some(mr.context.integer())),
-        };
-        let inter = match &model.latent {
-            LatentCodec::Stem(s) => Some(s.inter.integer()),
-            _ => None,
-        };
-        let vq = match &model.latent {
-            LatentCodec::Vq(v) => Some(VqTables { config: v.config().clone(), books: v.host(), priors: vec![] }),
-            _ => None,
-        };
-        Self { bottleneck, gaussian: GaussianConditional::new(), hyper, context, inter, float_hyper: false, vq }
-    }
-}
-
-/// What [`ImageModel::compress`] produces: the coded sections and the quantized latent ŷ
-/// (`[M][h][w]`, before the inverse gain) that any decoder will reconstruct from them.
-pub struct Compressed {
-    pub sections: Vec<Vec<u8>>,
-    pub y_hat: Vec<f32>,
 }
 
 #[derive(Module, Debug)]
@@ -281,11 +174,7 @@ impl ImageModel {
         };
         let log_gain = Tensor::<2>::from_data(TensorData::new(lg, [q, m]), device);
         let log_inv_gain = log_gain.clone().neg();
-        let hyperprior = |ms| HyperpriorLatent {
-            h_a: HyperAnalysis::new(n, m, ms, device),
-            h_s: HyperSynthesis::new(n, m, ms, device),
-            z_bottleneck: EntropyBottleneck::new(n, device),
-        };
+        let hyperprior = |mean_scale| HyperpriorLatent::new(n, m, mean_scale, device);
         let latent = match cfg.architecture {
             Architecture::Factorized => LatentCodec::Factorized(EntropyBottleneck::new(m, device)),
             Architecture::ScaleHyperprior => LatentCodec::Hyperprior(hyperprior(false)),
@@ -322,54 +211,23 @@ impl ImageModel {
     /// [`forward`](Self::forward) from the latent `y` (after the quality gain) on: what the
     /// encoder's latent refinement differentiates.
     pub fn forward_latent(&self, y: Tensor<4>, q: Tensor<1, Int>) -> ForwardOutput {
-        let (y_hat, likelihoods) = match &self.latent {
-            LatentCodec::Factorized(eb) => {
-                let (_, lik) = eb.forward(y.clone());
-                (ste_round(y), vec![lik])
-            }
-            LatentCodec::Hyperprior(hp) => {
-                let z = hp.h_a.forward(y.clone());
-                let (z_tilde, z_lik) = hp.z_bottleneck.forward(z);
-                let (scales, means) = hp.h_s.forward(z_tilde);
-                let noise = Tensor::random(y.shape(), burn::tensor::Distribution::Uniform(-0.5, 0.5), &y.device());
-                let y_lik = gaussian_likelihood(y.clone() + noise, scales, means.clone());
-                // Noise for the rate term, straight-through rounding for what the decoder sees.
-                let y_hat = match means {
-                    Some(mu) => ste_round(y - mu.clone()) + mu,
-                    None => ste_round(y),
-                };
-                (y_hat, vec![y_lik, z_lik])
-            }
-            LatentCodec::MultiRef(mr) | LatentCodec::Stem(StemLatent { intra: mr, .. }) => {
-                let hp = &mr.hyper;
-                let (z_tilde, z_lik) = hp.z_bottleneck.forward(hp.h_a.forward(y.clone()));
-                let out = mr.context.forward(y, hp.hyper_features(z_tilde));
-                (out.y_rec, out.likelihoods.into_iter().chain([z_lik]).collect())
-            }
-            LatentCodec::Vq(v) => {
-                // Every level, straight through; VQ training has its own loop (train_vq).
-                let [b, m, h, w] = y.dims();
-                let books = v.host();
-                let vectors: Vec<f32> = to_host(y.clone().detach()).chunks(m * h * w).flat_map(|s| vq::planar_to_vectors(s, m)).collect();
-                let (_, recon) = books.quantize(&vectors, books.levels.len(), &books.levels[0]);
-                let planar: Vec<f32> = recon.chunks(m * h * w).flat_map(|s| vq::vectors_to_planar(s, m)).collect();
-                let q = from_host(planar, [b, m, h, w], &y.device());
-                (y.clone() + (q - y).detach(), vec![])
-            }
-        };
+        let (y_hat, likelihoods) = self.latent.coding().forward(y);
         let x_hat = self.g_s.forward(y_hat * self.gains(q, true));
         ForwardOutput { x_hat, likelihoods }
     }
 
     /// Integer tables for coding, derived from the trained entropy bottleneck.
     pub fn export_tables(&self) -> CodingTables {
-        let eb = match &self.latent {
-            LatentCodec::Factorized(eb) => eb,
-            LatentCodec::Hyperprior(hp) | LatentCodec::MultiRef(MultiRefLatent { hyper: hp, .. }) | LatentCodec::Stem(StemLatent { intra: MultiRefLatent { hyper: hp, .. }, .. }) => &hp.z_bottleneck,
-            // Priors are learned from data, not from the model: see vq::fit_priors.
-            LatentCodec::Vq(_) => return CodingTables::new(self, BottleneckTables::new(vec![], vec![], vec![]).expect("empty tables")),
+        let bottleneck = match self.latent.coding().bottleneck() {
+            Some(eb) => eb.export(),
+            None => BottleneckTables::new(vec![], vec![], vec![]).expect("empty tables"),
         };
-        CodingTables::new(self, eb.export())
+        self.coding_tables(bottleneck)
+    }
+
+    /// The coding tables of this model with the given bottleneck tables (e.g. a weight file's).
+    pub fn coding_tables(&self, bottleneck: BottleneckTables) -> CodingTables {
+        CodingTables::new(bottleneck, self.latent.coding().integer_parts())
     }
 
     /// Compresses one padded image `x` ([1, 3, H, W], H and W multiples of [`PAD_MULTIPLE`]) at
@@ -388,37 +246,7 @@ impl ImageModel {
 
     /// [`compress`](Self::compress) of a given latent `y` (`[1, M, h, w]`, after the gain).
     pub fn compress_latent(&self, y: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Compressed> {
-        let device = y.device();
-        let [_, _, h, w] = y.dims();
-        let y_host = to_host(y.clone());
-        match &self.latent {
-            LatentCodec::Factorized(_) => {
-                let mut enc = SymbolEncoder::new();
-                let y_hat = tables.bottleneck.compress(&y_host, h * w, &mut enc)?;
-                Ok(Compressed { sections: vec![enc.finish()?], y_hat })
-            }
-            LatentCodec::Hyperprior(hp) => {
-                let (z_section, z_hat, zhw) = compress_z(hp, y, tables)?;
-                // Derive the Gaussian parameters from ẑ exactly as the decoder will.
-                let params = self.gaussian_params(hp, z_hat, zhw, tables, &device)?;
-                let mut y_enc = SymbolEncoder::new();
-                let y_hat = tables.gaussian.compress(&y_host, &params, &mut y_enc)?;
-                Ok(Compressed { sections: vec![z_section, y_enc.finish()?], y_hat })
-            }
-            LatentCodec::MultiRef(mr) | LatentCodec::Stem(StemLatent { intra: mr, .. }) => {
-                let (_, context) = integer_multiref(tables)?;
-                Ok(compress_context(&mr.hyper, y, context, None, tables)?.0)
-            }
-            LatentCodec::Vq(_) => {
-                let vt = tables.vq_tables()?;
-                let (first, levels, priors) = vt.preset(q)?;
-                let m = self.latent_channels();
-                let (mut idx, recon) = vt.books.quantize(&vq::planar_to_vectors(&y_host, m), levels, first);
-                let mut enc = SymbolEncoder::new();
-                vq::code_indices(&mut idx, h, w, priors, &mut vq::Encode(&mut enc))?;
-                Ok(Compressed { sections: vec![enc.finish()?], y_hat: vq::vectors_to_planar(&recon, m) })
-            }
-        }
+        self.latent.coding().compress(y, q, tables)
     }
 
     /// VQ models: the code indices (`[levels][h·w]`) an image gets at quality index `q`.
@@ -437,36 +265,7 @@ impl ImageModel {
 
     /// ŷ and, for multi-reference models, the hyperprior features LRP needs.
     fn decode_parts(&self, sections: &[Vec<u8>], q: usize, y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<(Vec<f32>, Option<Vec<i32>>)> {
-        let [h, w] = y_hw;
-        let m = self.latent_channels();
-        match &self.latent {
-            LatentCodec::Factorized(_) => {
-                let [bytes] = sections else { return Err(Error::Format("expected 1 section".into())) };
-                let mut dec = SymbolDecoder::new(bytes)?;
-                Ok((tables.bottleneck.decompress(h * w, &mut dec)?, None))
-            }
-            LatentCodec::Hyperprior(hp) => {
-                let (z_hat, zhw, y_bytes) = decompress_z(sections, y_hw, tables)?;
-                let params = self.gaussian_params(hp, z_hat, zhw, tables, device)?;
-                check_len(params.len(), m * h * w)?;
-                let mut y_dec = SymbolDecoder::new(y_bytes)?;
-                Ok((tables.gaussian.decompress(&params, &mut y_dec)?, None))
-            }
-            LatentCodec::MultiRef(_) | LatentCodec::Stem(_) => {
-                let (_, context) = integer_multiref(tables)?;
-                let (y_hat, hyper, _) = decode_context(sections, y_hw, context, None, tables)?;
-                Ok((y_hat, Some(hyper)))
-            }
-            LatentCodec::Vq(_) => {
-                let [bytes] = sections else { return Err(Error::Format("expected 1 section".into())) };
-                let vt = tables.vq_tables()?;
-                let (first, levels, priors) = vt.preset(q)?;
-                let mut idx = vec![vec![0u32; h * w]; levels];
-                let mut dec = SymbolDecoder::new(bytes)?;
-                vq::code_indices(&mut idx, h, w, priors, &mut vq::Decode(&mut dec))?;
-                Ok((vq::vectors_to_planar(&vt.books.reconstruct(&idx, first), m), None))
-            }
-        }
+        self.latent.coding().decompress(sections, q, y_hw, tables, device)
     }
 
     /// Inverse of [`compress`](Self::compress): `y_hw` is the latent's (height, width).
@@ -499,7 +298,7 @@ impl ImageModel {
         let LatentCodec::Stem(stem) = &self.latent else { return Err(Error::Unsupported("not a video (stem) model".into())) };
         let device = x.device();
         let y = self.g_a.forward(x) * self.gains(quality_tensor(q, &device), false);
-        compress_context(&stem.intra.hyper, y, frame_context(tables, reference.is_some())?, reference, tables)
+        stem.compress_frame(y, reference, tables)
     }
 
     /// Inverse of [`compress_frame`](Self::compress_frame): the padded frame and its ŷ (Q12).
@@ -507,20 +306,16 @@ impl ImageModel {
     #[allow(clippy::too_many_arguments)]
     pub fn decompress_frame(&self, sections: &[Vec<u8>], q: usize, y_hw: [usize; 2], reference: Option<&[i32]>, tables: &CodingTables, device: &Device, pixels: bool) -> Result<(Option<Tensor<4>>, Vec<i32>)> {
         let LatentCodec::Stem(stem) = &self.latent else { return Err(Error::Unsupported("not a video (stem) model".into())) };
-        let (y_hat, hyper, y_q) = decode_context(sections, y_hw, frame_context(tables, reference.is_some())?, reference, tables)?;
+        let (y_hat, hyper, y_q, lrp) = stem.decompress_frame(sections, y_hw, reference, tables)?;
         if !pixels {
             return Ok((None, y_q));
         }
-        let lrp = if reference.is_some() { &stem.inter } else { &stem.intra.context };
         Ok((Some(self.synthesize_with(y_hat, Some((hyper, Some(lrp))), q, y_hw, device)?), y_q))
     }
 
     /// Stem models: the P-frame context model (what stem training trains).
     pub fn inter_context(&self) -> Option<&ContextModel> {
-        match &self.latent {
-            LatentCodec::Stem(s) => Some(&s.inter),
-            _ => None,
-        }
+        self.latent.inter_context()
     }
 
     /// A stem model whose P-frame context model starts as its intra one plus a fresh temporal
@@ -535,17 +330,6 @@ impl ImageModel {
 
 
     /// ẑ → Gaussian parameters, in fixed point (or through the float h_s when measuring).
-    fn gaussian_params(&self, hp: &HyperpriorLatent, z_hat: Vec<f32>, [zh, zw]: [usize; 2], tables: &CodingTables, device: &Device) -> Result<GaussianParams> {
-        let n = tables.bottleneck.channels();
-        check_len(z_hat.len(), n * zh * zw)?;
-        match &tables.hyper {
-            Some(int) if !tables.float_hyper => Ok(int.forward(&z_hat, zh, zw)),
-            _ => {
-                let (scales, means) = hp.h_s.forward(from_host(z_hat, [1, n, zh, zw], device));
-                Ok(GaussianParams::from_float(&to_host(scales), means.map(to_host).as_deref()))
-            }
-        }
-    }
 
     /// This model with `other`'s analysis and synthesis transforms (same N and M).
     pub fn with_transforms_of(mut self, other: &ImageModel) -> Self {
@@ -656,10 +440,7 @@ impl ImageModel {
     }
 
     fn multi_ref(&self) -> Option<&MultiRefLatent> {
-        match &self.latent {
-            LatentCodec::MultiRef(mr) | LatentCodec::Stem(StemLatent { intra: mr, .. }) => Some(mr),
-            _ => None,
-        }
+        self.latent.multi_ref()
     }
 
     /// What training the context model on frozen transforms needs for gain-free latents
@@ -687,85 +468,17 @@ impl ImageModel {
     }
 }
 
-/// z ──h_a──► bottleneck ──► (section, ẑ, (zh, zw)).
-fn compress_z(hp: &HyperpriorLatent, y: Tensor<4>, tables: &CodingTables) -> Result<(Vec<u8>, Vec<f32>, [usize; 2])> {
-    let z = hp.h_a.forward(y);
-    let [_, _, zh, zw] = z.dims();
-    let mut z_enc = SymbolEncoder::new();
-    let z_hat = tables.bottleneck.compress(&to_host(z), zh * zw, &mut z_enc)?;
-    Ok((z_enc.finish()?, z_hat, [zh, zw]))
-}
 
-/// The two sections of a hyperprior stream: decodes ẑ, returns it with its size and the y bytes.
-fn decompress_z<'a>(sections: &'a [Vec<u8>], [h, w]: [usize; 2], tables: &CodingTables) -> Result<(Vec<f32>, [usize; 2], &'a [u8])> {
-    let [z_bytes, y_bytes] = sections else { return Err(Error::Format("expected 2 sections".into())) };
-    let (zh, zw) = (h.div_ceil(4), w.div_ceil(4));
-    let mut z_dec = SymbolDecoder::new(z_bytes)?;
-    Ok((tables.bottleneck.decompress(zh * zw, &mut z_dec)?, [zh, zw], y_bytes))
-}
 
-/// The context model that codes a video frame: the P-frame one when there is a reference.
-fn frame_context(tables: &CodingTables, inter: bool) -> Result<&IntegerContext> {
-    let context = if inter { tables.inter.as_ref() } else { tables.context.as_ref() };
-    context.ok_or_else(|| Error::Codec("stem tables are missing".into()))
-}
 
-/// y ──(z section, ŷ section)── with the multi-reference `context` (and a reference latent for
-/// P-frames); also returns ŷ in Q12.
-fn compress_context(hp: &HyperpriorLatent, y: Tensor<4>, context: &IntegerContext, reference: Option<&[i32]>, tables: &CodingTables) -> Result<(Compressed, Vec<i32>)> {
-    let [_, _, h, w] = y.dims();
-    let y_host = to_host(y.clone());
-    let (z_section, z_hat, zhw) = compress_z(hp, y, tables)?;
-    let (int_hyper, _) = integer_multiref(tables)?;
-    let hyper = hyper_raw(int_hyper, &z_hat, zhw, tables)?;
-    let (y_section, y_hat, y_q) = context.compress(&y_host, &hyper, reference, [h, w], &tables.gaussian)?;
-    Ok((Compressed { sections: vec![z_section, y_section], y_hat }, y_q))
-}
 
-/// Inverse of [`compress_context`]: ŷ (float), the hyperprior features (Q12) and ŷ (Q12).
-fn decode_context(sections: &[Vec<u8>], y_hw: [usize; 2], context: &IntegerContext, reference: Option<&[i32]>, tables: &CodingTables) -> Result<(Vec<f32>, Vec<i32>, Vec<i32>)> {
-    let (z_hat, zhw, y_bytes) = decompress_z(sections, y_hw, tables)?;
-    let (int_hyper, _) = integer_multiref(tables)?;
-    let hyper = hyper_raw(int_hyper, &z_hat, zhw, tables)?;
-    let (y_hat, y_q) = context.decompress(y_bytes, &hyper, reference, y_hw, &tables.gaussian)?;
-    Ok((y_hat, hyper, y_q))
-}
 
-fn integer_multiref(tables: &CodingTables) -> Result<(&IntegerHyperSynthesis, &IntegerContext)> {
-    match (&tables.hyper, &tables.context) {
-        (Some(h), Some(c)) => Ok((h, c)),
-        _ => Err(Error::Codec("multi-reference tables are missing".into())),
-    }
-}
 
-/// Fixed-point h_s output for the context model (`[2M][4zh][4zw]`, scales then means).
-fn hyper_raw(int: &IntegerHyperSynthesis, z_hat: &[f32], [zh, zw]: [usize; 2], tables: &CodingTables) -> Result<Vec<i32>> {
-    check_len(z_hat.len(), tables.bottleneck.channels() * zh * zw)?;
-    Ok(int.forward_raw(z_hat, zh, zw))
-}
 
-impl HyperpriorLatent {
-    /// h_s's output as one tensor (scales, then means): the context model's hyper input.
-    fn hyper_features(&self, z_hat: Tensor<4>) -> Tensor<4> {
-        let (scales, means) = self.h_s.forward(z_hat);
-        match means {
-            Some(mu) => Tensor::cat(vec![scales, mu], 1),
-            None => scales,
-        }
-    }
-}
 
-/// round(x) in the forward pass, identity in the backward pass.
-pub(crate) fn ste_round(x: Tensor<4>) -> Tensor<4> {
-    let r = (x.clone().round() - x.clone()).detach();
-    x + r
-}
 
 fn quality_tensor(q: usize, device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(vec![q as i64], [1]), device)
 }
 
-fn check_len(len: usize, want: usize) -> Result<()> {
-    if len == want { Ok(()) } else { Err(Error::Format("latent geometry does not match the hyperprior".into())) }
-}
 

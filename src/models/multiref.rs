@@ -225,7 +225,7 @@ impl SliceContext {
         let means = m1 * anchor + m2 * non_anchor;
         let noise = Tensor::random(y.shape(), burn::tensor::Distribution::Uniform(-0.5, 0.5), &device);
         let likelihood = gaussian_likelihood(y.clone() + noise, scales.clone(), Some(means.clone()));
-        let y_hat = super::ste_round(y - means.clone()) + means.clone();
+        let y_hat = crate::nn::ste_round(y - means.clone()) + means.clone();
         let y_rec = y_hat.clone() + self.lrp(hyper, prev, y_hat.clone());
         SliceOutput { likelihood, y_hat, y_rec, scales, means }
     }

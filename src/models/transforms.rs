@@ -251,6 +251,11 @@ pub struct HyperAnalysis {
 }
 
 impl HyperAnalysis {
+    /// M, the channels of the latent it reads.
+    pub fn input_channels(&self) -> usize {
+        self.c1.weight.dims()[1]
+    }
+
     pub fn new(n: usize, m: usize, mean_scale: bool, device: &Device) -> Self {
         Self { c1: conv(m, n, 3, 1, device), c2: conv(n, n, 5, 2, device), c3: conv(n, n, 5, 2, device), mean_scale }
     }

@@ -121,6 +121,11 @@ impl VqLatent {
         &self.config
     }
 
+    /// M, the dimension of the code vectors.
+    pub fn dim(&self) -> usize {
+        self.codebooks.dims()[2]
+    }
+
     /// The codebooks as host values.
     pub fn host(&self) -> Codebooks {
         let [l, k, m] = self.codebooks.dims();

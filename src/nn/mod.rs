@@ -21,6 +21,12 @@ pub fn from_host<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device
     Tensor::from_data(TensorData::new(v, shape), device)
 }
 
+/// round(x) in the forward pass, identity in the backward pass.
+pub fn ste_round(x: Tensor<4>) -> Tensor<4> {
+    let r = (x.clone().round() - x.clone()).detach();
+    x + r
+}
+
 /// `k`x`k` convolution with "same" padding and the given stride (output = input / stride).
 pub fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
     let p = k / 2;
