@@ -43,9 +43,7 @@ fn context_bench(c: &mut Criterion) {
     let g = GaussianConditional::new();
     let mut group = c.benchmark_group("mlic context model, Kodak-size latent");
     group.sample_size(10);
-    group.bench_function("fixed point, encode side", |b| {
-        b.iter(|| int.compress(&y, &hyper, None, [h, w], &g).unwrap().0)
-    });
+    group.bench_function("fixed point, encode side", |b| b.iter(|| int.compress(&y, &hyper, None, [h, w], &g).unwrap().0));
     group.finish();
 }
 

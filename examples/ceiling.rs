@@ -28,35 +28,23 @@ fn main() -> anyhow::Result<()> {
     };
     let weights = PathBuf::from(weights);
     let limit: usize = limit.parse()?;
-    let qualities: Vec<u8> = qualities
-        .split(',')
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
+    let qualities: Vec<u8> = qualities.split(',').map(str::parse).collect::<Result<_, _>>()?;
     let device = ncodec::backend::device();
     let codec = Codec::from_weights("ceiling", &weights)?;
     let loaded = ncodec::weights::load(&weights, &device)?;
     let model = &loaded.model;
-    let images: Vec<_> = ncodec::data::image_files(&PathBuf::from(folder))?
-        .into_iter()
-        .take(limit)
-        .collect();
+    let images: Vec<_> = ncodec::data::image_files(&PathBuf::from(folder))?.into_iter().take(limit).collect();
 
-    println!(
-        "| q | bpp (stream) | PSNR coded | PSNR round(y) | PSNR no quantization | non-zero after rounding | channels with std > 0.5 | max abs y |"
-    );
+    println!("| q | bpp (stream) | PSNR coded | PSNR round(y) | PSNR no quantization | non-zero after rounding | channels with std > 0.5 | max abs y |");
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for &q in &qualities {
-        let (mut bpp, mut coded, mut rounded, mut exact, mut nonzero, mut active, mut max_abs) =
-            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0f32);
+        let (mut bpp, mut coded, mut rounded, mut exact, mut nonzero, mut active, mut max_abs) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0f32);
         for path in &images {
             let img = ncodec::io::load_image(path)?;
             let (w, h) = img.dimensions();
             let stream = codec.encode(&img, q)?;
             bpp += stream.len() as f64 * 8.0 / (w as f64 * h as f64);
-            coded += psnr(
-                &img,
-                &codec.decode(&ncodec::container::Container::parse(&stream)?)?,
-            );
+            coded += psnr(&img, &codec.decode(&ncodec::container::Container::parse(&stream)?)?);
 
             let y = model.latent(image_to_tensor(&img, &device), q as usize - 1);
             let [_, m, yh, yw] = y.dims();
@@ -71,14 +59,8 @@ fn main() -> anyhow::Result<()> {
                     (s.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / per as f32).sqrt() > 0.5
                 })
                 .count() as f64;
-            rounded += psnr(
-                &img,
-                &tensor_to_image(model.synthesis_at(y.clone().round(), q as usize - 1), w, h),
-            );
-            exact += psnr(
-                &img,
-                &tensor_to_image(model.synthesis_at(y, q as usize - 1), w, h),
-            );
+            rounded += psnr(&img, &tensor_to_image(model.synthesis_at(y.clone().round(), q as usize - 1), w, h));
+            exact += psnr(&img, &tensor_to_image(model.synthesis_at(y, q as usize - 1), w, h));
         }
         let n = images.len() as f64;
         println!(

@@ -34,16 +34,9 @@ struct Shipped {
 }
 
 fn git(args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .args(args)
-        .output()
-        .context("running git")?;
+    let out = Command::new("git").args(args).output().context("running git")?;
     if !out.status.success() {
-        bail!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8(out.stdout)?)
 }
@@ -58,23 +51,11 @@ fn history(codec: &'static str) -> Result<Vec<Shipped>> {
         let Ok(text) = git(&["show", &format!("{commit}:{path}")]) else {
             continue;
         };
-        let card: toml::Value =
-            toml::from_str(&text).with_context(|| format!("{commit}:{path}"))?;
+        let card: toml::Value = toml::from_str(&text).with_context(|| format!("{commit}:{path}"))?;
         let training = card.get("training");
-        let num = |key: &str| {
-            training
-                .and_then(|t| t.get(key))
-                .and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)))
-        };
-        let points: Vec<(f64, f64)> = card
-            .get("kodak")
-            .and_then(|k| k.as_array())
-            .map(|rows| {
-                rows.iter()
-                    .filter_map(|r| Some((r.get("bpp")?.as_float()?, r.get("psnr")?.as_float()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let num = |key: &str| training.and_then(|t| t.get(key)).and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
+        let points: Vec<(f64, f64)> =
+            card.get("kodak").and_then(|k| k.as_array()).map(|rows| rows.iter().filter_map(|r| Some((r.get("bpp")?.as_float()?, r.get("psnr")?.as_float()?))).collect()).unwrap_or_default();
         if points.len() < 4 {
             continue;
         }
@@ -85,11 +66,7 @@ fn history(codec: &'static str) -> Result<Vec<Shipped>> {
             steps: num("steps").unwrap_or(0.0) as i64,
             hours: num("hours").unwrap_or(0.0),
             gpu_minutes: num("gpu_minutes").unwrap_or(0.0),
-            hardware: training
-                .and_then(|t| t.get("hardware"))
-                .and_then(|v| v.as_str())
-                .unwrap_or("?")
-                .to_string(),
+            hardware: training.and_then(|t| t.get("hardware")).and_then(|v| v.as_str()).unwrap_or("?").to_string(),
             points,
         });
     }
@@ -100,10 +77,7 @@ fn history(codec: &'static str) -> Result<Vec<Shipped>> {
 
 /// mozjpeg's (bpp, PSNR-RGB) points from the benchmark summary's `## jpeg` table.
 fn mozjpeg(summary: &str) -> Result<Vec<(f64, f64)>> {
-    let table = summary
-        .split("\n## jpeg")
-        .nth(1)
-        .context("no '## jpeg' section in assets/kodak-summary.md")?;
+    let table = summary.split("\n## jpeg").nth(1).context("no '## jpeg' section in assets/kodak-summary.md")?;
     let points: Vec<(f64, f64)> = table
         .lines()
         .skip_while(|l| !l.starts_with("| setting"))
@@ -130,11 +104,7 @@ fn main() -> Result<()> {
         };
         for s in history(codec)? {
             // The base codec's newest card at or before this one's date.
-            let base_hours = base_history
-                .iter()
-                .rev()
-                .find(|b| b.date <= s.date)
-                .map_or(0.0, |b| b.hours);
+            let base_hours = base_history.iter().rev().find(|b| b.date <= s.date).map_or(0.0, |b| b.hours);
             let bd = ncodec::bdrate::bd_rate(&anchor, &s.points)?;
             rows.push((s, base_hours, bd));
         }
@@ -150,69 +120,27 @@ fn main() -> Result<()> {
          | --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |\n",
     );
     for (s, base, bd) in &rows {
-        md += &format!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {} | {:+.1} % |\n",
-            s.codec,
-            s.commit,
-            s.date,
-            s.steps,
-            s.hours,
-            s.hours + base,
-            s.gpu_minutes,
-            s.hardware,
-            bd
-        );
+        md += &format!("| {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {} | {:+.1} % |\n", s.codec, s.commit, s.date, s.steps, s.hours, s.hours + base, s.gpu_minutes, s.hardware, bd);
     }
     std::fs::write("assets/compute-curve.md", &md)?;
 
-    let (xmax, ymin, ymax) = rows
-        .iter()
-        .fold((1.0f64, 0.0f64, 0.0f64), |(x, lo, hi), (s, b, bd)| {
-            (x.max(s.hours + b), lo.min(*bd), hi.max(*bd))
-        });
+    let (xmax, ymin, ymax) = rows.iter().fold((1.0f64, 0.0f64, 0.0f64), |(x, lo, hi), (s, b, bd)| (x.max(s.hours + b), lo.min(*bd), hi.max(*bd)));
     let root = SVGBackend::new("assets/compute-curve.svg", (720, 440)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Kodak BD-rate vs mozjpeg (PSNR-RGB) against training compute",
-            ("sans-serif", 18),
-        )
+        .caption("Kodak BD-rate vs mozjpeg (PSNR-RGB) against training compute", ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(56)
         .build_cartesian_2d(0.0..xmax * 1.1, (ymin - 5.0)..(ymax + 5.0))?;
-    chart
-        .configure_mesh()
-        .x_desc("cumulative CPU hours (2-core AMD EPYC)")
-        .y_desc("BD-rate vs mozjpeg, %")
-        .draw()?;
+    chart.configure_mesh().x_desc("cumulative CPU hours (2-core AMD EPYC)").y_desc("BD-rate vs mozjpeg, %").draw()?;
     for ((codec, _), colour) in LINEAGE.iter().zip([BLUE, RED]) {
-        let series: Vec<(f64, f64)> = rows
-            .iter()
-            .filter(|r| r.0.codec == *codec)
-            .map(|(s, b, bd)| (s.hours + b, *bd))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(series.clone(), colour.stroke_width(2)))?
-            .label(*codec)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
-            });
-        chart.draw_series(
-            series
-                .into_iter()
-                .map(|p| Circle::new(p, 4, colour.filled())),
-        )?;
+        let series: Vec<(f64, f64)> = rows.iter().filter(|r| r.0.codec == *codec).map(|(s, b, bd)| (s.hours + b, *bd)).collect();
+        chart.draw_series(LineSeries::new(series.clone(), colour.stroke_width(2)))?.label(*codec).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+        chart.draw_series(series.into_iter().map(|p| Circle::new(p, 4, colour.filled())))?;
     }
-    chart.draw_series(LineSeries::new(
-        [(0.0, 0.0), (xmax * 1.1, 0.0)],
-        BLACK.mix(0.4),
-    ))?;
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    chart.draw_series(LineSeries::new([(0.0, 0.0), (xmax * 1.1, 0.0)], BLACK.mix(0.4)))?;
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
     root.present()?;
     print!("{md}");
     Ok(())

@@ -220,8 +220,8 @@ fn wgpu_gpu() -> Option<Selected> {
     use burn::tensor::DeviceKind;
     use wgpu::DeviceType as T;
     let found = adapters();
-    let kinds: [(T, fn(usize) -> DeviceKind); 3] =
-        [(T::DiscreteGpu, DeviceKind::DiscreteGpu), (T::IntegratedGpu, DeviceKind::IntegratedGpu), (T::VirtualGpu, DeviceKind::VirtualGpu)];
+    type Kind = fn(usize) -> DeviceKind;
+    let kinds: [(T, Kind); 3] = [(T::DiscreteGpu, DeviceKind::DiscreteGpu), (T::IntegratedGpu, DeviceKind::IntegratedGpu), (T::VirtualGpu, DeviceKind::VirtualGpu)];
     kinds.into_iter().find_map(|(t, kind)| {
         let (_, name) = found.iter().find(|(d, _)| *d == t)?;
         Some(Selected { name: format!("wgpu: {name}"), device: Device::wgpu(kind(0)) })
@@ -235,9 +235,7 @@ fn wgpu_adapter(software_only: bool) -> Result<Selected> {
     }
     match adapters().iter().find(|(d, _)| *d == wgpu::DeviceType::Cpu) {
         Some((_, name)) => Ok(Selected { name: format!("wgpu: {name}"), device: Device::wgpu(burn::tensor::DeviceKind::Cpu) }),
-        None => Err(Error::Unsupported(
-            "no wgpu adapter found: no GPU driver and no software Vulkan device (on Debian/Ubuntu: apt install mesa-vulkan-drivers)".into(),
-        )),
+        None => Err(Error::Unsupported("no wgpu adapter found: no GPU driver and no software Vulkan device (on Debian/Ubuntu: apt install mesa-vulkan-drivers)".into())),
     }
 }
 
@@ -293,10 +291,7 @@ mod tests {
             assert_eq!(name.parse::<Backend>().unwrap(), want, "{name}");
         }
         let unknown = "tpu".parse::<Backend>().unwrap_err().to_string();
-        assert!(
-            unknown.contains("'tpu'") && unknown.contains("tch-cuda"),
-            "{unknown}"
-        );
+        assert!(unknown.contains("'tpu'") && unknown.contains("tch-cuda"), "{unknown}");
     }
 
     /// A route this build lacks is refused with the cargo feature that brings it, not a panic.
@@ -308,13 +303,7 @@ mod tests {
             assert!(err.contains("cargo feature `tch`"), "{err}");
         }
         #[cfg(not(feature = "cuda"))]
-        assert!(
-            Backend::Cuda
-                .select()
-                .unwrap_err()
-                .to_string()
-                .contains("cargo feature `cuda`")
-        );
+        assert!(Backend::Cuda.select().unwrap_err().to_string().contains("cargo feature `cuda`"));
         assert_eq!(Backend::Cpu.select().unwrap().name, "flex");
     }
 }

@@ -33,7 +33,8 @@ fn mean_difference(anchor: &[(f64, f64)], test: &[(f64, f64)]) -> Result<f64> {
     let t = Pchip::new(test)?;
     let lo = a.xs[0].max(t.xs[0]);
     let hi = a.xs[a.xs.len() - 1].min(t.xs[t.xs.len() - 1]);
-    if !(hi > lo) {
+    // NaN ends compare false: refused like curves that do not overlap.
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return Err(Error::Unsupported("the two curves do not overlap".into()));
     }
     Ok((t.integral(lo, hi) - a.integral(lo, hi)) / (hi - lo))

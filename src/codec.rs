@@ -301,14 +301,7 @@ impl Codec {
 
     /// The container of an image stream made by this codec.
     fn stream(&self, img: &RgbImage, quality: u8, sections: Vec<Vec<u8>>) -> Vec<u8> {
-        let header = Header {
-            kind: Kind::Image,
-            codec: self.name.clone(),
-            weights_digest: self.loaded.digest[..8].try_into().unwrap(),
-            quality,
-            width: img.width(),
-            height: img.height(),
-        };
+        let header = Header { kind: Kind::Image, codec: self.name.clone(), weights_digest: self.loaded.digest[..8].try_into().unwrap(), quality, width: img.width(), height: img.height() };
         Container { header, sections }.to_bytes()
     }
 
@@ -380,11 +373,7 @@ impl Codec {
     }
 
     fn check_quality(&self, quality: u8) -> Result<()> {
-        if (1..=self.qualities()).contains(&quality) {
-            Ok(())
-        } else {
-            Err(Error::Unsupported(format!("quality {quality} out of range 1..={}", self.qualities())))
-        }
+        if (1..=self.qualities()).contains(&quality) { Ok(()) } else { Err(Error::Unsupported(format!("quality {quality} out of range 1..={}", self.qualities()))) }
     }
 
     /// Checks that `c` was made by this codec and these weights; returns (quality index, latent size).

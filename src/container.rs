@@ -153,10 +153,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Container {
-        Container {
-            header: Header { kind: Kind::Image, codec: "mean-scale".into(), weights_digest: [7; 8], quality: 3, width: 768, height: 512 },
-            sections: vec![vec![1, 2, 3, 4], vec![9; 300]],
-        }
+        Container { header: Header { kind: Kind::Image, codec: "mean-scale".into(), weights_digest: [7; 8], quality: 3, width: 768, height: 512 }, sections: vec![vec![1, 2, 3, 4], vec![9; 300]] }
     }
 
     #[test]

@@ -22,11 +22,7 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
             let path = entry.map_err(|e| Error::io(&d, e))?.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            {
+            } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())) {
                 out.push(path);
             }
         }
@@ -85,11 +81,8 @@ pub fn write_subset(src: &Path, dest: &Path, opts: &SubsetOptions) -> Result<(us
         return Err(Error::Unsupported(format!("{} is not empty: a subset is written into a new or empty folder", dest.display())));
     }
     let parent = crate::io::parent_dir(dest);
-    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-    let staging = tempfile::Builder::new()
-        .prefix(&crate::io::hidden_name(dest))
-        .tempdir_in(&parent)
-        .map_err(|e| crate::io::cannot_create(dest, e))?;
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let staging = tempfile::Builder::new().prefix(&crate::io::hidden_name(dest)).tempdir_in(parent).map_err(|e| crate::io::cannot_create(dest, e))?;
     let (mut count, mut bytes) = (0usize, 0u64);
     while queues.iter().any(|q| !q.is_empty()) {
         for q in queues.iter_mut() {
@@ -103,15 +96,13 @@ pub fn write_subset(src: &Path, dest: &Path, opts: &SubsetOptions) -> Result<(us
             let (sw, sh) = (((w as f64 * scale).round() as u32).max(opts.crop), ((h as f64 * scale).round() as u32).max(opts.crop));
             let img = if (sw, sh) == (w, h) { img } else { image::imageops::resize(&img, sw, sh, image::imageops::FilterType::Triangle) };
             let mut jpeg = vec![];
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, opts.quality)
-                .encode_image(&img)
-                .map_err(|e| Error::Image(format!("{}: {e}", path.display())))?;
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, opts.quality).encode_image(&img).map_err(|e| Error::Image(format!("{}: {e}", path.display())))?;
             if bytes + jpeg.len() as u64 > opts.budget_bytes {
                 continue;
             }
             let name = path.strip_prefix(src).unwrap_or(&path).with_extension("jpg").to_string_lossy().replace(['/', '\\'], "_");
             let out = staging.path().join(name);
-            std::fs::write(&out, &jpeg).map_err(|e| Error::io(&dest.join(out.file_name().unwrap_or_default()), e))?;
+            std::fs::write(&out, &jpeg).map_err(|e| Error::io(dest.join(out.file_name().unwrap_or_default()), e))?;
             (count, bytes) = (count + 1, bytes + jpeg.len() as u64);
         }
     }
@@ -131,11 +122,7 @@ impl TrainSet {
     /// Decodes every image under `dir` that is at least `crop` on both sides.
     pub fn load(dir: &Path, crop: usize) -> Result<Self> {
         let files = image_files(dir)?;
-        let images: Vec<RgbImage> = files
-            .par_iter()
-            .filter_map(|p| crate::io::load_image(p).ok())
-            .filter(|im| im.width() as usize >= crop && im.height() as usize >= crop)
-            .collect();
+        let images: Vec<RgbImage> = files.par_iter().filter_map(|p| crate::io::load_image(p).ok()).filter(|im| im.width() as usize >= crop && im.height() as usize >= crop).collect();
         if images.is_empty() {
             return Err(Error::Unsupported(format!("no training images of at least {crop}x{crop} under {}", dir.display())));
         }

@@ -29,7 +29,8 @@ use crate::models::{Architecture, ModelConfig};
 /// Largest decoded area (pixels × frames) an execution may ask for.
 pub const MAX_FUZZ_PIXELS: u64 = 96 * 96 * 4;
 
-pub const ARCHITECTURES: [Architecture; 6] = [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior, Architecture::MultiReference, Architecture::Vq, Architecture::Stem];
+pub const ARCHITECTURES: [Architecture; 6] =
+    [Architecture::Factorized, Architecture::ScaleHyperprior, Architecture::MeanScaleHyperprior, Architecture::MultiReference, Architecture::Vq, Architecture::Stem];
 
 /// A tiny randomly initialised model of `arch` (N = 8, M = 20), built once per process.
 pub fn tiny_codec(arch: Architecture) -> &'static Codec {

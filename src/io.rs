@@ -201,10 +201,7 @@ pub fn check_dimensions(width: u32, height: u32) -> Result<()> {
     }
     let l = crate::limits::get();
     if width as u64 > l.max_side || height as u64 > l.max_side || width as u64 * height as u64 > l.max_pixels {
-        return Err(Error::Unsupported(format!(
-            "image is {width}x{height}; the limit is {} per side and {} pixels (raise with --max-side / --max-pixels)",
-            l.max_side, l.max_pixels
-        )));
+        return Err(Error::Unsupported(format!("image is {width}x{height}; the limit is {} per side and {} pixels (raise with --max-side / --max-pixels)", l.max_side, l.max_pixels)));
     }
     Ok(())
 }
@@ -216,9 +213,7 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
 
 /// [`decode_image`] with its own area cap (the fuzz target keeps images tiny).
 pub fn decode_image_within(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
-    let reader = ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::Image(e.to_string()))?;
+    let reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| Error::Image(e.to_string()))?;
     let mut decoder = reader.into_decoder().map_err(|e| Error::Image(e.to_string()))?;
     let (w, h) = decoder.dimensions();
     check_dimensions(w, h)?;
@@ -243,8 +238,7 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
 pub fn encode_for_path(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
     let format = match path.extension().and_then(|e| e.to_str()) {
         None => image::ImageFormat::Png,
-        Some(ext) => image::ImageFormat::from_extension(ext)
-            .ok_or_else(|| Error::Unsupported(format!("{}: unknown image extension", path.display())))?,
+        Some(ext) => image::ImageFormat::from_extension(ext).ok_or_else(|| Error::Unsupported(format!("{}: unknown image extension", path.display())))?,
     };
     let mut out = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut out), format).map_err(|e| Error::Image(e.to_string()))?;

@@ -33,13 +33,7 @@ pub fn get() -> Limits {
         0 => default,
         x => x,
     };
-    Limits {
-        max_side: v(0, d.max_side),
-        max_pixels: v(1, d.max_pixels),
-        max_input_bytes: v(2, d.max_input_bytes),
-        max_video_bytes: v(3, d.max_video_bytes),
-        max_frames: v(4, d.max_frames),
-    }
+    Limits { max_side: v(0, d.max_side), max_pixels: v(1, d.max_pixels), max_input_bytes: v(2, d.max_input_bytes), max_video_bytes: v(3, d.max_video_bytes), max_frames: v(4, d.max_frames) }
 }
 
 /// Replaces the limits for this process (zero fields keep their default).

@@ -112,9 +112,7 @@ fn ssim_cs(a: &[f64], b: &[f64], w: usize, h: usize) -> (f64, f64) {
 fn avg_pool2(x: &[f64], w: usize, h: usize) -> (Vec<f64>, usize, usize) {
     let (px, py) = (w % 2, h % 2);
     let (ow, oh) = ((w + 2 * px - 2) / 2 + 1, (h + 2 * py - 2) / 2 + 1);
-    let at = |xx: isize, yy: isize| -> f64 {
-        if xx < 0 || yy < 0 || xx >= w as isize || yy >= h as isize { 0.0 } else { x[yy as usize * w + xx as usize] }
-    };
+    let at = |xx: isize, yy: isize| -> f64 { if xx < 0 || yy < 0 || xx >= w as isize || yy >= h as isize { 0.0 } else { x[yy as usize * w + xx as usize] } };
     let mut out = vec![0.0; ow * oh];
     for y in 0..oh {
         for xo in 0..ow {
@@ -123,6 +121,32 @@ fn avg_pool2(x: &[f64], w: usize, h: usize) -> (Vec<f64>, usize, usize) {
         }
     }
     (out, ow, oh)
+}
+
+/// Luma and YUV-weighted PSNR, as video papers report them: RGB → Y'CbCr with the BT.709
+/// matrix, full range, in floating point (no rounding), peak 255 on every plane. Returns
+/// (PSNR-Y, (6·PSNR-Y + PSNR-U + PSNR-V) / 8).
+pub fn psnr_yuv(a: &RgbImage, b: &RgbImage) -> (f64, f64) {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let mut se = [0.0f64; 3];
+    for (p, q) in a.pixels().zip(b.pixels()) {
+        let (ya, ua, va) = ycbcr_bt709(p.0);
+        let (yb, ub, vb) = ycbcr_bt709(q.0);
+        se[0] += (ya - yb).powi(2);
+        se[1] += (ua - ub).powi(2);
+        se[2] += (va - vb).powi(2);
+    }
+    let n = a.width() as f64 * a.height() as f64;
+    let db = |s: f64| 10.0 * (255.0f64 * 255.0 / (s / n)).log10();
+    let (y, u, v) = (db(se[0]), db(se[1]), db(se[2]));
+    (y, (6.0 * y + u + v) / 8.0)
+}
+
+/// Full-range BT.709 Y'CbCr of one 8-bit RGB pixel (chroma centred on 128).
+pub fn ycbcr_bt709([r, g, b]: [u8; 3]) -> (f64, f64, f64) {
+    let (r, g, b) = (r as f64, g as f64, b as f64);
+    let y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    (y, (b - y) / 1.8556 + 128.0, (r - y) / 1.5748 + 128.0)
 }
 
 #[cfg(test)]
@@ -183,30 +207,4 @@ mod tests {
         // window at x in {1,2}, y in {-1,0}: (1 + 2) / 4
         assert_eq!(p[1], 0.75);
     }
-}
-
-/// Luma and YUV-weighted PSNR, as video papers report them: RGB → Y'CbCr with the BT.709
-/// matrix, full range, in floating point (no rounding), peak 255 on every plane. Returns
-/// (PSNR-Y, (6·PSNR-Y + PSNR-U + PSNR-V) / 8).
-pub fn psnr_yuv(a: &RgbImage, b: &RgbImage) -> (f64, f64) {
-    assert_eq!(a.dimensions(), b.dimensions());
-    let mut se = [0.0f64; 3];
-    for (p, q) in a.pixels().zip(b.pixels()) {
-        let (ya, ua, va) = ycbcr_bt709(p.0);
-        let (yb, ub, vb) = ycbcr_bt709(q.0);
-        se[0] += (ya - yb).powi(2);
-        se[1] += (ua - ub).powi(2);
-        se[2] += (va - vb).powi(2);
-    }
-    let n = a.width() as f64 * a.height() as f64;
-    let db = |s: f64| 10.0 * (255.0f64 * 255.0 / (s / n)).log10();
-    let (y, u, v) = (db(se[0]), db(se[1]), db(se[2]));
-    (y, (6.0 * y + u + v) / 8.0)
-}
-
-/// Full-range BT.709 Y'CbCr of one 8-bit RGB pixel (chroma centred on 128).
-pub fn ycbcr_bt709([r, g, b]: [u8; 3]) -> (f64, f64, f64) {
-    let (r, g, b) = (r as f64, g as f64, b as f64);
-    let y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
-    (y, (b - y) / 1.8556 + 128.0, (r - y) / 1.5748 + 128.0)
 }

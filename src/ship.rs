@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 
 use crate::bench::{self, Point, RdCodec};
-use crate::codec::{Card, Codec, CodebookUsage, RatePoint, Training, VideoPoint, hex, zoo_dir};
+use crate::codec::{Card, CodebookUsage, Codec, RatePoint, Training, VideoPoint, hex, zoo_dir};
 use crate::error::{Error, Result};
 use crate::models::ImageModel;
 use crate::train::{self, TrainState};
@@ -83,16 +83,16 @@ pub fn ship(opts: &ShipOptions, progress: &(dyn Fn(&bench::Row) + Sync)) -> Resu
     let rows = bench::evaluate(&codec, &images, &codec.settings(), bench::Options { timing: true }, progress)?;
     let points = bench::summarize(&rows);
     let mut bd = None;
-    if let Some(pct) = opts.if_better {
-        if let Some(shipped) = Card::load(&dir.join("card.toml")).ok().filter(|c| !c.kodak.is_empty()) {
-            let old: Vec<(f64, f64)> = shipped.kodak.iter().map(|p| (p.bpp, p.psnr)).collect();
-            let new: Vec<(f64, f64)> = points.iter().map(|p| (p.bpp, p.psnr)).collect();
-            let rate = crate::bdrate::bd_rate(&old, &new)?;
-            if rate > -pct {
-                return Ok(Outcome::Kept { bd_rate: rate, shipped_step: shipped.training.steps, points });
-            }
-            bd = Some(rate);
+    if let Some(pct) = opts.if_better
+        && let Some(shipped) = Card::load(&dir.join("card.toml")).ok().filter(|c| !c.kodak.is_empty())
+    {
+        let old: Vec<(f64, f64)> = shipped.kodak.iter().map(|p| (p.bpp, p.psnr)).collect();
+        let new: Vec<(f64, f64)> = points.iter().map(|p| (p.bpp, p.psnr)).collect();
+        let rate = crate::bdrate::bd_rate(&old, &new)?;
+        if rate > -pct {
+            return Ok(Outcome::Kept { bd_rate: rate, shipped_step: shipped.training.steps, points });
         }
+        bd = Some(rate);
     }
     crate::io::set_output_permissions(candidate.path(), &weights, false)?;
     candidate.persist(&weights).map_err(|e| Error::io(&weights, e.error))?;

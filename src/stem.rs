@@ -46,7 +46,7 @@ pub struct StreamInfo {
 
 impl StreamInfo {
     pub fn is_intra(&self, k: usize) -> bool {
-        k % self.gop == 0
+        k.is_multiple_of(self.gop)
     }
 
     fn to_bytes(&self) -> Vec<u8> {

@@ -17,8 +17,8 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::entropy::BottleneckTables;
 use crate::bytes::Reader;
+use crate::entropy::BottleneckTables;
 use crate::error::{Error, Result};
 use crate::models::{CodingTables, ImageModel, ModelConfig};
 use crate::nn::{from_host, to_host};
@@ -233,10 +233,7 @@ fn parse(bytes: &[u8]) -> Result<(Header, Tensors, BottleneckTables, Option<Vec<
         medians.push(f32::from_le_bytes(r.array()?));
         offsets.push(i32::from_le_bytes(r.array()?));
         let n = r.u32_le()? as usize;
-        let f: Vec<u32> = r.take(n.checked_mul(4).ok_or_else(|| Error::Format("table too large".into()))?)?
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let f: Vec<u32> = r.take(n.checked_mul(4).ok_or_else(|| Error::Format("table too large".into()))?)?.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
         freqs.push(f);
     }
     let priors = if r.remaining() > 0 { Some(crate::models::vq::priors_from_reader(&mut r)?) } else { None };

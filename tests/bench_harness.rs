@@ -88,13 +88,17 @@ fn reports_roundtrip_and_compare() {
         assert!((a.bpp - b.bpp).abs() < 1e-6 && (a.psnr - b.psnr).abs() < 1e-4 && (a.psnr_yuv - b.psnr_yuv).abs() < 1e-4 && (a.decode_s - b.decode_s).abs() < 1e-4);
     }
     let swapped = csv.replacen("image,setting,bytes,bpp", "setting,image,bytes,bpp", 1);
-    let swapped: String = swapped.lines().enumerate().map(|(i, l)| {
-        let mut f: Vec<&str> = l.split(',').collect();
-        if i > 0 {
-            f.swap(0, 1);
-        }
-        f.join(",") + "\n"
-    }).collect();
+    let swapped: String = swapped
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            if i > 0 {
+                f.swap(0, 1);
+            }
+            f.join(",") + "\n"
+        })
+        .collect();
     std::fs::write(d.join("swapped.csv"), swapped).unwrap();
     assert_eq!(report::read_codec(d, "swapped").unwrap()[2].setting, rows[2].setting, "columns are found by name");
     std::fs::write(d.join("short.csv"), "image,setting,bytes,bpp\na.png,1,10,0.5\n").unwrap();

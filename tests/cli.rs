@@ -93,7 +93,11 @@ fn refine_flag_writes_standard_streams_and_refuses_what_it_cannot_do() {
     assert!(std::fs::metadata(d.join("t.ncod")).unwrap().len() as f64 <= budget);
     // Refused with a message, nothing written: out of range, and for videos.
     std::fs::write(d.join("clip.y4m"), b"YUV4MPEG2 W8 H8 F25:1 C420jpeg\n").unwrap();
-    for (input, extra, want) in [("in.png", &["--refine", "5000"][..], "5000"), ("in.png", &["-q", "2", "--refine", "2", "--refine-step-size=-1"][..], "step size"), ("clip.y4m", &["--refine", "2"][..], "--refine is for images")] {
+    for (input, extra, want) in [
+        ("in.png", &["--refine", "5000"][..], "5000"),
+        ("in.png", &["-q", "2", "--refine", "2", "--refine-step-size=-1"][..], "step size"),
+        ("clip.y4m", &["--refine", "2"][..], "--refine is for images"),
+    ] {
         let out = encode(input, "bad.ncod", extra);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(want), "{err}");
@@ -117,12 +121,7 @@ fn hostile_inputs_fail_cleanly_and_leave_no_output() {
     let mut flipped = good.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 1;
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("empty", vec![]),
-        ("truncated", good[..good.len() / 2].to_vec()),
-        ("flipped", flipped),
-        ("text", b"hello, not a bitstream".to_vec()),
-    ];
+    let cases: Vec<(&str, Vec<u8>)> = vec![("empty", vec![]), ("truncated", good[..good.len() / 2].to_vec()), ("flipped", flipped), ("text", b"hello, not a bitstream".to_vec())];
     for (name, bytes) in cases {
         let input = d.join(format!("{name}.ncod"));
         std::fs::write(&input, &bytes).unwrap();
@@ -152,7 +151,8 @@ fn limits_are_flags_with_documented_defaults() {
     let d = dir.path();
     let w = tiny_weights(d, Architecture::MeanScaleHyperprior, 5);
     test_image(150, 90, 1).save(d.join("in.png")).unwrap();
-    let enc = |extra: &[&str]| ncenc().args([path_str(&d.join("in.png")), "-o", path_str(&d.join("a.ncod")), "-q", "2", "--codec", "mean-scale", "--weights", path_str(&w)]).args(extra).output().unwrap();
+    let enc =
+        |extra: &[&str]| ncenc().args([path_str(&d.join("in.png")), "-o", path_str(&d.join("a.ncod")), "-q", "2", "--codec", "mean-scale", "--weights", path_str(&w)]).args(extra).output().unwrap();
     let small = enc(&["--max-pixels", "10000"]);
     assert_eq!(small.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&small.stderr).contains("--max-pixels"), "{}", String::from_utf8_lossy(&small.stderr));
@@ -280,7 +280,10 @@ fn crosscheck_and_subset_run_as_a_user_runs_them() {
     let files: Vec<_> = std::fs::read_dir(d.join("sub")).unwrap().map(|e| e.unwrap().path()).collect();
     let total: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
     assert!(!files.is_empty() && total <= (0.03 * 1048576.0) as u64, "{} files, {total} bytes", files.len());
-    assert!(files.iter().any(|f| f.file_name().unwrap().to_string_lossy().starts_with("a_")) && files.iter().any(|f| f.file_name().unwrap().to_string_lossy().starts_with("b_")), "both folders represented");
+    assert!(
+        files.iter().any(|f| f.file_name().unwrap().to_string_lossy().starts_with("a_")) && files.iter().any(|f| f.file_name().unwrap().to_string_lossy().starts_with("b_")),
+        "both folders represented"
+    );
     for f in &files {
         let img = image::open(f).unwrap();
         assert!(img.width().max(img.height()) <= 200 && img.width().min(img.height()) >= 128, "{}: {}x{}", f.display(), img.width(), img.height());

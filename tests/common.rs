@@ -13,11 +13,7 @@ pub fn test_image(w: u32, h: u32, seed: u32) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| {
         let n = (x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503) ^ seed.wrapping_mul(97)) >> 27;
         let edge = if x * 3 > w + y { 60 } else { 0 };
-        image::Rgb([
-            ((x * 255 / w.max(1)) as u8).wrapping_add(n as u8),
-            ((y * 255 / h.max(1)) as u8).saturating_add(edge),
-            (((x + y) * 2) as u8) ^ (seed as u8),
-        ])
+        image::Rgb([((x * 255 / w.max(1)) as u8).wrapping_add(n as u8), ((y * 255 / h.max(1)) as u8).saturating_add(edge), (((x + y) * 2) as u8) ^ (seed as u8)])
     })
 }
 

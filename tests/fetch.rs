@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
@@ -47,7 +47,7 @@ fn serve(files: Vec<(String, Vec<u8>)>, cut: Arc<Mutex<Option<usize>>>, log: Arc
             let _ = stream.flush();
             drop(reader);
             let _ = stream.shutdown(std::net::Shutdown::Both);
-            let _ = stream.bytes().count();
+            let _ = std::io::copy(&mut stream, &mut std::io::sink());
         }
     });
     format!("http://{addr}/")

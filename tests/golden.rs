@@ -145,14 +145,17 @@ fn streams_and_pixels_match_the_committed_digests() {
                 golden.insert(case.name.clone(), now);
             }
             None => failures.push(format!("{}: no committed digest (bless to add it)", case.name)),
-            Some(old) if old[0] != weights => failures.push(format!("{}: codecs/{}/weights.ncw changed since the digests were recorded ({} -> {weights}); if it was reshipped, bless", case.name, case.codec, old[0])),
+            Some(old) if old[0] != weights => {
+                failures.push(format!("{}: codecs/{}/weights.ncw changed since the digests were recorded ({} -> {weights}); if it was reshipped, bless", case.name, case.codec, old[0]))
+            }
             Some(old) if old[1] != now[1] => failures.push(format!("{}: the stream changed", case.name)),
             Some(old) if old[2] != now[2] => failures.push(format!("{}: the stream is the same, the decoded pixels changed", case.name)),
             Some(_) => {}
         }
     }
     if bless {
-        let mut text = String::from("# case\tweights (sha256, 16 hex)\tstream sha256\tdecoded pixels sha256 (PNG: 8-bit RGB; Y4M: the file)\n# Written by NCODEC_BLESS=1 cargo test --release --test golden\n");
+        let mut text =
+            String::from("# case\tweights (sha256, 16 hex)\tstream sha256\tdecoded pixels sha256 (PNG: 8-bit RGB; Y4M: the file)\n# Written by NCODEC_BLESS=1 cargo test --release --test golden\n");
         for (name, [w, s, p]) in &golden {
             text.push_str(&format!("{name}\t{w}\t{s}\t{p}\n"));
         }

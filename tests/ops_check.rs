@@ -16,6 +16,7 @@ fn lcg(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// out[o, y, x] = sum_{i,ky,kx} in[i, iy, ix] * w[i, o, ky, kx] where y = iy*s - p + ky.
+#[allow(clippy::too_many_arguments)] // the transposed convolution's own parameters, spelled out
 fn naive(inp: &[f32], w: &[f32], cin: usize, cout: usize, h: usize, wd: usize, k: usize, s: usize, p: usize, op: usize) -> (Vec<f32>, usize, usize) {
     let (oh, ow) = ((h - 1) * s + k - 2 * p + op, (wd - 1) * s + k - 2 * p + op);
     let mut out = vec![0f32; cout * oh * ow];

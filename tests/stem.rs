@@ -37,7 +37,10 @@ fn panning(n: usize) -> Video {
     Video::from_rgb(&frames, (25, 1)).unwrap()
 }
 
-fn decode_all(codec: &ncodec::Codec, bytes: &[u8], range: Option<std::ops::Range<usize>>, conceal: bool) -> ncodec::Result<(Vec<(usize, RgbImage)>, Vec<stem::Damage>)> {
+/// Decoded frames with their indices, and the damage reported.
+type Decoded = (Vec<(usize, RgbImage)>, Vec<stem::Damage>);
+
+fn decode_all(codec: &ncodec::Codec, bytes: &[u8], range: Option<std::ops::Range<usize>>, conceal: bool) -> ncodec::Result<Decoded> {
     let (c, _) = Container::parse_lenient(bytes)?;
     let mut frames = vec![];
     let (_, damage) = stem::decode(codec, &c, range, conceal, &mut |k, img| {

@@ -15,7 +15,7 @@ fn clip(w: usize, h: usize, n: usize) -> Video {
             y: (0..w * h)
                 .map(|i| {
                     let (x, y) = (i % w, i / w);
-                    let inside = x >= 8 + 3 * t && x < 40 + 3 * t && y >= 16 && y < 48;
+                    let inside = x >= 8 + 3 * t && x < 40 + 3 * t && (16..48).contains(&y);
                     if inside { 220 } else { (40 + (x * 120) / w + (y * 40) / h) as u8 }
                 })
                 .collect(),
@@ -129,13 +129,8 @@ fn video_bench_on_basketballpass() {
         return;
     }
     let out = common::tempdir();
-    let run = Command::new(env!("CARGO_BIN_EXE_ncodec"))
-        .args(["bench", "--dataset", "video", "--codec", "none", "--frames", "10", "--data-dir"])
-        .arg(&clip)
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let run =
+        Command::new(env!("CARGO_BIN_EXE_ncodec")).args(["bench", "--dataset", "video", "--codec", "none", "--frames", "10", "--data-dir"]).arg(&clip).arg("--out").arg(out.path()).output().unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     for f in ["x264.json", "x265.json", "x264.csv", "rd-psnr.svg", "summary.md"] {
         assert!(out.path().join(f).is_file(), "missing {f}");

@@ -5,8 +5,8 @@ mod common;
 
 use ncodec::container::Container;
 use ncodec::models::{Architecture, ModelConfig, VqConfig};
-use ncodec::train::{TrainOptions, load_checkpoint, train};
 use ncodec::train::vq::{VqLoss, VqTrainOptions};
+use ncodec::train::{TrainOptions, load_checkpoint, train};
 
 /// Generated training photos and a tiny mean-scale model to take the transforms from.
 fn setup(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {

@@ -127,9 +127,7 @@ impl RdCodec for Avif {
             .with_internal_color_model(ravif::ColorModel::YCbCr)
             // One encode per image; the harness parallelises across images instead.
             .with_num_threads(Some(1));
-        let out = enc
-            .encode_rgb(ravif::Img::new(px.as_slice(), img.width() as usize, img.height() as usize))
-            .map_err(|e| failed("avif", e))?;
+        let out = enc.encode_rgb(ravif::Img::new(px.as_slice(), img.width() as usize, img.height() as usize)).map_err(|e| failed("avif", e))?;
         Ok(out.avif_file)
     }
     fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {

@@ -183,13 +183,7 @@ pub fn measure(codec: &dyn RdCodec, name: &str, img: &RgbImage, setting: u32) ->
 }
 
 /// Runs `codec` at every setting on every image; `progress` is called once per finished row.
-pub fn evaluate(
-    codec: &dyn RdCodec,
-    images: &[(String, RgbImage)],
-    settings: &[u32],
-    opts: Options,
-    progress: &(dyn Fn(&Row) + Sync),
-) -> Result<Vec<Row>> {
+pub fn evaluate(codec: &dyn RdCodec, images: &[(String, RgbImage)], settings: &[u32], opts: Options, progress: &(dyn Fn(&Row) + Sync)) -> Result<Vec<Row>> {
     let jobs: Vec<(usize, u32)> = (0..images.len()).flat_map(|i| settings.iter().map(move |&s| (i, s))).collect();
     let run = |&(i, s): &(usize, u32)| -> Result<Row> {
         let row = measure(codec, &images[i].0, &images[i].1, s)?;
@@ -242,18 +236,8 @@ pub fn evaluate_video(anchor: &crate::video::anchors::VideoAnchor, name: &str, v
         let decode_s = t.elapsed().as_secs_f64();
         let bytes: usize = packets.iter().map(Vec::len).sum();
         let (psnr, psnr_y, psnr_yuv, ms_ssim) = crate::video::quality(video, &dec)?;
-        let row = Row {
-            image: name.to_string(),
-            setting: s,
-            bytes,
-            bpp: bytes as f64 * 8.0 / (video.width * video.height * video.frames.len()) as f64,
-            psnr,
-            psnr_y,
-            psnr_yuv,
-            ms_ssim,
-            encode_s,
-            decode_s,
-        };
+        let row =
+            Row { image: name.to_string(), setting: s, bytes, bpp: bytes as f64 * 8.0 / (video.width * video.height * video.frames.len()) as f64, psnr, psnr_y, psnr_yuv, ms_ssim, encode_s, decode_s };
         progress(&row);
         rows.push(row);
     }

@@ -44,11 +44,7 @@ pub fn write_codec(dir: &Path, name: &str, description: &str, rows: &[Row]) -> R
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut csv = String::from("image,setting,bytes,bpp,psnr_rgb,psnr_y,psnr_yuv,ms_ssim_rgb,encode_s,decode_s\n");
     for r in rows {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{:.6},{:.4},{:.4},{:.4},{:.6},{:.4},{:.4}",
-            r.image, r.setting, r.bytes, r.bpp, r.psnr, r.psnr_y, r.psnr_yuv, r.ms_ssim, r.encode_s, r.decode_s
-        );
+        let _ = writeln!(csv, "{},{},{},{:.6},{:.4},{:.4},{:.4},{:.6},{:.4},{:.4}", r.image, r.setting, r.bytes, r.bpp, r.psnr, r.psnr_y, r.psnr_yuv, r.ms_ssim, r.encode_s, r.decode_s);
     }
     crate::io::write_atomic(&dir.join(format!("{name}.csv")), csv.as_bytes())?;
     let pts = summarize(rows);
@@ -124,7 +120,7 @@ pub fn load_reference(path: &Path) -> Result<Curve> {
     let bpp = series(&["bpp"]).ok_or_else(|| bad("no numeric \"bpp\" array"))?;
     let psnr = series(&["psnr-rgb", "psnr"]).ok_or_else(|| bad("no numeric \"psnr-rgb\"/\"psnr\" array"))?;
     let ms = series(&["ms-ssim-rgb", "ms-ssim"]).unwrap_or_else(|| vec![f64::NAN; bpp.len()]);
-    if psnr.len() != bpp.len() || ms.len() != bpp.len() || bpp.is_empty() || bpp.iter().any(|&b| !(b > 0.0)) {
+    if psnr.len() != bpp.len() || ms.len() != bpp.len() || bpp.is_empty() || bpp.iter().any(|&b| b.is_nan() || b <= 0.0) {
         return Err(bad("bpp/psnr/ms-ssim arrays must be non-empty, of equal length, with bpp > 0"));
     }
     let name = v.get("name").and_then(|n| n.as_str()).map(str::to_string).unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().into_owned());
@@ -194,20 +190,10 @@ pub fn plot_svg(path: &Path, title: &str, curves: &[Curve], metric: Metric) -> R
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             let color = Palette99::pick(i).to_rgba();
             let style = ShapeStyle { color, filled: false, stroke_width: if c.published { 1 } else { 2 } };
-            chart
-                .draw_series(LineSeries::new(pts.clone(), style))
-                .map_err(|e| err(&e))?
-                .label(c.label())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            chart.draw_series(LineSeries::new(pts.clone(), style)).map_err(|e| err(&e))?.label(c.label()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
             chart.draw_series(pts.into_iter().map(move |p| Circle::new(p, 3, color.filled()))).map_err(|e| err(&e))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(&e))?;
+        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
     }
     crate::io::write_atomic(path, svg.as_bytes())

@@ -90,10 +90,7 @@ fn run(args: &Args) -> ncodec::Result<()> {
     ncodec::io::write_atomic(&args.output, &bytes)?;
     if !args.quiet {
         let px = img.width() as f64 * img.height() as f64;
-        eprintln!(
-            "{}x{} {} q{}: {} bytes, {:.4} bpp, encoded in {:.2} s on {}",
-            img.width(), img.height(), codec.name, quality, bytes.len(), bytes.len() as f64 * 8.0 / px, secs, backend.name
-        );
+        eprintln!("{}x{} {} q{}: {} bytes, {:.4} bpp, encoded in {:.2} s on {}", img.width(), img.height(), codec.name, quality, bytes.len(), bytes.len() as f64 * 8.0 / px, secs, backend.name);
     }
     Ok(())
 }
@@ -109,7 +106,15 @@ fn encode_stem(args: &Args) -> ncodec::Result<()> {
         let px = (video.width * video.height * frames) as f64;
         eprintln!(
             "{}x{} x {frames} frames, stem q{} gop {}: {} bytes, {:.4} bpp, encoded in {:.1} s ({:.2} fps) on {}",
-            video.width, video.height, args.quality, ncodec::stem::intra_period(args.nerv.gop, frames), enc.bytes.len(), enc.bytes.len() as f64 * 8.0 / px, enc.seconds, frames as f64 / enc.seconds, backend.name
+            video.width,
+            video.height,
+            args.quality,
+            ncodec::stem::intra_period(args.nerv.gop, frames),
+            enc.bytes.len(),
+            enc.bytes.len() as f64 * 8.0 / px,
+            enc.seconds,
+            frames as f64 / enc.seconds,
+            backend.name
         );
     }
     Ok(())
@@ -125,7 +130,15 @@ fn encode_video(args: &Args) -> ncodec::Result<()> {
         let psnr = enc.reports.iter().map(|r| r.psnr * r.frames as f64).sum::<f64>() / video.frames.len() as f64;
         eprintln!(
             "{}x{} x {} frames, nerv q{}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB, encoded in {:.1} s on {}",
-            video.width, video.height, video.frames.len(), enc.quality, enc.bytes.len(), enc.bytes.len() as f64 * 8.0 / px, psnr, enc.seconds, backend.name
+            video.width,
+            video.height,
+            video.frames.len(),
+            enc.quality,
+            enc.bytes.len(),
+            enc.bytes.len() as f64 * 8.0 / px,
+            psnr,
+            enc.seconds,
+            backend.name
         );
     }
     Ok(())

@@ -40,11 +40,7 @@ impl EntropyBottleneck {
         for i in 0..dims.len() - 1 {
             let init = (1.0 / scale / dims[i + 1] as f64).exp_m1().ln();
             matrices.push(Param::from_tensor(Tensor::full([channels, dims[i + 1], dims[i]], init, device)));
-            biases.push(Param::from_tensor(Tensor::random(
-                [channels, dims[i + 1], 1],
-                Distribution::Uniform(-0.5, 0.5),
-                device,
-            )));
+            biases.push(Param::from_tensor(Tensor::random([channels, dims[i + 1], 1], Distribution::Uniform(-0.5, 0.5), device)));
             if i < dims.len() - 2 {
                 factors.push(Param::from_tensor(Tensor::zeros([channels, dims[i + 1], 1], device)));
             }
@@ -97,9 +93,7 @@ impl EntropyBottleneck {
             let med32 = med as f32;
             let lo = ((q_lo - med32 as f64).floor() as i64).clamp(-MAX_TABLE / 2, 0);
             let hi = ((q_hi - med32 as f64).ceil() as i64).clamp(0, MAX_TABLE / 2);
-            let pmf: Vec<f64> = (lo..=hi)
-                .map(|k| host.mass(c, med32 as f64 + k as f64 - 0.5, med32 as f64 + k as f64 + 0.5))
-                .collect();
+            let pmf: Vec<f64> = (lo..=hi).map(|k| host.mass(c, med32 as f64 + k as f64 - 0.5, med32 as f64 + k as f64 + 0.5)).collect();
             medians.push(med32);
             offsets.push(lo as i32);
             freqs.push(super::coder::quantize_pmf(&pmf));
@@ -109,16 +103,17 @@ impl EntropyBottleneck {
 }
 
 /// The learned CDF evaluated in f64 on the host, for export only.
+/// One density layer on the host: matrix, bias, optional factor, outputs, inputs.
+type HostLayer = (Vec<f64>, Vec<f64>, Option<Vec<f64>>, usize, usize);
+
 struct HostDensity {
     /// Per layer: (matrix [C][out][in] after softplus, bias [C][out], factor tanh [C][out]).
-    layers: Vec<(Vec<f64>, Vec<f64>, Option<Vec<f64>>, usize, usize)>,
+    layers: Vec<HostLayer>,
 }
 
 impl HostDensity {
     fn from_module(m: &EntropyBottleneck) -> Self {
-        let read = |t: Tensor<3>| -> Vec<f64> {
-            crate::nn::to_host(t).into_iter().map(|v| v as f64).collect()
-        };
+        let read = |t: Tensor<3>| -> Vec<f64> { crate::nn::to_host(t).into_iter().map(|v| v as f64).collect() };
         let mut layers = vec![];
         for i in 0..m.matrices.len() {
             let [_, out, inp] = m.matrices[i].dims();

@@ -38,15 +38,14 @@ impl CdfTable {
     /// `1 << PRECISION`. Frequencies read from a weight file go through here, so bad ones are an
     /// error, not a panic.
     pub fn from_frequencies(offset: i32, freqs: &[u32]) -> Result<Self> {
-        if freqs.len() < 2 || freqs.iter().any(|&f| f == 0) {
+        if freqs.len() < 2 || freqs.contains(&0) {
             return Err(Error::Format("probability table with a zero or missing entry".into()));
         }
         let sum: u64 = freqs.iter().map(|&f| f as u64).sum();
         if sum != TOTAL {
             return Err(Error::Format(format!("probability table sums to {sum}, not {TOTAL}")));
         }
-        let model = Categorical::from_nonzero_fixed_point_probabilities(freqs, false)
-            .map_err(|()| Error::Format("invalid probability table".into()))?;
+        let model = Categorical::from_nonzero_fixed_point_probabilities(freqs, false).map_err(|()| Error::Format("invalid probability table".into()))?;
         let costs = freqs.iter().map(|&f| (PRECISION as f64 - (f as f64).log2()) as f32).collect();
         Ok(Self { offset, n: (freqs.len() - 1) as u32, model, costs })
     }
@@ -82,19 +81,15 @@ impl CdfTable {
     }
 }
 
-/// Turns a pmf (whose missing mass becomes the escape symbol) into frequencies that are all
-/// >= 1 and sum to exactly `1 << PRECISION`. Pure integer/f64 arithmetic in a fixed order, so
-/// the result is the same on every machine for the same input.
+/// Turns a pmf (whose missing mass becomes the escape symbol) into frequencies that are all at
+/// least 1 and sum to exactly `1 << PRECISION`. Pure integer/f64 arithmetic in a fixed order,
+/// so the result is the same on every machine for the same input.
 pub fn quantize_pmf(pmf: &[f64]) -> Vec<u32> {
     let n = pmf.len() + 1;
     assert!((n as u64) < TOTAL / 2, "table too large for {PRECISION}-bit precision");
     let tail = (1.0 - pmf.iter().sum::<f64>()).max(0.0);
     let spare = (TOTAL - n as u64) as f64; // every symbol gets 1 for free
-    let mut freqs: Vec<u32> = pmf
-        .iter()
-        .chain(std::iter::once(&tail))
-        .map(|&p| 1 + (p.clamp(0.0, 1.0) * spare).round() as u32)
-        .collect();
+    let mut freqs: Vec<u32> = pmf.iter().chain(std::iter::once(&tail)).map(|&p| 1 + (p.clamp(0.0, 1.0) * spare).round() as u32).collect();
     // Fix the rounding error on the most probable symbol(s).
     let mut sum: i64 = freqs.iter().map(|&f| f as i64).sum();
     while sum != TOTAL as i64 {
@@ -135,8 +130,7 @@ impl SymbolEncoder {
         }
         self.inner.encode_symbol(table.n as usize, &table.model).map_err(coder_err)?;
         // Distance past the nearest end of the range (>= 1), plus which side.
-        let (above, dist) =
-            if rel < 0 { (0usize, (-rel) as u64) } else { (1usize, (rel - table.n as i64 + 1) as u64) };
+        let (above, dist) = if rel < 0 { (0usize, (-rel) as u64) } else { (1usize, (rel - table.n as i64 + 1) as u64) };
         self.encode_uniform(above, 2)?;
         let bits = 64 - dist.leading_zeros();
         self.encode_uniform(bits as usize, MAX_TAIL_BITS as usize + 1)?;
@@ -170,12 +164,11 @@ pub struct SymbolDecoder {
 
 impl SymbolDecoder {
     pub fn new(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             return Err(Error::Format("range-coded section length is not a multiple of 4".into()));
         }
         let words: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
-        let inner = DefaultRangeDecoder::from_compressed(words)
-            .map_err(|_| Error::Format("corrupt range-coded section".into()))?;
+        let inner = DefaultRangeDecoder::from_compressed(words).map_err(|_| Error::Format("corrupt range-coded section".into()))?;
         Ok(Self { inner })
     }
 
@@ -197,11 +190,7 @@ impl SymbolDecoder {
             shift += take;
             left -= take;
         }
-        let value = if above == 1 {
-            table.offset as i64 + table.n as i64 - 1 + dist as i64
-        } else {
-            table.offset as i64 - dist as i64
-        };
+        let value = if above == 1 { table.offset as i64 + table.n as i64 - 1 + dist as i64 } else { table.offset as i64 - dist as i64 };
         i32::try_from(value).map_err(|_| Error::Format("escaped value out of range".into()))
     }
 

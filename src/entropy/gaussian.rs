@@ -83,17 +83,13 @@ impl Default for GaussianConditional {
 impl GaussianConditional {
     pub fn new() -> Self {
         let (lo, hi) = (libm::log(SCALE_MIN), libm::log(SCALE_MAX));
-        let scales: Vec<f64> = (0..SCALE_LEVELS)
-            .map(|i| libm::exp(lo + (hi - lo) * i as f64 / (SCALE_LEVELS - 1) as f64))
-            .collect();
+        let scales: Vec<f64> = (0..SCALE_LEVELS).map(|i| libm::exp(lo + (hi - lo) * i as f64 / (SCALE_LEVELS - 1) as f64)).collect();
         let multiplier = -std_normal_ppf(TAIL_MASS / 2.0);
         let tables = scales
             .iter()
             .map(|&s| {
                 let r = libm::ceil(s * multiplier) as i32;
-                let pmf: Vec<f64> = (-r..=r)
-                    .map(|v| std_normal_cdf((v as f64 + 0.5) / s) - std_normal_cdf((v as f64 - 0.5) / s))
-                    .collect();
+                let pmf: Vec<f64> = (-r..=r).map(|v| std_normal_cdf((v as f64 + 0.5) / s) - std_normal_cdf((v as f64 - 0.5) / s)).collect();
                 CdfTable::from_pmf(-r, &pmf).expect("gaussian tables are valid")
             })
             .collect();
@@ -142,11 +138,7 @@ impl GaussianConditional {
 }
 
 fn check_params(p: &GaussianParams, n: usize) -> Result<()> {
-    if p.scales.len() == n && p.means.as_ref().is_none_or(|m| m.len() == n) {
-        Ok(())
-    } else {
-        Err(crate::error::Error::Format("latent geometry does not match the hyperprior".into()))
-    }
+    if p.scales.len() == n && p.means.as_ref().is_none_or(|m| m.len() == n) { Ok(()) } else { Err(crate::error::Error::Format("latent geometry does not match the hyperprior".into())) }
 }
 
 fn std_normal_cdf(x: f64) -> f64 {

@@ -31,14 +31,14 @@ use serde::{Deserialize, Serialize};
 use crate::entropy::{BottleneckTables, EntropyBottleneck, gaussian_likelihood};
 use crate::error::{Error, Result};
 use crate::nn::{from_host, to_host};
-pub use multiref::{ContextModel, IntegerContext};
-pub use transforms::IntegerHyperSynthesis;
-pub use vq::{Codebook, Codebooks, PriorSet, VqConfig, VqLatent, VqPreset};
-pub use transforms::{Synthesis, Transforms};
-use transforms::Analysis;
-pub use latent::{HyperpriorLatent, LatentCodec, LatentCoding, MultiRefLatent, StemLatent};
-pub use tables::{CodingTables, Compressed, IntegerParts, VqTables};
 use latent::check_len;
+pub use latent::{HyperpriorLatent, LatentCodec, LatentCoding, MultiRefLatent, StemLatent};
+pub use multiref::{ContextModel, IntegerContext};
+pub use tables::{CodingTables, Compressed, IntegerParts, VqTables};
+use transforms::Analysis;
+pub use transforms::IntegerHyperSynthesis;
+pub use transforms::{Synthesis, Transforms};
+pub use vq::{Codebook, Codebooks, PriorSet, VqConfig, VqLatent, VqPreset};
 
 /// Spatial downsampling of y relative to x, and of the padding unit for whole images.
 pub const Y_STRIDE: usize = 16;
@@ -128,10 +128,6 @@ impl ModelConfig {
     }
 }
 
-
-
-
-
 /// Result of a training pass.
 pub struct ForwardOutput {
     pub x_hat: Tensor<4>,
@@ -180,10 +176,9 @@ impl ImageModel {
             Architecture::ScaleHyperprior => LatentCodec::Hyperprior(hyperprior(false)),
             Architecture::MeanScaleHyperprior => LatentCodec::Hyperprior(hyperprior(true)),
             Architecture::MultiReference => LatentCodec::MultiRef(MultiRefLatent { hyper: hyperprior(true), context: ContextModel::new(m, device) }),
-            Architecture::Stem => LatentCodec::Stem(StemLatent {
-                intra: MultiRefLatent { hyper: hyperprior(true), context: ContextModel::new(m, device) },
-                inter: ContextModel::new_temporal(m, device),
-            }),
+            Architecture::Stem => {
+                LatentCodec::Stem(StemLatent { intra: MultiRefLatent { hyper: hyperprior(true), context: ContextModel::new(m, device) }, inter: ContextModel::new_temporal(m, device) })
+            }
             Architecture::Vq => LatentCodec::Vq(VqLatent::new(cfg.vq.as_ref().expect("checked VQ configuration"), m, device)),
         };
         Self {
@@ -304,13 +299,22 @@ impl ImageModel {
     /// Inverse of [`compress_frame`](Self::compress_frame): the padded frame and its ŷ (Q12).
     /// With `pixels` false, only the latent is decoded (no device work).
     #[allow(clippy::too_many_arguments)]
-    pub fn decompress_frame(&self, sections: &[Vec<u8>], q: usize, y_hw: [usize; 2], reference: Option<&[i32]>, tables: &CodingTables, device: &Device, pixels: bool) -> Result<(Option<Tensor<4>>, Vec<i32>)> {
+    pub fn decompress_frame(
+        &self,
+        sections: &[Vec<u8>],
+        q: usize,
+        y_hw: [usize; 2],
+        reference: Option<&[i32]>,
+        tables: &CodingTables,
+        device: &Device,
+        pixels: bool,
+    ) -> Result<(Option<Tensor<4>>, Vec<i32>)> {
         let LatentCodec::Stem(stem) = &self.latent else { return Err(Error::Unsupported("not a video (stem) model".into())) };
-        let (y_hat, hyper, y_q, lrp) = stem.decompress_frame(sections, y_hw, reference, tables)?;
+        let frame = stem.decompress_frame(sections, y_hw, reference, tables)?;
         if !pixels {
-            return Ok((None, y_q));
+            return Ok((None, frame.y_q));
         }
-        Ok((Some(self.synthesize_with(y_hat, Some((hyper, Some(lrp))), q, y_hw, device)?), y_q))
+        Ok((Some(self.synthesize_with(frame.y_hat, Some((frame.hyper, Some(frame.lrp))), q, y_hw, device)?), frame.y_q))
     }
 
     /// Stem models: the P-frame context model (what stem training trains).
@@ -327,9 +331,6 @@ impl ImageModel {
         }
         self
     }
-
-
-    /// ẑ → Gaussian parameters, in fixed point (or through the float h_s when measuring).
 
     /// This model with `other`'s analysis and synthesis transforms (same N and M).
     pub fn with_transforms_of(mut self, other: &ImageModel) -> Self {
@@ -468,17 +469,6 @@ impl ImageModel {
     }
 }
 
-
-
-
-
-
-
-
-
-
 fn quality_tensor(q: usize, device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(vec![q as i64], [1]), device)
 }
-
-

@@ -91,7 +91,7 @@ fn shrink(t: Tensor<4>) -> Tensor<4> {
 
 /// Checkerboard: anchors are the positions with (row + column) even.
 pub fn is_anchor(t: usize, w: usize) -> bool {
-    (t / w + t % w) % 2 == 0
+    (t / w + t % w).is_multiple_of(2)
 }
 
 /// The context model of one slice.
@@ -673,8 +673,8 @@ impl IntegerSlice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::{from_host, to_host};
     use crate::nn::fixed::to_fixed;
+    use crate::nn::{from_host, to_host};
 
     /// Records the parameters the integer model codes each element with.
     struct Record<'a> {

@@ -3,9 +3,9 @@
 
 use crate::entropy::{BottleneckTables, GaussianConditional};
 use crate::error::{Error, Result};
-use crate::models::vq::{self, Codebook, Codebooks, PriorSet, VqConfig};
 use crate::models::multiref::IntegerContext;
 use crate::models::transforms::IntegerHyperSynthesis;
+use crate::models::vq::{self, Codebook, Codebooks, PriorSet, VqConfig};
 
 /// Fixed-point parts of [`CodingTables`] that a latent codec derives from its weights.
 #[derive(Default)]

@@ -285,12 +285,7 @@ pub struct HyperSynthesis {
 impl HyperSynthesis {
     pub fn new(n: usize, m: usize, mean_scale: bool, device: &Device) -> Self {
         if mean_scale {
-            Self {
-                d1: deconv(n, m, 5, 2, device),
-                d2: deconv(m, m * 3 / 2, 5, 2, device),
-                c3: conv(m * 3 / 2, 2 * m, 3, 1, device),
-                mean_scale,
-            }
+            Self { d1: deconv(n, m, 5, 2, device), d2: deconv(m, m * 3 / 2, 5, 2, device), c3: conv(m * 3 / 2, 2 * m, 3, 1, device), mean_scale }
         } else {
             Self { d1: deconv(n, n, 5, 2, device), d2: deconv(n, n, 5, 2, device), c3: conv(n, m, 3, 1, device), mean_scale }
         }
@@ -316,14 +311,7 @@ impl HyperSynthesis {
     /// The fixed-point copy that coding uses (see [`IntegerHyperSynthesis`]).
     pub fn integer(&self) -> IntegerHyperSynthesis {
         let (hidden, last) = if self.mean_scale { (Activation::LeakyRelu, Activation::None) } else { (Activation::Relu, Activation::Relu) };
-        IntegerHyperSynthesis {
-            layers: vec![
-                FixedConv::from_deconv(&self.d1, hidden),
-                FixedConv::from_deconv(&self.d2, hidden),
-                FixedConv::from_conv(&self.c3, last),
-            ],
-            mean_scale: self.mean_scale,
-        }
+        IntegerHyperSynthesis { layers: vec![FixedConv::from_deconv(&self.d1, hidden), FixedConv::from_deconv(&self.d2, hidden), FixedConv::from_conv(&self.c3, last)], mean_scale: self.mean_scale }
     }
 }
 
@@ -374,8 +362,8 @@ mod tests {
     }
 
     use super::*;
-    use crate::nn::to_host;
     use crate::nn::fixed::to_float;
+    use crate::nn::to_host;
 
     /// Added residual stages leave a trained transform's output exactly as it was, and are
     /// wired in: once their last layers move, the output changes.

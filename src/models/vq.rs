@@ -26,8 +26,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::bytes::Reader;
-use crate::entropy::{CdfTable, SymbolDecoder, SymbolEncoder};
 use crate::entropy::coder::quantize_pmf;
+use crate::entropy::{CdfTable, SymbolDecoder, SymbolEncoder};
 use crate::error::{Error, Result};
 use crate::nn::{from_host, to_host};
 
@@ -316,10 +316,7 @@ impl ContextTables {
         if freqs.len() != contexts * (symbols + 1) {
             return Err(Error::Format("VQ prior table has the wrong size".into()));
         }
-        let tables = freqs
-            .chunks_exact(symbols + 1)
-            .map(|f| CdfTable::from_frequencies(0, &f.iter().map(|&v| v as u32).collect::<Vec<_>>()))
-            .collect::<Result<_>>()?;
+        let tables = freqs.chunks_exact(symbols + 1).map(|f| CdfTable::from_frequencies(0, &f.iter().map(|&v| v as u32).collect::<Vec<_>>())).collect::<Result<_>>()?;
         Ok(Self { symbols, freqs, tables })
     }
 
@@ -562,11 +559,7 @@ pub fn fit_priors(cfg: &VqConfig, books: &Codebooks, latents: &[(usize, usize, &
         for (p, &(contexts, symbols)) in shapes.iter().enumerate() {
             let (tr, he) = (&train.passes[p].2, &held.passes[p].2);
             let marg_train = marginal(tr, symbols);
-            let best = ALPHAS
-                .iter()
-                .map(|&a| (held_out_bits(tr, &marg_train, he, contexts, symbols, a), a))
-                .min_by(|x, y| x.0.total_cmp(&y.0))
-                .unwrap();
+            let best = ALPHAS.iter().map(|&a| (held_out_bits(tr, &marg_train, he, contexts, symbols, a), a)).min_by(|x, y| x.0.total_cmp(&y.0)).unwrap();
             bits.push(best.0);
             let all: Vec<u64> = tr.iter().zip(he).map(|(a, b)| a + b).collect();
             let marg_all = marginal(&all, symbols);
@@ -634,10 +627,12 @@ pub fn kmeans(points: &[f32], weights: &[f64], dim: usize, k: usize, iters: usiz
         let total: f64 = d2.iter().zip(weights).map(|(&d, &w)| d as f64 * w).sum();
         let pick = if total > 0.0 {
             let mut t = rng.gen_range(0.0..total);
-            (0..n).find(|&i| {
-                t -= d2[i] as f64 * weights[i];
-                t <= 0.0
-            }).unwrap_or(n - 1)
+            (0..n)
+                .find(|&i| {
+                    t -= d2[i] as f64 * weights[i];
+                    t <= 0.0
+                })
+                .unwrap_or(n - 1)
         } else {
             rng.gen_range(0..n)
         };
@@ -663,10 +658,12 @@ pub fn kmeans(points: &[f32], weights: &[f64], dim: usize, k: usize, iters: usiz
                     codes[c * dim + d] = (sums[c * dim + d] / mass[c]) as f32;
                 }
             } else {
-                let far = (0..n).max_by(|&a, &b| {
-                    let (da, db) = (dist(pt(a), book.code(assign[a] as usize)), dist(pt(b), book.code(assign[b] as usize)));
-                    da.total_cmp(&db)
-                }).unwrap();
+                let far = (0..n)
+                    .max_by(|&a, &b| {
+                        let (da, db) = (dist(pt(a), book.code(assign[a] as usize)), dist(pt(b), book.code(assign[b] as usize)));
+                        da.total_cmp(&db)
+                    })
+                    .unwrap();
                 codes[c * dim..(c + 1) * dim].copy_from_slice(pt(far));
             }
         }
@@ -683,9 +680,7 @@ mod tests {
     fn random_books(m: usize, levels: usize, codes: usize, seed: u64) -> Codebooks {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         use rand::Rng;
-        let levels = (0..levels)
-            .map(|l| Codebook::new(m, (0..codes * m).map(|_| rng.gen_range(-1.0..1.0) / (l + 1) as f32).collect()))
-            .collect();
+        let levels = (0..levels).map(|l| Codebook::new(m, (0..codes * m).map(|_| rng.gen_range(-1.0..1.0) / (l + 1) as f32).collect())).collect();
         Codebooks { levels, reduced: vec![] }
     }
 
@@ -733,10 +728,12 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         use rand::Rng;
         let centres = [[0.0f32, 0.0], [10.0, 0.0], [0.0, 10.0]];
-        let pts: Vec<f32> = (0..300).flat_map(|i| {
-            let c = centres[i % 3];
-            [c[0] + rng.gen_range(-0.5..0.5), c[1] + rng.gen_range(-0.5..0.5)]
-        }).collect();
+        let pts: Vec<f32> = (0..300)
+            .flat_map(|i| {
+                let c = centres[i % 3];
+                [c[0] + rng.gen_range(-0.5..0.5), c[1] + rng.gen_range(-0.5..0.5)]
+            })
+            .collect();
         let book = kmeans(&pts, &vec![1.0; 300], 2, 3, 10, &mut rng);
         for c in centres {
             let k = book.nearest(&c) as usize;

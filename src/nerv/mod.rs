@@ -89,14 +89,7 @@ pub fn quality_for_bpp(bpp: f64, width: usize, height: usize, frames: usize, gro
 pub fn encode(video: &Video, quality: u8, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(Event)) -> Result<(Vec<u8>, Vec<GroupReport>)> {
     let frames: Vec<RgbImage> = (0..video.frames.len()).map(|i| video.rgb(i)).collect();
     let (sections, reports) = fit::fit_video(&frames, video.fps, opts, device, progress)?;
-    let header = Header {
-        kind: Kind::Video,
-        codec: CODEC_NAME.into(),
-        weights_digest: format_digest(),
-        quality,
-        width: video.width as u32,
-        height: video.height as u32,
-    };
+    let header = Header { kind: Kind::Video, codec: CODEC_NAME.into(), weights_digest: format_digest(), quality, width: video.width as u32, height: video.height as u32 };
     Ok((Container { header, sections }.to_bytes(), reports))
 }
 

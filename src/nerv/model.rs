@@ -165,11 +165,7 @@ impl NervDecoder {
     /// From host tensors in [`NervConfig::tensor_shapes`] order (the decoder's path).
     pub fn from_tensors(config: &NervConfig, tensors: &[Vec<f32>], device: &Device) -> Self {
         let shapes = config.tensor_shapes();
-        let convs = shapes
-            .chunks(2)
-            .zip(tensors.chunks(2))
-            .map(|(s, t)| QConv::from_host(t[0].clone(), [s[0][0], s[0][1], s[0][2], s[0][3]], t[1].clone(), device))
-            .collect();
+        let convs = shapes.chunks(2).zip(tensors.chunks(2)).map(|(s, t)| QConv::from_host(t[0].clone(), [s[0][0], s[0][1], s[0][2], s[0][3]], t[1].clone(), device)).collect();
         Self { convs }
     }
 

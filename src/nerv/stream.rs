@@ -307,12 +307,7 @@ pub fn decode_group(bytes: &[u8], prev: Option<&QuantGroup>, info: &StreamInfo, 
         let symbols = (0..per_channel).map(|_| dec.decode(&tables[t])).collect::<Result<Vec<_>>>()?;
         layout.set_channel(&mut embeds, c, &symbols, delta);
     }
-    Ok(QuantGroup {
-        weight_steps: weight_heads.iter().map(|h| h.0).collect(),
-        weights,
-        embed_steps: embed_heads.iter().map(|h| h.0).collect(),
-        embeds,
-    })
+    Ok(QuantGroup { weight_steps: weight_heads.iter().map(|h| h.0).collect(), weights, embed_steps: embed_heads.iter().map(|h| h.0).collect(), embeds })
 }
 
 #[cfg(test)]

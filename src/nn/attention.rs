@@ -105,17 +105,15 @@ fn round_div(num: i128, den: i128) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::{from_host, to_host};
     use crate::nn::fixed::{to_fixed, to_float};
+    use crate::nn::{from_host, to_host};
 
     #[test]
     fn fixed_matches_float_with_and_without_key_mask() {
         let device = crate::backend::device();
         let (d, e, h, w) = (4, 3, 5, 6);
         let n = h * w;
-        let make = |c: usize, seed: usize| -> Vec<f32> {
-            (0..c * n).map(|i| (((i * 7919 + seed * 104729) % 997) as f32 / 997.0 - 0.4) * 3.0).map(|v| to_float(to_fixed(v))).collect()
-        };
+        let make = |c: usize, seed: usize| -> Vec<f32> { (0..c * n).map(|i| (((i * 7919 + seed * 104729) % 997) as f32 / 997.0 - 0.4) * 3.0).map(|v| to_float(to_fixed(v))).collect() };
         let (q, k, v) = (make(d, 1), make(d, 2), make(e, 3));
         let mask: Vec<f32> = (0..n).map(|i| ((i / w + i % w) % 2 == 0) as u8 as f32).collect();
         let anchors: Vec<usize> = (0..n).filter(|&i| mask[i] == 1.0).collect();

@@ -390,11 +390,13 @@ mod tests {
     /// extremes included: what makes decoding independent of the CPU's instruction set.
     #[test]
     fn dispatched_mac_equals_portable() {
-        let src: Vec<i32> = (0..1003).map(|i: i64| match i % 5 {
-            0 => i32::MAX,
-            1 => -i32::MAX,
-            _ => ((i * 2654435761) % 200_001 - 100_000) as i32,
-        }).collect();
+        let src: Vec<i32> = (0..1003)
+            .map(|i: i64| match i % 5 {
+                0 => i32::MAX,
+                1 => -i32::MAX,
+                _ => ((i * 2654435761) % 200_001 - 100_000) as i32,
+            })
+            .collect();
         for w in [32767i64, -32767, 1, 0, -12345] {
             let (mut a, mut b) = (vec![7i64; src.len()], vec![7i64; src.len()]);
             mac(&mut a, &src, w);

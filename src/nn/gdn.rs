@@ -7,10 +7,10 @@
 //! `beta` and `gamma` must stay positive; they are stored as square roots (`b`, `g`) so any
 //! parameter value is valid, with a small floor on `beta` so the denominator never vanishes.
 
+use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::module::Param;
 
 const BETA_FLOOR: f32 = 1e-6;
 
@@ -40,13 +40,7 @@ impl Gdn {
         let [c, _] = self.g.dims();
         let beta = self.b.val().powi_scalar(2).add_scalar(BETA_FLOOR);
         let gamma = self.g.val().powi_scalar(2).reshape([c, c, 1, 1]);
-        let norm = conv2d(
-            x.clone().powi_scalar(2),
-            gamma,
-            Some(beta),
-            ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
-        )
-        .sqrt();
+        let norm = conv2d(x.clone().powi_scalar(2), gamma, Some(beta), ConvOptions::new([1, 1], [0, 0], [1, 1], 1)).sqrt();
         if self.inverse { x * norm } else { x / norm }
     }
 }

@@ -2,8 +2,8 @@
 
 pub mod attention;
 pub mod fixed;
-pub mod ms_ssim;
 mod gdn;
+pub mod ms_ssim;
 
 pub use gdn::Gdn;
 
@@ -30,19 +30,12 @@ pub fn ste_round(x: Tensor<4>) -> Tensor<4> {
 /// `k`x`k` convolution with "same" padding and the given stride (output = input / stride).
 pub fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
     let p = k / 2;
-    Conv2dConfig::new([cin, cout], [k, k])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
-        .init(device)
+    Conv2dConfig::new([cin, cout], [k, k]).with_stride([stride, stride]).with_padding(PaddingConfig2d::Explicit(p, p, p, p)).init(device)
 }
 
 /// `k`x`k` transposed convolution that exactly inverts the geometry of [`conv`]
 /// (output = input * stride).
 pub fn deconv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> ConvTranspose2d {
     let p = k / 2;
-    ConvTranspose2dConfig::new([cin, cout], [k, k])
-        .with_stride([stride, stride])
-        .with_padding([p, p])
-        .with_padding_out([stride - 1, stride - 1])
-        .init(device)
+    ConvTranspose2dConfig::new([cin, cout], [k, k]).with_stride([stride, stride]).with_padding([p, p]).with_padding_out([stride - 1, stride - 1]).init(device)
 }

@@ -24,8 +24,6 @@ use crate::error::{Error, Result};
 use crate::models::{Architecture, FrozenTargets, ImageModel, ModelConfig, Transforms};
 use crate::weights;
 
-
-
 pub struct StepStats {
     pub loss: f64,
     pub bpp: f64,
@@ -35,15 +33,7 @@ pub struct StepStats {
 }
 
 /// One optimization step; returns the batch statistics.
-pub fn train_step(
-    model: ImageModel,
-    optim: &mut ModuleOptimizer,
-    x: Tensor<4>,
-    q: &[usize],
-    lambdas: &[f64],
-    lr: f64,
-    residual_lr: f64,
-) -> (ImageModel, StepStats) {
+pub fn train_step(model: ImageModel, optim: &mut ModuleOptimizer, x: Tensor<4>, q: &[usize], lambdas: &[f64], lr: f64, residual_lr: f64) -> (ImageModel, StepStats) {
     let device = x.device();
     let [b, _, h, w] = x.dims();
     let qt = Tensor::<1, Int>::from_ints(q.iter().map(|&v| v as i64).collect::<Vec<_>>().as_slice(), &device);
@@ -57,12 +47,7 @@ pub fn train_step(
     }
     let bpp = rate.neg().div_scalar(std::f64::consts::LN_2 * (h * w) as f64);
     let loss = (lam * mse.clone() + bpp.clone()).mean();
-    let stats = StepStats {
-        loss: loss.clone().into_scalar_f64(),
-        bpp: bpp.detach().mean().into_scalar_f64(),
-        mse: mse.detach().mean().into_scalar_f64(),
-        reference_bpp: 0.0,
-    };
+    let stats = StepStats { loss: loss.clone().into_scalar_f64(), bpp: bpp.detach().mean().into_scalar_f64(), mse: mse.detach().mean().into_scalar_f64(), reference_bpp: 0.0 };
     let mut grads = loss.backward();
     let stages = model.residual_stages().map(|[a, s]| [GradientsParams::from_module(&mut grads, a), GradientsParams::from_module(&mut grads, s)]);
     let rest = GradientsParams::from_grads(grads, &model);
@@ -93,23 +78,25 @@ pub fn context_step(model: ImageModel, optim: &mut ModuleOptimizer, targets: Fro
     let lam: Vec<f32> = q.iter().map(|&v| (lambdas[v] * 255.0 * 255.0) as f32).collect();
     let distortion = (Tensor::<1>::from_data(TensorData::new(lam, [b]), &device) * mse.clone()).mean();
     let loss = bpp.clone() + distortion;
-    let stats = StepStats {
-        loss: loss.clone().into_scalar_f64(),
-        bpp: bpp.detach().into_scalar_f64(),
-        mse: mse.detach().mean().into_scalar_f64(),
-        reference_bpp: targets.mean_scale_bits / pixels,
-    };
+    let stats = StepStats { loss: loss.clone().into_scalar_f64(), bpp: bpp.detach().into_scalar_f64(), mse: mse.detach().mean().into_scalar_f64(), reference_bpp: targets.mean_scale_bits / pixels };
     let grads = loss.backward();
     let context = model.context().expect("checked above");
     let grads = GradientsParams::from_grads(grads, context);
     (optim.step(lr, model, grads), stats)
 }
 
-/// Where a training run's batches come from.
+/// Where a training run's batches come from (one per run: the size difference is harmless).
+#[allow(clippy::large_enum_variant)]
 enum Source {
     Images(TrainSet),
     /// Frozen transforms: latents computed once, and the frozen model on the plain device.
-    Latents { latents: LatentSet, set: TrainSet, frozen: ImageModel, medians: Vec<f32>, device: Device },
+    Latents {
+        latents: LatentSet,
+        set: TrainSet,
+        frozen: ImageModel,
+        medians: Vec<f32>,
+        device: Device,
+    },
 }
 
 trait ScalarF64 {
@@ -121,8 +108,6 @@ impl ScalarF64 for Tensor<1> {
         crate::nn::to_host(self)[0] as f64
     }
 }
-
-
 
 pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     let device = crate::backend::device().autodiff();
@@ -234,10 +219,7 @@ impl Trainer for ImageTrainer<'_> {
             Source::Images(_) => (format!("{loss:.5},{bpp:.4},{mse:.6},{psnr:.3}"), format!("loss {loss:.4} bpp {bpp:.3} psnr {psnr:.2}")),
             Source::Latents { .. } => {
                 let reference = s.reference_bpp / n;
-                (
-                    format!("{loss:.5},{bpp:.5},{mse:.6},{psnr:.3},{reference:.5}"),
-                    format!("bpp(y) {bpp:.4} vs mean-scale {reference:.4} ({:+.2} %) psnr {psnr:.2}", 100.0 * (bpp / reference - 1.0)),
-                )
+                (format!("{loss:.5},{bpp:.5},{mse:.6},{psnr:.3},{reference:.5}"), format!("bpp(y) {bpp:.4} vs mean-scale {reference:.4} ({:+.2} %) psnr {psnr:.2}", 100.0 * (bpp / reference - 1.0)))
             }
         }
     }
@@ -246,10 +228,6 @@ impl Trainer for ImageTrainer<'_> {
         checkpoint(self.model.as_ref().expect("the model is put back after every step"), &self.optim, state, &self.opts.ckpt_dir)
     }
 }
-
-
-
-
 
 /// What [`throughput`] measured: one model, batch and crop on one backend.
 #[derive(Debug, Clone, Serialize)]

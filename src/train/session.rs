@@ -137,13 +137,13 @@ pub fn run(opts: &TrainOptions, mut state: TrainState, trainer: &mut dyn Trainer
         if !loss.is_finite() {
             return Err(Error::Codec(format!("loss became {loss} at step {}", state.step)));
         }
-        if state.step % LOG_EVERY == 0 || state.step == opts.steps {
+        if state.step.is_multiple_of(LOG_EVERY) || state.step == opts.steps {
             let (row, message) = trainer.report();
             bar.set_message(message);
             writeln!(log, "{},{:.1},{row}", state.step, state.seconds).ok();
         }
         bar.set_position(state.step as u64);
-        if state.step % opts.checkpoint_every == 0 {
+        if state.step.is_multiple_of(opts.checkpoint_every) {
             trainer.checkpoint(&state)?;
         }
     }
@@ -218,8 +218,7 @@ pub(crate) fn resume_run(opts: &TrainOptions, state: &mut TrainState, device: &D
     if !(opts.resume && state_path.exists()) {
         return Ok(None);
     }
-    let prev: TrainState = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?)
-        .map_err(|e| Error::Format(format!("{}: {e}", state_path.display())))?;
+    let prev: TrainState = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?).map_err(|e| Error::Format(format!("{}: {e}", state_path.display())))?;
     if prev.config != opts.config {
         return Err(Error::Unsupported(format!("checkpoint in {} is for a different model configuration", dir.display())));
     }

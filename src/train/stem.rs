@@ -27,11 +27,11 @@ use image::RgbImage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::session::{self, TrainOptions, TrainState, Trainer, checkpoint, optimizer, resume_run, start_run};
 use crate::data::TrainSet;
 use crate::error::{Error, Result};
 use crate::models::{Architecture, ImageModel, Y_STRIDE};
 use crate::nn::{from_host, to_host};
-use super::session::{self, TrainOptions, TrainState, Trainer, checkpoint, optimizer, resume_run, start_run};
 use crate::weights;
 
 /// Frames per training sequence (one intra frame, then P-frames).
@@ -278,7 +278,17 @@ fn bpp_of(likelihoods: Vec<Tensor<4>>, pixels: f64) -> Tensor<1> {
 /// One step on a batch of latent sequences (`frames[t]`: `[B, M, s, s]`, gain-free).
 /// `compare`: also measure the P-frames as intra frames (a quarter more work).
 #[allow(clippy::too_many_arguments)]
-fn stem_step(model: ImageModel, optim: &mut ModuleOptimizer, frozen: &ImageModel, medians: &[f32], frames: Vec<Tensor<4>>, q: &[usize], lr: f64, compare: bool, device: &Device) -> Result<(ImageModel, StemStats)> {
+fn stem_step(
+    model: ImageModel,
+    optim: &mut ModuleOptimizer,
+    frozen: &ImageModel,
+    medians: &[f32],
+    frames: Vec<Tensor<4>>,
+    q: &[usize],
+    lr: f64,
+    compare: bool,
+    device: &Device,
+) -> Result<(ImageModel, StemStats)> {
     let plain = frames[0].device();
     let [b, _, s, _] = frames[0].dims();
     let qt = Tensor::<1, Int>::from_ints(q.iter().map(|&v| v as i64).collect::<Vec<_>>().as_slice(), &plain);
@@ -381,7 +391,7 @@ impl Trainer for StemTrainer<'_> {
         let q: Vec<usize> = (0..opts.batch).map(|_| self.rng.gen_range(0..opts.config.qualities())).collect();
         let frames = self.sequences.batch(&mut self.rng, opts.batch, &self.plain);
         let model = self.model.take().expect("the model is put back after every step");
-        let (model, stats) = stem_step(model, &mut self.optim, &self.frozen, &self.medians, frames, &q, opts.lr, step % 5 == 0, &self.device)?;
+        let (model, stats) = stem_step(model, &mut self.optim, &self.frozen, &self.medians, frames, &q, opts.lr, step.is_multiple_of(5), &self.device)?;
         self.model = Some(model);
         let s = &mut self.sums;
         (s.bpp, s.steps) = (s.bpp + stats.bpp, s.steps + 1);

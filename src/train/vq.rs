@@ -23,18 +23,15 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::session::{self, TrainOptions, TrainState, Trainer, checkpoint, optimizer, resume_run, start_run};
+pub use super::session::{VqLoss, VqTrainOptions};
 use crate::data::LatentSet;
+use crate::data::TrainSet;
 use crate::error::{Error, Result};
 use crate::models::vq::{self, Codebook, Codebooks, kmeans};
 use crate::models::{ImageModel, VqConfig};
 use crate::nn::{from_host, to_host};
-pub use super::session::{VqLoss, VqTrainOptions};
-use super::session::{self, TrainOptions, TrainState, Trainer, checkpoint, optimizer, resume_run, start_run};
-use crate::data::TrainSet;
 use crate::weights;
-
-
-
 
 /// Running codebook statistics: per level, EMA of code counts and of the residual sums.
 struct Ema {
@@ -174,7 +171,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     if vopts.loss == VqLoss::MsSsim && scored < crate::nn::ms_ssim::MIN_SIDE {
         return Err(Error::Unsupported(format!("the MS-SSIM loss needs {} scored pixels a side; --crop {} scores {scored}", crate::nn::ms_ssim::MIN_SIDE, opts.crop)));
     }
-    if opts.crop % crate::models::Y_STRIDE != 0 || opts.crop < 2 * crate::models::Y_STRIDE {
+    if !opts.crop.is_multiple_of(crate::models::Y_STRIDE) || opts.crop < 2 * crate::models::Y_STRIDE {
         return Err(Error::Unsupported(format!("--crop must be a multiple of {0} and at least {1}", crate::models::Y_STRIDE, 2 * crate::models::Y_STRIDE)));
     }
     let device = crate::backend::device().autodiff();

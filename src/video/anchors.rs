@@ -10,8 +10,8 @@
 
 use std::path::Path;
 
-use ffmpeg_next as ff;
 use ff::format::Pixel;
+use ffmpeg_next as ff;
 
 use super::{Frame, Video};
 use crate::error::{Error, Result};
@@ -258,9 +258,8 @@ pub fn decode_file_within(path: &Path, max_frames: usize, max_pixels: u64) -> Re
     options.set("protocol_whitelist", "file");
     options.set("format_whitelist", DEMUXERS);
     options.set("codec_whitelist", DECODERS);
-    let mut input = ff::format::input_with_dictionary(path, options).map_err(|e| {
-        Error::Format(format!("{}: not a video ncodec reads ({e}); containers: {DEMUXERS}; raw: .y4m, .yuv", path.display()))
-    })?;
+    let mut input =
+        ff::format::input_with_dictionary(path, options).map_err(|e| Error::Format(format!("{}: not a video ncodec reads ({e}); containers: {DEMUXERS}; raw: .y4m, .yuv", path.display())))?;
     let stream = input.streams().best(ff::media::Type::Video).ok_or_else(|| Error::Format(format!("{}: no video stream", path.display())))?;
     let index = stream.index();
     let rate = stream.avg_frame_rate();
@@ -276,9 +275,8 @@ pub fn decode_file_within(path: &Path, max_frames: usize, max_pixels: u64) -> Re
     let mut options = ff::Dictionary::new();
     options.set("codec_whitelist", DECODERS);
     options.set("max_pixels", &max_pixels.min(i32::MAX as u64).to_string());
-    let mut dec = context.decoder().open_as_with(codec, options).and_then(|d| d.video()).map_err(|e| {
-        Error::Format(format!("{}: cannot decode {} ({e}); decoders: {DECODERS}", path.display(), codec.name()))
-    })?;
+    let mut dec =
+        context.decoder().open_as_with(codec, options).and_then(|d| d.video()).map_err(|e| Error::Format(format!("{}: cannot decode {} ({e}); decoders: {DECODERS}", path.display(), codec.name())))?;
     let mut frames = vec![];
     for (s, packet) in input.packets() {
         if s.index() != index {

@@ -64,9 +64,7 @@ impl Video {
         match ext.as_str() {
             "y4m" => Self::read_y4m(&mut std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?), limit),
             "yuv" => {
-                let (w, h) = geometry.or_else(|| geometry_from_name(path)).ok_or_else(|| {
-                    Error::Unsupported(format!("{}: raw .yuv needs its size (WxH in the name or --geometry)", path.display()))
-                })?;
+                let (w, h) = geometry.or_else(|| geometry_from_name(path)).ok_or_else(|| Error::Unsupported(format!("{}: raw .yuv needs its size (WxH in the name or --geometry)", path.display())))?;
                 Self::read_yuv(path, w, h, limit)
             }
             _ => anchors::decode_file(path, limit),

@@ -129,7 +129,11 @@ enum Sink {
     Y4m(crate::io::AtomicFile),
     /// Hidden temporary folder and the target it is renamed to.
     PngDir(tempfile::TempDir, std::path::PathBuf),
-    Container { path: std::path::PathBuf, opts: OutputOptions, enc: Option<anchors::StreamEncoder> },
+    Container {
+        path: std::path::PathBuf,
+        opts: OutputOptions,
+        enc: Option<anchors::StreamEncoder>,
+    },
 }
 
 impl VideoWriter {
@@ -215,4 +219,3 @@ impl VideoWriter {
         }
     }
 }
-

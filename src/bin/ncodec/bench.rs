@@ -77,59 +77,31 @@ pub fn run(a: Args) -> ncodec::Result<()> {
     };
     paths.truncate(a.limit.unwrap_or(usize::MAX));
     if paths.is_empty() {
-        return Err(ncodec::Error::Unsupported(format!(
-            "no images in {}",
-            dir.display()
-        )));
+        return Err(ncodec::Error::Unsupported(format!("no images in {}", dir.display())));
     }
     let images = bench::load_images(&paths)?;
     let mut codecs: Vec<Box<dyn RdCodec>> = vec![];
     let ncodecs: Vec<&String> = a.codec.iter().filter(|c| c.as_str() != "none").collect();
     if a.weights.is_some() && ncodecs.len() != 1 {
-        return Err(ncodec::Error::Unsupported(
-            "--weights needs exactly one --codec".into(),
-        ));
+        return Err(ncodec::Error::Unsupported("--weights needs exactly one --codec".into()));
     }
     let backend = a.backend.select()?;
     for name in ncodecs {
-        let codec =
-            ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
-        codecs.push(Box::new(bench::Ncodec {
-            name: name.clone(),
-            codec,
-            refine: 0,
-        }));
+        let codec = ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
+        codecs.push(Box::new(bench::Ncodec { name: name.clone(), codec, refine: 0 }));
         if a.float_hyper {
-            let mut codec =
-                ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
+            let mut codec = ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
             codec.use_float_hyper(true);
-            codecs.push(Box::new(bench::Ncodec {
-                name: format!("{name}-float-hyper"),
-                codec,
-                refine: 0,
-            }));
+            codecs.push(Box::new(bench::Ncodec { name: format!("{name}-float-hyper"), codec, refine: 0 }));
         }
         for &steps in a.refine.iter().filter(|&&n| n > 0) {
-            let codec =
-                ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
-            codecs.push(Box::new(bench::Ncodec {
-                name: format!("{name}-refine{steps}"),
-                codec,
-                refine: steps,
-            }));
+            let codec = ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
+            codecs.push(Box::new(bench::Ncodec { name: format!("{name}-refine{steps}"), codec, refine: steps }));
         }
         if let Some(factors) = a.extrapolate.as_ref().filter(|_| name != "vq") {
-            let open = || {
-                ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())
-            };
-            let scaled = factors
-                .iter()
-                .map(|&f| Ok((f, open()?.with_lowest_gain_scaled(f))))
-                .collect::<ncodec::Result<Vec<_>>>()?;
-            codecs.push(Box::new(bench::Extrapolated {
-                name: name.clone(),
-                codecs: scaled,
-            }));
+            let open = || ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone());
+            let scaled = factors.iter().map(|&f| Ok((f, open()?.with_lowest_gain_scaled(f)))).collect::<ncodec::Result<Vec<_>>>()?;
+            codecs.push(Box::new(bench::Extrapolated { name: name.clone(), codecs: scaled }));
         }
     }
     for name in a.anchors().iter().filter(|c| c.as_str() != "none") {
@@ -146,19 +118,11 @@ pub fn run(a: Args) -> ncodec::Result<()> {
             _ => codec.settings(),
         };
         let bar = indicatif::ProgressBar::new((images.len() * settings.len()) as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{prefix:>18} {bar:30} {pos}/{len} eta {eta}")
-                .unwrap(),
-        );
+        bar.set_style(indicatif::ProgressStyle::with_template("{prefix:>18} {bar:30} {pos}/{len} eta {eta}").unwrap());
         bar.set_prefix(codec.name());
         let rows = bench::evaluate(codec.as_ref(), &images, &settings, opts, &|_| bar.inc(1))?;
         bar.finish_and_clear();
-        let description = format!(
-            "{}; {} images of {}",
-            codec.description(),
-            images.len(),
-            dir.display()
-        );
+        let description = format!("{}; {} images of {}", codec.description(), images.len(), dir.display());
         report::write_codec(&a.out, &codec.name(), &description, &rows)?;
         let curve = report::Curve::measured(&codec.name(), &codec.description(), &rows);
         print_curve(&curve);
@@ -169,11 +133,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         "Images: {} from `{}`. Timing: {}. Machine: {}; ncodec transforms on {}.",
         images.len(),
         dir.display(),
-        if a.timing {
-            "serial runs, one image at a time"
-        } else {
-            "images in parallel (times indicative only; use --timing)"
-        },
+        if a.timing { "serial runs, one image at a time" } else { "images in parallel (times indicative only; use --timing)" },
         ncodec::backend::hardware_description(),
         backend.name
     );
@@ -182,74 +142,28 @@ pub fn run(a: Args) -> ncodec::Result<()> {
 
 fn bench_video(a: &Args) -> ncodec::Result<()> {
     use ncodec::bench::{self, report};
-    let path = a.data_dir.clone().ok_or_else(|| {
-        ncodec::Error::Unsupported(
-            "video mode: pass the clip as --data-dir FILE (.y4m, .yuv or any container)".into(),
-        )
-    })?;
+    let path = a.data_dir.clone().ok_or_else(|| ncodec::Error::Unsupported("video mode: pass the clip as --data-dir FILE (.y4m, .yuv or any container)".into()))?;
     let video = ncodec::video::Video::open(&path, None, a.nerv.frames)?;
-    let name = path
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
+    let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
     // The image default means "ncodec's codec" here: the video codec.
-    let codecs: Vec<&str> = a
-        .codec
-        .iter()
-        .map(|c| {
-            if c == ncodec::codec::DEFAULT_CODEC {
-                ncodec::nerv::CODEC_NAME
-            } else {
-                c.as_str()
-            }
-        })
-        .filter(|c| *c != "none")
-        .collect();
+    let codecs: Vec<&str> = a.codec.iter().map(|c| if c == ncodec::codec::DEFAULT_CODEC { ncodec::nerv::CODEC_NAME } else { c.as_str() }).filter(|c| *c != "none").collect();
     if let Some(c) = codecs.iter().find(|c| !ncodec::registry::family_of_name(c).is_video()) {
-        return Err(ncodec::Error::Unsupported(format!(
-            "'{c}' is not a video codec (video: stem, nerv, or none for anchors only)"
-        )));
+        return Err(ncodec::Error::Unsupported(format!("'{c}' is not a video codec (video: stem, nerv, or none for anchors only)")));
     }
-    eprintln!(
-        "{name}: {}x{}, {} frames at {}/{} fps",
-        video.width,
-        video.height,
-        video.frames.len(),
-        video.fps.0,
-        video.fps.1
-    );
+    eprintln!("{name}: {}x{}, {} frames at {}/{} fps", video.width, video.height, video.frames.len(), video.fps.0, video.fps.1);
     let mut curves = vec![];
     if codecs.contains(&ncodec::stem::CODEC_NAME) {
         let backend = a.backend.select()?;
-        let codec = ncodec::codec::Codec::open_on(
-            ncodec::stem::CODEC_NAME,
-            a.weights.as_deref(),
-            backend.device,
-        )?;
-        let qualities = a
-            .quality
-            .clone()
-            .unwrap_or_else(|| (1..=codec.qualities() as u32).collect());
+        let codec = ncodec::codec::Codec::open_on(ncodec::stem::CODEC_NAME, a.weights.as_deref(), backend.device)?;
+        let qualities = a.quality.clone().unwrap_or_else(|| (1..=codec.qualities() as u32).collect());
         let frames = video.frames.len();
         // The P-frames' saving: the same codec with every frame an intra frame.
-        for (label, gop) in [
-            (
-                "ncodec-stem",
-                ncodec::stem::intra_period(a.nerv.gop, frames),
-            ),
-            ("ncodec-stem-intra", 1),
-        ] {
+        for (label, gop) in [("ncodec-stem", ncodec::stem::intra_period(a.nerv.gop, frames)), ("ncodec-stem-intra", 1)] {
             let bar = indicatif::ProgressBar::new(qualities.len() as u64);
             bar.set_message(label);
-            let rows =
-                bench::evaluate_stem(&codec, &name, &video, &qualities, gop, &|_| bar.inc(1))?;
+            let rows = bench::evaluate_stem(&codec, &name, &video, &qualities, gop, &|_| bar.inc(1))?;
             bar.finish_and_clear();
-            let kind = if gop == 1 {
-                "all intra (every frame coded by the image model)".to_string()
-            } else {
-                format!("intra period {gop}, P-frames with the spatiotemporal entropy model")
-            };
+            let kind = if gop == 1 { "all intra (every frame coded by the image model)".to_string() } else { format!("intra period {gop}, P-frames with the spatiotemporal entropy model") };
             let description = format!(
                 "ncodec stem (weights {}), {kind}, on {}; rate = .ncod bytes; {name}, {}x{}, {frames} frames",
                 ncodec::codec::hex(&codec.digest()[..8]),
@@ -268,10 +182,7 @@ fn bench_video(a: &Args) -> ncodec::Result<()> {
         let qualities = a.quality.clone().unwrap_or_else(|| vec![2, 4]);
         let bar = indicatif::ProgressBar::new(qualities.len() as u64);
         bar.set_message("fitting nerv");
-        let rows =
-            bench::evaluate_nerv(&a.nerv, &name, &video, &qualities, &backend.device, &|_| {
-                bar.inc(1)
-            })?;
+        let rows = bench::evaluate_nerv(&a.nerv, &name, &video, &qualities, &backend.device, &|_| bar.inc(1))?;
         bar.finish_and_clear();
         let n = &a.nerv;
         let description = format!(
@@ -293,20 +204,11 @@ fn bench_video(a: &Args) -> ncodec::Result<()> {
     }
     for an in a.anchors().iter().filter(|c| c.as_str() != "none") {
         let anchor = ncodec::video::anchors::VideoAnchor::by_name(an)?;
-        let settings = a
-            .anchor_quality
-            .clone()
-            .unwrap_or_else(|| anchor.settings());
+        let settings = a.anchor_quality.clone().unwrap_or_else(|| anchor.settings());
         let bar = indicatif::ProgressBar::new(settings.len() as u64);
         let rows = bench::evaluate_video(&anchor, &name, &video, &settings, &|_| bar.inc(1))?;
         bar.finish_and_clear();
-        let description = format!(
-            "{}; {name}, {}x{}, {} frames",
-            anchor.description(),
-            video.width,
-            video.height,
-            video.frames.len()
-        );
+        let description = format!("{}; {name}, {}x{}, {} frames", anchor.description(), video.width, video.height, video.frames.len());
         report::write_codec(&a.out, anchor.name, &description, &rows)?;
         let curve = report::Curve::measured(anchor.name, &anchor.description(), &rows);
         print_curve(&curve);
@@ -323,47 +225,22 @@ fn bench_video(a: &Args) -> ncodec::Result<()> {
 }
 
 /// Writes the per-curve files, both plots and the Markdown summary for `curves`.
-fn write_report(
-    a: &Args,
-    title: &str,
-    setup: &str,
-    mut curves: Vec<ncodec::bench::report::Curve>,
-) -> ncodec::Result<()> {
+fn write_report(a: &Args, title: &str, setup: &str, mut curves: Vec<ncodec::bench::report::Curve>) -> ncodec::Result<()> {
     use ncodec::bench::report;
     for r in &a.reference {
         curves.push(report::load_reference(r)?);
     }
     if curves.is_empty() {
-        return Err(ncodec::Error::Unsupported(
-            "nothing to benchmark: no codec, anchor or reference".into(),
-        ));
+        return Err(ncodec::Error::Unsupported("nothing to benchmark: no codec, anchor or reference".into()));
     }
     std::fs::create_dir_all(&a.out).map_err(|e| ncodec::Error::io(&a.out, e))?;
-    report::plot_svg(
-        &a.out.join("rd-psnr.svg"),
-        &format!("{title}: PSNR-RGB"),
-        &curves,
-        report::Metric::Psnr,
-    )?;
-    report::plot_svg(
-        &a.out.join("rd-ms-ssim.svg"),
-        &format!("{title}: MS-SSIM-RGB"),
-        &curves,
-        report::Metric::MsSsimDb,
-    )?;
+    report::plot_svg(&a.out.join("rd-psnr.svg"), &format!("{title}: PSNR-RGB"), &curves, report::Metric::Psnr)?;
+    report::plot_svg(&a.out.join("rd-ms-ssim.svg"), &format!("{title}: MS-SSIM-RGB"), &curves, report::Metric::MsSsimDb)?;
     let bd_anchors = a.bd_anchors();
     let anchors: Vec<&str> = bd_anchors.iter().map(String::as_str).collect();
-    let md = report::markdown(
-        &format!("Rate-distortion on {title}"),
-        setup,
-        &curves,
-        &anchors,
-    );
+    let md = report::markdown(&format!("Rate-distortion on {title}"), setup, &curves, &anchors);
     ncodec::io::write_atomic(&a.out.join("summary.md"), md.as_bytes())?;
-    println!(
-        "results in {}: <curve>.json/.csv, rd-psnr.svg, rd-ms-ssim.svg, summary.md",
-        a.out.display()
-    );
+    println!("results in {}: <curve>.json/.csv, rd-psnr.svg, rd-ms-ssim.svg, summary.md", a.out.display());
     Ok(())
 }
 
@@ -371,16 +248,7 @@ fn print_curve(curve: &ncodec::bench::report::Curve) {
     println!("{}:", curve.name);
     println!("  setting  bpp      PSNR-RGB  PSNR-YUV  MS-SSIM   enc ms  dec ms");
     for p in &curve.points {
-        println!(
-            "  {:<8} {:.4}   {:>6.3}    {:>6.3}    {:.5}   {:>6.0}  {:>6.0}",
-            p.setting,
-            p.bpp,
-            p.psnr,
-            p.psnr_yuv,
-            p.ms_ssim,
-            p.encode_s * 1e3,
-            p.decode_s * 1e3
-        );
+        println!("  {:<8} {:.4}   {:>6.3}    {:>6.3}    {:.5}   {:>6.0}  {:>6.0}", p.setting, p.bpp, p.psnr, p.psnr_yuv, p.ms_ssim, p.encode_s * 1e3, p.decode_s * 1e3);
     }
 }
 
@@ -391,20 +259,12 @@ impl Args {
 
     /// The anchors asked for, else JPEG, WebP and AVIF for images and x264, x265 for video.
     fn anchors(&self) -> Vec<String> {
-        let default: &[&str] = if self.video() {
-            &["x264", "x265"]
-        } else {
-            &["jpeg", "webp", "avif"]
-        };
-        self.anchors
-            .clone()
-            .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+        let default: &[&str] = if self.video() { &["x264", "x265"] } else { &["jpeg", "webp", "avif"] };
+        self.anchors.clone().unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
     }
 
     /// The curves BD-rates are computed against, else JPEG (images) or x264 (video).
     fn bd_anchors(&self) -> Vec<String> {
-        self.bd_anchor
-            .clone()
-            .unwrap_or_else(|| vec![if self.video() { "x264" } else { "jpeg" }.into()])
+        self.bd_anchor.clone().unwrap_or_else(|| vec![if self.video() { "x264" } else { "jpeg" }.into()])
     }
 }

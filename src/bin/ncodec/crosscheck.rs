@@ -27,22 +27,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> ncodec::Result<()> {
-    let opts = ncodec::crosscheck::Options {
-        count: a.count,
-        seed: a.seed,
-        max_side: a.side,
-    };
+    let opts = ncodec::crosscheck::Options { count: a.count, seed: a.seed, max_side: a.side };
     let (sa, sb) = (a.a.select()?, a.b.select()?);
     let ca = ncodec::codec::Codec::open_on(&a.codec, a.weights.as_deref(), sa.device)?;
     let cb = ncodec::codec::Codec::open_on(&a.codec, a.weights.as_deref(), sb.device)?;
-    eprintln!(
-        "{}: {} random images up to {}x{} px, seed {}, A = {}, B = {}",
-        a.codec, opts.count, opts.max_side, opts.max_side, opts.seed, sa.name, sb.name
-    );
+    eprintln!("{}: {} random images up to {}x{} px, seed {}, A = {}, B = {}", a.codec, opts.count, opts.max_side, opts.max_side, opts.seed, sa.name, sb.name);
     let bar = indicatif::ProgressBar::new(opts.count as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} eta {eta}").unwrap(),
-    );
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} eta {eta}").unwrap());
     let start = std::time::Instant::now();
     let r = ncodec::crosscheck::run(&ca, &cb, opts, &|r| {
         bar.set_message(format!("latent mismatches {}", r.latent_mismatches));
@@ -62,10 +53,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         println!("  mismatch: {f}");
     }
     if r.latent_mismatches > 0 {
-        return Err(ncodec::Error::Codec(format!(
-            "{} of {} streams decoded to a different latent",
-            r.latent_mismatches, r.images
-        )));
+        return Err(ncodec::Error::Codec(format!("{} of {} streams decoded to a different latent", r.latent_mismatches, r.images)));
     }
     Ok(())
 }

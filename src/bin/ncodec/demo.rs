@@ -22,22 +22,10 @@ pub fn run(a: Args) -> ncodec::Result<()> {
     let out = a.out.as_path();
     std::fs::create_dir_all(out).map_err(|e| ncodec::Error::io(out, e))?;
     let png = Path::new("x.png");
-    ncodec::io::write_atomic(
-        &out.join("original.png"),
-        &ncodec::io::encode_for_path(&img, png)?,
-    )?;
+    ncodec::io::write_atomic(&out.join("original.png"), &ncodec::io::encode_for_path(&img, png)?)?;
     let codec = ncodec::codec::Codec::load(&a.codec)?;
-    let what = a
-        .input
-        .as_ref()
-        .map_or("generated scene".to_string(), |p| p.display().to_string());
-    println!(
-        "{} on {what} ({}x{}), real bitstreams in {}:",
-        a.codec,
-        img.width(),
-        img.height(),
-        out.display()
-    );
+    let what = a.input.as_ref().map_or("generated scene".to_string(), |p| p.display().to_string());
+    println!("{} on {what} ({}x{}), real bitstreams in {}:", a.codec, img.width(), img.height(), out.display());
     println!("  q   bytes    bpp      PSNR-RGB  MS-SSIM   encode  decode");
     let px = img.width() as f64 * img.height() as f64;
     for q in 1..=codec.qualities() {
@@ -49,10 +37,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         let t = std::time::Instant::now();
         let dec = ncodec::decode_image(&ncodec::io::read_input(&stream)?)?;
         let dect = t.elapsed().as_secs_f64();
-        ncodec::io::write_atomic(
-            &out.join(format!("q{q}.png")),
-            &ncodec::io::encode_for_path(&dec, png)?,
-        )?;
+        ncodec::io::write_atomic(&out.join(format!("q{q}.png")), &ncodec::io::encode_for_path(&dec, png)?)?;
         println!(
             "  {q:<3} {:<8} {:.4}   {:>6.3}    {:.5}   {enc:.2} s  {dect:.2} s",
             bytes.len(),

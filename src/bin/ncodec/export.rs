@@ -26,18 +26,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
 /// Writes the checkpoint in `ckpt_dir` as a weight file (`train --export` uses it too).
 pub fn export(ckpt_dir: &Path, out: &Path, fp32: bool, no_lrp: bool) -> ncodec::Result<()> {
     let (state, model) = ncodec::ship::load_for_export(ckpt_dir, no_lrp)?;
-    let digest = ncodec::train::export(
-        ckpt_dir,
-        &model,
-        &state,
-        out,
-        if fp32 { Precision::F32 } else { Precision::F16 },
-    )?;
-    eprintln!(
-        "exported step {} to {} (sha256 {})",
-        state.step,
-        out.display(),
-        hex(&digest)
-    );
+    let digest = ncodec::train::export(ckpt_dir, &model, &state, out, if fp32 { Precision::F32 } else { Precision::F16 })?;
+    eprintln!("exported step {} to {} (sha256 {})", state.step, out.display(), hex(&digest));
     Ok(())
 }

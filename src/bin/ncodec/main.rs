@@ -22,11 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "ncodec",
-    version,
-    about = "ncodec learned image and video codecs: zoo, transcoding, training and measurement tools"
-)]
+#[command(name = "ncodec", version, about = "ncodec learned image and video codecs: zoo, transcoding, training and measurement tools")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

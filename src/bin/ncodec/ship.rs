@@ -50,53 +50,27 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         command: a.command,
         lr_schedule: a.lr_schedule,
         no_lrp: a.no_lrp,
-        video: a
-            .video
-            .zip(a.video_results)
-            .map(|(clip, results)| VideoResults {
-                clip,
-                results,
-                gop: a.gop,
-            }),
+        video: a.video.zip(a.video_results).map(|(clip, results)| VideoResults { clip, results, gop: a.gop }),
         if_better: a.if_better,
     };
     let bar = indicatif::ProgressBar::new(0);
     let points = match ncodec::ship::ship(&opts, &|_| bar.inc(1))? {
-        Outcome::Kept {
-            bd_rate,
-            shipped_step,
-            points,
-        } => {
+        Outcome::Kept { bd_rate, shipped_step, points } => {
             bar.finish_and_clear();
-            println!(
-                "not shipped: Kodak BD-rate {bd_rate:+.2} % against the shipped {} (step {shipped_step}); --if-better asks for -{} % or less",
-                a.name,
-                a.if_better.unwrap_or(0.0)
-            );
+            println!("not shipped: Kodak BD-rate {bd_rate:+.2} % against the shipped {} (step {shipped_step}); --if-better asks for -{} % or less", a.name, a.if_better.unwrap_or(0.0));
             points
         }
-        Outcome::Shipped {
-            step,
-            dir,
-            points,
-            bd_rate,
-        } => {
+        Outcome::Shipped { step, dir, points, bd_rate } => {
             bar.finish_and_clear();
             if let Some(bd) = bd_rate {
-                println!(
-                    "Kodak BD-rate {bd:+.2} % against the shipped {}: shipped",
-                    a.name
-                );
+                println!("Kodak BD-rate {bd:+.2} % against the shipped {}: shipped", a.name);
             }
             println!("shipped {} (step {step}) to {}", a.name, dir.display());
             points
         }
     };
     for p in &points {
-        println!(
-            "  q{} {:.4} bpp {:.3} dB {:.5}",
-            p.setting, p.bpp, p.psnr, p.ms_ssim
-        );
+        println!("  q{} {:.4} bpp {:.3} dB {:.5}", p.setting, p.bpp, p.psnr, p.ms_ssim);
     }
     Ok(())
 }

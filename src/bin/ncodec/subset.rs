@@ -28,25 +28,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> ncodec::Result<()> {
     if !(a.mib > 0.0 && (1..=100).contains(&a.quality)) {
-        return Err(ncodec::Error::Unsupported(
-            "--mib must be positive and --quality in 1..=100".into(),
-        ));
+        return Err(ncodec::Error::Unsupported("--mib must be positive and --quality in 1..=100".into()));
     }
-    let opts = ncodec::data::SubsetOptions {
-        budget_bytes: (a.mib * 1048576.0) as u64,
-        max_side: a.side,
-        crop: a.crop,
-        quality: a.quality,
-        seed: a.seed,
-    };
+    let opts = ncodec::data::SubsetOptions { budget_bytes: (a.mib * 1048576.0) as u64, max_side: a.side, crop: a.crop, quality: a.quality, seed: a.seed };
     let (count, bytes) = ncodec::data::write_subset(&a.data, &a.out, &opts)?;
-    println!(
-        "{count} photos, {:.1} MiB, in {} (longer side <= {}, JPEG q{}, seed {})",
-        bytes as f64 / 1048576.0,
-        a.out.display(),
-        a.side,
-        a.quality,
-        a.seed
-    );
+    println!("{count} photos, {:.1} MiB, in {} (longer side <= {}, JPEG q{}, seed {})", bytes as f64 / 1048576.0, a.out.display(), a.side, a.quality, a.seed);
     Ok(())
 }

@@ -93,33 +93,13 @@ pub fn run(a: Args) -> ncodec::Result<()> {
     if let Some(backend) = a.backend {
         ncodec::backend::set_default(backend.select()?)?;
     }
-    let architecture = Architecture::from_name(&a.codec).ok_or_else(|| {
-        ncodec::Error::Unsupported(format!("unknown codec architecture '{}'", a.codec))
-    })?;
+    let architecture = Architecture::from_name(&a.codec).ok_or_else(|| ncodec::Error::Unsupported(format!("unknown codec architecture '{}'", a.codec)))?;
     let config = if architecture == Architecture::Vq {
-        ModelConfig {
-            architecture,
-            n: a.n,
-            m: a.m,
-            lambdas: vec![],
-            vq: Some(ncodec::models::VqConfig::with(a.vq_levels, a.vq_codes)),
-            transforms: a.transforms,
-        }
+        ModelConfig { architecture, n: a.n, m: a.m, lambdas: vec![], vq: Some(ncodec::models::VqConfig::with(a.vq_levels, a.vq_codes)), transforms: a.transforms }
     } else {
-        ModelConfig {
-            architecture,
-            n: a.n,
-            m: a.m,
-            lambdas: a.lambda.unwrap_or(DEFAULT_LAMBDAS.to_vec()),
-            vq: None,
-            transforms: a.transforms,
-        }
+        ModelConfig { architecture, n: a.n, m: a.m, lambdas: a.lambda.unwrap_or(DEFAULT_LAMBDAS.to_vec()), vq: None, transforms: a.transforms }
     };
-    let vq = ncodec::train::vq::VqTrainOptions {
-        loss: a.vq_loss,
-        train_encoder: a.train_encoder,
-        ..Default::default()
-    };
+    let vq = ncodec::train::vq::VqTrainOptions { loss: a.vq_loss, train_encoder: a.train_encoder, ..Default::default() };
     let opts = TrainOptions {
         config,
         data: a.data,
@@ -143,38 +123,17 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         let t = train::throughput(&opts, a.warmup, steps)?;
         println!(
             "{} {} N={} M={} ({}), batch {} of {}x{}: {:.4} s/step (median of {}; min {:.4}, max {:.4}), {:.2} crops/s",
-            t.backend,
-            t.codec,
-            t.n,
-            t.m,
-            t.transforms,
-            t.batch,
-            t.crop,
-            t.crop,
-            t.median_s,
-            t.steps,
-            t.min_s,
-            t.max_s,
-            t.crops_per_s
+            t.backend, t.codec, t.n, t.m, t.transforms, t.batch, t.crop, t.crop, t.median_s, t.steps, t.min_s, t.max_s, t.crops_per_s
         );
         if let Some(path) = a.bench_json {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| ncodec::Error::io(&path, e))?;
-            writeln!(f, "{}", serde_json::to_string(&t).expect("plain struct"))
-                .map_err(|e| ncodec::Error::io(&path, e))?;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| ncodec::Error::io(&path, e))?;
+            writeln!(f, "{}", serde_json::to_string(&t).expect("plain struct")).map_err(|e| ncodec::Error::io(&path, e))?;
         }
         return Ok(());
     }
     let state = train::train(&opts)?;
-    eprintln!(
-        "stopped at step {} ({:.2} h of training in total)",
-        state.step,
-        state.seconds / 3600.0
-    );
+    eprintln!("stopped at step {} ({:.2} h of training in total)", state.step, state.seconds / 3600.0);
     if let Some(out) = a.export {
         crate::export::export(&a.ckpt_dir, &out, false, false)?;
     }

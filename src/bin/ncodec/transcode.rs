@@ -31,10 +31,7 @@ pub struct Args {
 pub fn run(a: Args) -> ncodec::Result<()> {
     let family = ncodec::registry::family_of_name(&a.via);
     if !family.is_video() {
-        return Err(ncodec::Error::Unsupported(format!(
-            "cannot transcode via '{}' (video codecs: stem, nerv)",
-            a.via
-        )));
+        return Err(ncodec::Error::Unsupported(format!("cannot transcode via '{}' (video codecs: stem, nerv)", a.via)));
     }
     // Refuse a bad output before minutes of fitting.
     ncodec::video::write::output_kind(&a.output)?;
@@ -48,11 +45,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         ncodec::io::write_atomic(s, &enc.bytes)?;
     }
     let t = std::time::Instant::now();
-    let (info, frames) = ncodec::nerv::decode(
-        &ncodec::container::Container::parse(&enc.bytes)?,
-        None,
-        &backend.device,
-    )?;
+    let (info, frames) = ncodec::nerv::decode(&ncodec::container::Container::parse(&enc.bytes)?, None, &backend.device)?;
     let decode_s = t.elapsed().as_secs_f64();
     ncodec::video::write::write_video(&a.output, &frames, info.fps, &a.video_out.options())?;
     let (psnr, _, psnr_yuv, _) = ncodec::video::quality_rgb(&video, &frames)?;
@@ -76,22 +69,13 @@ pub fn run(a: Args) -> ncodec::Result<()> {
 
 /// stem transcode: encode, keep the stream if asked, decode frame by frame into the output
 /// (bounded memory), measuring each frame against the source on the way.
-fn transcode_stem(
-    a: &Args,
-    video: &ncodec::video::Video,
-    backend: ncodec::backend::Selected,
-) -> ncodec::Result<()> {
+fn transcode_stem(a: &Args, video: &ncodec::video::Video, backend: ncodec::backend::Selected) -> ncodec::Result<()> {
     let codec = ncodec::codec::Codec::open_on(ncodec::stem::CODEC_NAME, None, backend.device)?;
     let enc = ncodec::cli::encode_stem(&codec, video, a.quality, &a.nerv, false)?;
     if let Some(s) = &a.stream {
         ncodec::io::write_atomic(s, &enc.bytes)?;
     }
-    let row = ncodec::bench::decode_stem_to(
-        &codec,
-        video,
-        &enc.bytes,
-        Some((&a.output, &a.video_out.options())),
-    )?;
+    let row = ncodec::bench::decode_stem_to(&codec, video, &enc.bytes, Some((&a.output, &a.video_out.options())))?;
     eprintln!(
         "{}x{} x {} frames via stem q{} gop {}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB (YUV {:.2}), encoded in {:.1} s, decoded at {:.1} fps on {}",
         video.width,

@@ -3,10 +3,10 @@
 use burn::prelude::*;
 
 use super::LatentCoding;
-use crate::nn::ste_round;
 use crate::entropy::{EntropyBottleneck, SymbolDecoder, SymbolEncoder};
 use crate::error::{Error, Result};
 use crate::models::tables::{CodingTables, Compressed};
+use crate::nn::ste_round;
 use crate::nn::to_host;
 
 impl LatentCoding for EntropyBottleneck {

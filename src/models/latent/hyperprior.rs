@@ -4,11 +4,11 @@
 use burn::prelude::*;
 
 use super::{IntegerParts, LatentCoding, check_len};
-use crate::nn::ste_round;
 use crate::entropy::{EntropyBottleneck, GaussianParams, SymbolDecoder, SymbolEncoder, gaussian_likelihood};
 use crate::error::{Error, Result};
-use crate::models::transforms::{HyperAnalysis, HyperSynthesis};
 use crate::models::tables::{CodingTables, Compressed};
+use crate::models::transforms::{HyperAnalysis, HyperSynthesis};
+use crate::nn::ste_round;
 use crate::nn::{from_host, to_host};
 
 #[derive(Module, Debug)]

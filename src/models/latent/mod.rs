@@ -25,14 +25,14 @@ mod vq;
 use burn::prelude::*;
 
 pub use hyperprior::HyperpriorLatent;
-pub use multi_reference::MultiRefLatent;
-pub use stem::StemLatent;
 pub(crate) use hyperprior::{compress_z, decompress_z};
+pub use multi_reference::MultiRefLatent;
 pub(crate) use multi_reference::{compress_context, decode_context};
+pub use stem::StemLatent;
 
 use super::ContextModel;
-use super::tables::{CodingTables, Compressed};
 pub use super::tables::IntegerParts;
+use super::tables::{CodingTables, Compressed};
 use super::vq::VqLatent;
 use crate::entropy::EntropyBottleneck;
 use crate::error::Result;
@@ -56,7 +56,9 @@ pub trait LatentCoding {
     fn decompress(&self, sections: &[Vec<u8>], q: usize, y_hw: [usize; 2], tables: &CodingTables, device: &Device) -> Result<(Vec<f32>, Option<Vec<i32>>)>;
 }
 
-/// The latent codec of a model, as its weights are stored (a variant per kind).
+/// The latent codec of a model, as its weights are stored (a variant per kind). One per model,
+/// never moved in a loop: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum LatentCodec {
     Factorized(EntropyBottleneck),

@@ -45,13 +45,23 @@ impl StemLatent {
         compress_context(&self.intra.hyper, y, frame_context(tables, reference.is_some())?, reference, tables)
     }
 
-    /// Inverse of [`compress_frame`](Self::compress_frame): ŷ, the hyperprior features (Q12),
-    /// ŷ in Q12, and the context model whose LRP reconstructs this frame.
-    pub(crate) fn decompress_frame(&self, sections: &[Vec<u8>], y_hw: [usize; 2], reference: Option<&[i32]>, tables: &CodingTables) -> Result<(Vec<f32>, Vec<i32>, Vec<i32>, &ContextModel)> {
+    /// Inverse of [`compress_frame`](Self::compress_frame).
+    pub(crate) fn decompress_frame(&self, sections: &[Vec<u8>], y_hw: [usize; 2], reference: Option<&[i32]>, tables: &CodingTables) -> Result<DecodedFrame<'_>> {
         let (y_hat, hyper, y_q) = decode_context(sections, y_hw, frame_context(tables, reference.is_some())?, reference, tables)?;
         let lrp = if reference.is_some() { &self.inter } else { &self.intra.context };
-        Ok((y_hat, hyper, y_q, lrp))
+        Ok(DecodedFrame { y_hat, hyper, y_q, lrp })
     }
+}
+
+/// A frame's entropy-decoded latent.
+pub(crate) struct DecodedFrame<'a> {
+    pub y_hat: Vec<f32>,
+    /// Hyperprior features (Q12), what LRP needs.
+    pub hyper: Vec<i32>,
+    /// ŷ in Q12: the next frame's reference.
+    pub y_q: Vec<i32>,
+    /// The context model whose LRP reconstructs this frame.
+    pub lrp: &'a ContextModel,
 }
 
 /// The context model that codes a video frame: the P-frame one when there is a reference.

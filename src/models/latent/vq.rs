@@ -6,8 +6,8 @@ use burn::prelude::*;
 use super::{IntegerParts, LatentCoding};
 use crate::entropy::{EntropyBottleneck, SymbolDecoder, SymbolEncoder};
 use crate::error::{Error, Result};
-use crate::models::vq::{self, VqLatent};
 use crate::models::tables::{CodingTables, Compressed, VqTables};
+use crate::models::vq::{self, VqLatent};
 use crate::nn::{from_host, to_host};
 
 impl LatentCoding for VqLatent {
