@@ -194,13 +194,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_add(state.step as u64));
     device.seed(opts.seed.wrapping_add(state.step as u64));
 
-    // Latents of the current g_a (cached by its digest): codebook init, frozen-encoder batches
-    // and the priors.
-    let latents_of = |model: &ImageModel| -> Result<LatentSet> {
-        let frozen = crate::weights::copy_to(model, &opts.config, &plain).model;
-        LatentSet::cached(&dir.join("latents.bin"), &frozen.analysis_digest(), &set, &frozen, &plain)
-    };
-    let latents = latents_of(&model)?;
+    let latents = latents_of(&model, opts, &set, &plain)?;
     let ema_path = dir.join("vq_ema.bin");
     let (books, ema) = if resumed {
         let books = model.vq_latent().expect("VQ model").host();
@@ -219,27 +213,31 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
 
     let mut trainer = VqTrainer { opts, cfg: cfg.clone(), model: Some(model), optim, books, ema, ema_path, set, latents, rng, plain, device, acc: Accumulator::default() };
     let state = session::run(opts, state, &mut trainer)?;
-    let VqTrainer { model, mut books, ema, ema_path, set, mut latents, mut rng, plain, optim, .. } = trainer;
-    let model = model.expect("the model is put back after every step").with_codebooks(&books);
     // Reduced codebooks and priors, from the latents of the final encoder.
+    let t = &mut trainer;
     if vopts.train_encoder {
-        let frozen = crate::weights::copy_to(&model, &opts.config, &plain).model;
-        latents = LatentSet::cached(&dir.join("latents.bin"), &frozen.analysis_digest(), &set, &frozen, &plain)?;
+        t.latents = latents_of(t.model.as_ref().expect("the model is put back after every step"), opts, &t.set, &t.plain)?;
     }
-    let usage: Vec<f64> = ema.counts[0].clone();
-    reduce_codebooks(&cfg, &mut books, &usage, &mut rng);
-    eprintln!("learning the priors on {} training latents", set.len());
-    let refs: Vec<(usize, usize, &[f32])> = (0..latents.len()).step_by(2).map(|i| latents.get(i)).collect();
-    let (priors, bits) = vq::fit_priors(&cfg, &books, &refs)?;
+    let usage: Vec<f64> = t.ema.counts[0].clone();
+    reduce_codebooks(&cfg, &mut t.books, &usage, &mut t.rng);
+    eprintln!("learning the priors on {} training latents", t.set.len());
+    let refs: Vec<(usize, usize, &[f32])> = (0..t.latents.len()).step_by(2).map(|i| t.latents.get(i)).collect();
+    let (priors, bits) = vq::fit_priors(&cfg, &t.books, &refs)?;
     for (s, b) in priors.iter().zip(&bits) {
         let parts: Vec<String> = b.iter().map(|v| format!("{v:.2}")).collect();
         eprintln!("  level-0 codes {:>4}: held-out bits/symbol per pass [{}]", s.first_codes, parts.join(", "));
     }
     crate::io::write_atomic(&dir.join("priors.bin"), &vq::priors_to_bytes(&priors))?;
-    let model = model.with_codebooks(&books);
-    crate::io::write_atomic(&ema_path, &ema.to_bytes())?;
-    checkpoint(&model, &optim, &state, dir)?;
+    // The reduced codebooks go into the final checkpoint with the model.
+    trainer.checkpoint(&state)?;
     Ok(state)
+}
+
+/// Latents of `model`'s g_a on the training set, cached by its digest: codebook init,
+/// frozen-encoder batches and the priors.
+fn latents_of(model: &ImageModel, opts: &TrainOptions, set: &TrainSet, plain: &Device) -> Result<LatentSet> {
+    let frozen = crate::weights::copy_to(model, &opts.config, plain).model;
+    LatentSet::cached(&opts.ckpt_dir.join("latents.bin"), &frozen.analysis_digest(), set, &frozen, plain)
 }
 
 /// VQ decoder and codebook training as the session drives it.
