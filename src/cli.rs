@@ -106,6 +106,65 @@ pub fn encode_stem(codec: &crate::codec::Codec, video: &crate::video::Video, q: 
     Ok(StemEncoded { bytes, seconds: start.elapsed().as_secs_f64() })
 }
 
+/// What a video encode reports, whatever its codec.
+pub struct VideoEncoded {
+    pub bytes: Vec<u8>,
+    /// The quality coded (nerv's `--bpp` picks one).
+    pub quality: u8,
+    pub seconds: f64,
+    /// stem: the intra period used.
+    pub gop: Option<usize>,
+    /// nerv: the RGB PSNR of the fitted network as the encoder measured it.
+    pub fit_psnr: Option<f64>,
+}
+
+impl VideoEncoded {
+    /// One line for the user: geometry, codec, quality, rate, speed.
+    pub fn summary(&self, codec: &str, video: &crate::video::Video, backend: &str) -> String {
+        let frames = video.frames.len();
+        let bpp = self.bytes.len() as f64 * 8.0 / (video.width * video.height * frames) as f64;
+        let gop = self.gop.map(|g| format!(" gop {g}")).unwrap_or_default();
+        let psnr = self.fit_psnr.map(|p| format!(", RGB PSNR {p:.2} dB")).unwrap_or_default();
+        format!(
+            "{}x{} x {frames} frames, {codec} q{}{gop}: {} bytes, {bpp:.4} bpp{psnr}, encoded in {:.1} s ({:.2} fps) on {backend}",
+            video.width,
+            video.height,
+            self.quality,
+            self.bytes.len(),
+            self.seconds,
+            frames as f64 / self.seconds
+        )
+    }
+}
+
+/// Encodes `video` with the video codec of `family` at quality `q`: stem with the zoo's weights
+/// (or `weights`) and `--gop`, nerv fitted with the options of `args`; with a progress bar.
+pub fn encode_video(
+    family: crate::registry::Family,
+    video: &crate::video::Video,
+    q: u8,
+    args: &NervArgs,
+    weights: Option<&std::path::Path>,
+    device: &burn::prelude::Device,
+    quiet: bool,
+) -> crate::Result<VideoEncoded> {
+    use crate::registry::Family;
+    match family {
+        Family::Stem => {
+            let codec = crate::codec::Codec::open_on(crate::stem::CODEC_NAME, weights, device.clone())?;
+            let e = encode_stem(&codec, video, q, args, quiet)?;
+            Ok(VideoEncoded { bytes: e.bytes, quality: q, seconds: e.seconds, gop: Some(crate::stem::intra_period(args.gop, video.frames.len())), fit_psnr: None })
+        }
+        Family::Nerv if weights.is_some() => Err(crate::Error::Unsupported("nerv carries its network in the stream: --weights does not apply".into())),
+        Family::Nerv => {
+            let e = args.encode(video, q, device, quiet)?;
+            let psnr = e.reports.iter().map(|r| r.psnr * r.frames as f64).sum::<f64>() / video.frames.len() as f64;
+            Ok(VideoEncoded { bytes: e.bytes, quality: e.quality, seconds: e.seconds, gop: None, fit_psnr: Some(psnr) })
+        }
+        Family::Image => Err(crate::Error::Unsupported("an image codec does not encode video (video codecs: stem, nerv)".into())),
+    }
+}
+
 /// What a nerv encode reports.
 pub struct NervEncoded {
     pub bytes: Vec<u8>,

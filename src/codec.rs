@@ -349,7 +349,7 @@ impl Codec {
 
     /// VQ codecs: codebooks and presets.
     pub fn vq_config(&self) -> Option<&crate::models::VqConfig> {
-        self.loaded.tables.vq.as_ref().map(|v| &v.config)
+        self.loaded.tables.latent.vq().map(|v| &v.config)
     }
 
     /// VQ codecs: the code indices (`[levels][positions]`) of `img` at `quality`.

@@ -48,7 +48,7 @@ pub fn tiny_codec(arch: Architecture) -> &'static Codec {
                 };
                 let model = config.init(&device);
                 let mut tables = model.export_tables();
-                if let Some(vq) = &mut tables.vq {
+                if let Some(vq) = tables.latent.vq_mut() {
                     vq.priors = crate::models::vq::flat_priors(&vq.config);
                 }
                 let bytes = crate::weights::to_bytes(&config, &model, &tables, crate::weights::Precision::F16);

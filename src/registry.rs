@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  --codec NAME ─────────► family_of_name ─┐
+//!  weight file ─────────► family_of_weights ┤
 //!  .ncod bytes ─parse_stream─► header ─────┼─► Family::Image ─► codec::Codec (zoo weights)
 //!                                          ├─► Family::Stem  ─┐
 //!                                          └─► Family::Nerv  ─┴► video_decoder ─► dyn VideoDecoder
@@ -45,6 +46,14 @@ pub fn family_of_name(name: &str) -> Family {
         crate::stem::CODEC_NAME => Family::Stem,
         _ => Family::Image,
     }
+}
+
+/// The family of the model in a weight file (its header says which architecture).
+pub fn family_of_weights(path: &Path) -> Result<Family> {
+    Ok(match crate::weights::read_config(path)?.architecture {
+        crate::models::Architecture::Stem => Family::Stem,
+        _ => Family::Image,
+    })
 }
 
 /// The family of a stream: the container says image or video, the codec name which video
@@ -98,16 +107,15 @@ pub trait VideoDecoder {
 pub fn video_decoder(h: &Header, weights: Option<&Path>, device: Device) -> Result<Box<dyn VideoDecoder>> {
     match family_of_stream(h) {
         Family::Image => Err(Error::Unsupported(format!("'{}' streams are images, not video", h.codec))),
-        Family::Stem => Ok(Box::new(StemDecoder(Codec::open_on(&h.codec, weights, device)?))),
+        Family::Stem => Ok(Box::new(Codec::open_on(&h.codec, weights, device)?)),
         Family::Nerv => Ok(Box::new(NervDecoder(device))),
     }
 }
 
-struct StemDecoder(Codec);
-
-impl VideoDecoder for StemDecoder {
+/// A zoo codec with stem weights decodes stem streams (its weight digest must match theirs).
+impl VideoDecoder for Codec {
     fn name(&self) -> &str {
-        &self.0.name
+        &self.name
     }
 
     fn info(&self, c: &Container) -> Result<VideoInfo> {
@@ -116,11 +124,12 @@ impl VideoDecoder for StemDecoder {
     }
 
     fn decode(&self, c: &Container, range: Option<Range<usize>>, conceal: bool, sink: &mut dyn FnMut(usize, &RgbImage) -> Result<()>) -> Result<Vec<Damage>> {
-        Ok(crate::stem::decode(&self.0, c, range, conceal, sink)?.1)
+        Ok(crate::stem::decode(self, c, range, conceal, sink)?.1)
     }
 }
 
-struct NervDecoder(Device);
+/// The nerv decoder: the network comes from the stream; the device runs it.
+pub struct NervDecoder(pub Device);
 
 impl VideoDecoder for NervDecoder {
     fn name(&self) -> &str {
@@ -162,6 +171,29 @@ mod tests {
         assert_eq!(family_of_stream(&stream(Kind::Video, "stem-small").header), Family::Stem);
         assert_eq!(family_of_stream(&stream(Kind::Image, "stem").header), Family::Image);
         assert!(video_decoder(&stream(Kind::Image, "mlic").header, None, crate::backend::device()).is_err());
+    }
+
+    #[test]
+    fn weight_files_name_their_family_from_the_header() {
+        use crate::models::{Architecture, ModelConfig};
+        let dir = std::env::temp_dir().join(format!("ncodec-registry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let device = crate::backend::device();
+        for (arch, family) in [(Architecture::MeanScaleHyperprior, Family::Image), (Architecture::Stem, Family::Stem)] {
+            let config = ModelConfig { architecture: arch, n: 8, m: 12, lambdas: vec![0.01], vq: None, transforms: Default::default() };
+            let model = config.init(&device);
+            let path = dir.join(format!("{}.ncw", arch.name()));
+            crate::weights::save(&path, &config, &model, &model.export_tables(), crate::weights::Precision::F16).unwrap();
+            assert_eq!(family_of_weights(&path).unwrap(), family);
+            // A header longer than the file, and a file of something else, are errors.
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes.truncate(20);
+            std::fs::write(&path, &bytes).unwrap();
+            assert!(family_of_weights(&path).is_err());
+            std::fs::write(&path, b"not weights at all").unwrap();
+            assert!(family_of_weights(&path).is_err());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

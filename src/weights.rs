@@ -134,7 +134,7 @@ pub fn to_bytes_trained(config: &ModelConfig, model: &ImageModel, tables: &Codin
             put_u32(&mut out, f);
         }
     }
-    if let Some(vq) = tables.vq.as_ref().filter(|v| !v.priors.is_empty()) {
+    if let Some(vq) = tables.latent.vq().filter(|v| !v.priors.is_empty()) {
         out.extend_from_slice(&crate::models::vq::priors_to_bytes(&vq.priors));
     }
     out
@@ -154,6 +154,28 @@ pub fn save_trained(path: &Path, config: &ModelConfig, model: &ImageModel, table
 pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     from_bytes(&bytes, device).map_err(|e| Error::Format(format!("{}: {e}", path.display())))
+}
+
+/// The model configuration a weight file holds, read from its header alone (what the registry
+/// needs to tell an image model from a video one before loading anything).
+pub fn read_config(path: &Path) -> Result<ModelConfig> {
+    use std::io::Read;
+    let describe = |e: Error| Error::Format(format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = [0u8; 8];
+    file.read_exact(&mut head).map_err(|_| describe(Error::Format("not an ncodec weight file".into())))?;
+    if &head[..4] != MAGIC {
+        return Err(describe(Error::Format("not an ncodec weight file".into())));
+    }
+    let hlen = u32::from_le_bytes(head[4..].try_into().unwrap()) as usize;
+    // Headers are a few hundred bytes of JSON; a larger length is a damaged or hostile file.
+    if hlen > 1 << 20 {
+        return Err(describe(Error::Format("weight header too large".into())));
+    }
+    let mut json = vec![0u8; hlen];
+    file.read_exact(&mut json).map_err(|_| describe(Error::Format("truncated weight header".into())))?;
+    let header: Header = serde_json::from_slice(&json).map_err(|e| describe(Error::Format(format!("weight header: {e}"))))?;
+    Ok(header.config)
 }
 
 /// Starts `model` from another model whose parameters are a prefix of its own (a mean-scale
@@ -192,7 +214,7 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
         return Err(Error::Format("weight file has too many parameters".into()));
     }
     let mut tables = model.coding_tables(bottleneck);
-    match (&mut tables.vq, priors) {
+    match (tables.latent.vq_mut(), priors) {
         (Some(vq), Some(priors)) => vq.set_priors(priors)?,
         (None, Some(_)) => return Err(Error::Format("VQ priors in a weight file of another model".into())),
         _ => {}

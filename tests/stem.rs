@@ -211,6 +211,14 @@ fn stem_binaries_encode_decode_and_conceal() {
     let enc = run("ncenc", &[s, "-o", st, "--codec", "stem", "--weights", w, "-q", "2", "--gop", "3"]);
     assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
     assert!(String::from_utf8_lossy(&enc.stderr).contains("stem q2 gop 3"));
+    // The registry reads the family from a weight file alone: the same stream without --codec.
+    let by_weights = dir.path().join("by-weights.ncod");
+    let enc = run("ncenc", &[s, "-o", by_weights.to_str().unwrap(), "--weights", w, "-q", "2", "--gop", "3", "--quiet"]);
+    assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+    assert_eq!(std::fs::read(&by_weights).unwrap(), std::fs::read(&stream).unwrap());
+    // nerv has no weights to take.
+    let enc = run("ncenc", &[s, "-o", by_weights.to_str().unwrap(), "--codec", "nerv", "--weights", w]);
+    assert!(!enc.status.success() && String::from_utf8_lossy(&enc.stderr).contains("--weights does not apply"));
     let info = run("ncodec", &["info", st]);
     let text = String::from_utf8_lossy(&info.stdout);
     assert!(text.contains("7 frames at 25/1 fps, intra period 3") && text.contains("3 intra"), "{text}");

@@ -253,7 +253,7 @@ pub fn evaluate_stem(codec: &crate::Codec, name: &str, video: &crate::video::Vid
         let t = Instant::now();
         let bytes = crate::stem::encode(codec, video, q, gop, &mut |_, _| {})?;
         let encode_s = t.elapsed().as_secs_f64();
-        let mut row = decode_stem_to(codec, video, &bytes, None)?;
+        let mut row = decode_video_to(codec, video, &bytes, None)?;
         (row.image, row.setting, row.encode_s) = (name.to_string(), q as u32, encode_s);
         progress(&row);
         rows.push(row);
@@ -261,17 +261,20 @@ pub fn evaluate_stem(codec: &crate::Codec, name: &str, video: &crate::video::Vid
     Ok(rows)
 }
 
-/// Decodes a stem stream of `video` frame by frame (into `output` when given), measuring every
-/// frame against the source as it goes: a [`Row`] of the means (rate from the bytes, decode
-/// time without the measuring and writing).
-pub fn decode_stem_to(codec: &crate::Codec, video: &crate::video::Video, bytes: &[u8], output: Option<(&std::path::Path, &crate::video::write::OutputOptions)>) -> Result<Row> {
+/// Decodes a video stream of `video` frame by frame with `decoder` (into `output` when given),
+/// measuring every frame against the source as it goes: a [`Row`] of the means (rate from the
+/// bytes, decode time without the measuring and writing).
+pub fn decode_video_to(decoder: &dyn crate::registry::VideoDecoder, video: &crate::video::Video, bytes: &[u8], output: Option<(&std::path::Path, &crate::video::write::OutputOptions)>) -> Result<Row> {
     let c = Container::parse(bytes)?;
-    let info = crate::stem::stream_info(&c)?;
+    let info = decoder.info(&c)?;
+    if (info.width as usize, info.height as usize, info.frames) != (video.width, video.height, video.frames.len()) {
+        return Err(crate::Error::Codec(format!("the stream holds {}x{}x{} frames, the source {}x{}x{}", info.width, info.height, info.frames, video.width, video.height, video.frames.len())));
+    }
     let mut writer = output.map(|(p, o)| crate::video::write::VideoWriter::create(p, info.fps, o)).transpose()?;
     let mut per = vec![];
     let t = Instant::now();
     let mut decode_s = 0.0;
-    crate::stem::decode(codec, &c, None, false, &mut |k, img| {
+    decoder.decode(&c, None, false, &mut |k, img| {
         decode_s += t.elapsed().as_secs_f64();
         per.push(crate::video::frame_quality(video, k, &crate::video::Frame::from_rgb(img), img));
         if let Some(w) = &mut writer {
@@ -314,22 +317,8 @@ pub fn evaluate_nerv(args: &crate::cli::NervArgs, name: &str, video: &crate::vid
         let mut args = args.clone();
         args.fit_log = args.fit_log.map(|p| p.with_file_name(format!("{}-q{q}.csv", p.file_stem().unwrap_or_default().to_string_lossy())));
         let enc = args.encode(video, q, device, true)?;
-        let t = Instant::now();
-        let (_, frames) = crate::nerv::decode(&Container::parse(&enc.bytes)?, None, device)?;
-        let decode_s = t.elapsed().as_secs_f64();
-        let (psnr, psnr_y, psnr_yuv, ms_ssim) = crate::video::quality_rgb(video, &frames)?;
-        let row = Row {
-            image: name.to_string(),
-            setting: enc.quality as u32,
-            bytes: enc.bytes.len(),
-            bpp: enc.bytes.len() as f64 * 8.0 / (video.width * video.height * video.frames.len()) as f64,
-            psnr,
-            psnr_y,
-            psnr_yuv,
-            ms_ssim,
-            encode_s: enc.seconds,
-            decode_s,
-        };
+        let mut row = decode_video_to(&crate::registry::NervDecoder(device.clone()), video, &enc.bytes, None)?;
+        (row.image, row.encode_s) = (name.to_string(), enc.seconds);
         progress(&row);
         rows.push(row);
     }

@@ -59,7 +59,12 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> ncodec::Result<()> {
     args.limits.apply();
-    let family = args.codec.as_deref().map(ncodec::registry::family_of_name);
+    // --codec names the family; a weight file alone says what it holds.
+    let family = match (args.codec.as_deref(), args.weights.as_deref()) {
+        (Some(name), _) => Some(ncodec::registry::family_of_name(name)),
+        (None, Some(w)) => Some(ncodec::registry::family_of_weights(w)?),
+        (None, None) => None,
+    };
     let video_codec = family.is_some_and(Family::is_video);
     if video_codec || ncodec::cli::is_video_path(&args.input) {
         if args.refine > 0 {
@@ -68,10 +73,7 @@ fn run(args: &Args) -> ncodec::Result<()> {
         if !video_codec && args.codec.is_some() {
             return Err(ncodec::Error::Unsupported(format!("'{}' is an image codec; videos are encoded with --codec stem or nerv", args.codec.as_deref().unwrap())));
         }
-        if family == Some(Family::Stem) {
-            return encode_stem(args);
-        }
-        return encode_video(args);
+        return encode_video(args, family.unwrap_or(Family::Nerv));
     }
     let img = ncodec::io::load_image(&args.input)?;
     let backend = args.backend.select()?;
@@ -95,51 +97,15 @@ fn run(args: &Args) -> ncodec::Result<()> {
     Ok(())
 }
 
-fn encode_stem(args: &Args) -> ncodec::Result<()> {
+/// A video through the registry's video codec (nerv when no --codec names one).
+fn encode_video(args: &Args, family: Family) -> ncodec::Result<()> {
     let video = ncodec::video::Video::open(&args.input, args.geometry, args.nerv.frames)?;
     let backend = args.backend.select()?;
-    let codec = Codec::open_on(ncodec::stem::CODEC_NAME, args.weights.as_deref(), backend.device)?;
-    let enc = ncodec::cli::encode_stem(&codec, &video, args.quality, &args.nerv, args.quiet)?;
+    let enc = ncodec::cli::encode_video(family, &video, args.quality, &args.nerv, args.weights.as_deref(), &backend.device, args.quiet)?;
     ncodec::io::write_atomic(&args.output, &enc.bytes)?;
     if !args.quiet {
-        let frames = video.frames.len();
-        let px = (video.width * video.height * frames) as f64;
-        eprintln!(
-            "{}x{} x {frames} frames, stem q{} gop {}: {} bytes, {:.4} bpp, encoded in {:.1} s ({:.2} fps) on {}",
-            video.width,
-            video.height,
-            args.quality,
-            ncodec::stem::intra_period(args.nerv.gop, frames),
-            enc.bytes.len(),
-            enc.bytes.len() as f64 * 8.0 / px,
-            enc.seconds,
-            frames as f64 / enc.seconds,
-            backend.name
-        );
-    }
-    Ok(())
-}
-
-fn encode_video(args: &Args) -> ncodec::Result<()> {
-    let video = ncodec::video::Video::open(&args.input, args.geometry, args.nerv.frames)?;
-    let backend = args.backend.select()?;
-    let enc = args.nerv.encode(&video, args.quality, &backend.device, args.quiet)?;
-    ncodec::io::write_atomic(&args.output, &enc.bytes)?;
-    if !args.quiet {
-        let px = (video.width * video.height * video.frames.len()) as f64;
-        let psnr = enc.reports.iter().map(|r| r.psnr * r.frames as f64).sum::<f64>() / video.frames.len() as f64;
-        eprintln!(
-            "{}x{} x {} frames, nerv q{}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB, encoded in {:.1} s on {}",
-            video.width,
-            video.height,
-            video.frames.len(),
-            enc.quality,
-            enc.bytes.len(),
-            enc.bytes.len() as f64 * 8.0 / px,
-            psnr,
-            enc.seconds,
-            backend.name
-        );
+        let name = if family == Family::Stem { ncodec::stem::CODEC_NAME } else { ncodec::nerv::CODEC_NAME };
+        eprintln!("{}", enc.summary(name, &video, &backend.name));
     }
     Ok(())
 }

@@ -34,7 +34,7 @@ use crate::nn::{from_host, to_host};
 use latent::check_len;
 pub use latent::{HyperpriorLatent, LatentCodec, LatentCoding, MultiRefLatent, StemLatent};
 pub use multiref::{ContextModel, IntegerContext};
-pub use tables::{CodingTables, Compressed, IntegerParts, VqTables};
+pub use tables::{CodingTables, Compressed, LatentTables, VqTables};
 use transforms::Analysis;
 pub use transforms::IntegerHyperSynthesis;
 pub use transforms::{Synthesis, Transforms};
@@ -205,7 +205,7 @@ impl ImageModel {
 
     /// [`forward`](Self::forward) from the latent `y` (after the quality gain) on: what the
     /// encoder's latent refinement differentiates.
-    pub fn forward_latent(&self, y: Tensor<4>, q: Tensor<1, Int>) -> ForwardOutput {
+    pub(crate) fn forward_latent(&self, y: Tensor<4>, q: Tensor<1, Int>) -> ForwardOutput {
         let (y_hat, likelihoods) = self.latent.coding().forward(y);
         let x_hat = self.g_s.forward(y_hat * self.gains(q, true));
         ForwardOutput { x_hat, likelihoods }
@@ -221,8 +221,8 @@ impl ImageModel {
     }
 
     /// The coding tables of this model with the given bottleneck tables (e.g. a weight file's).
-    pub fn coding_tables(&self, bottleneck: BottleneckTables) -> CodingTables {
-        CodingTables::new(bottleneck, self.latent.coding().integer_parts())
+    pub(crate) fn coding_tables(&self, bottleneck: BottleneckTables) -> CodingTables {
+        CodingTables::new(bottleneck, self.latent.coding().latent_tables())
     }
 
     /// Compresses one padded image `x` ([1, 3, H, W], H and W multiples of [`PAD_MULTIPLE`]) at
@@ -240,7 +240,7 @@ impl ImageModel {
     }
 
     /// [`compress`](Self::compress) of a given latent `y` (`[1, M, h, w]`, after the gain).
-    pub fn compress_latent(&self, y: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Compressed> {
+    pub(crate) fn compress_latent(&self, y: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Compressed> {
         self.latent.coding().compress(y, q, tables)
     }
 
@@ -286,107 +286,9 @@ impl ImageModel {
         Ok(self.synthesis_at(y_hat, q))
     }
 
-    /// Video (stem models): compresses one padded frame at quality index `q`, as an intra frame
-    /// (`reference` None) or as a P-frame referencing the previous frame's ŷ (Q12). Returns the
-    /// sections and this frame's ŷ in Q12, the next frame's reference.
-    pub fn compress_frame(&self, x: Tensor<4>, q: usize, reference: Option<&[i32]>, tables: &CodingTables) -> Result<(Compressed, Vec<i32>)> {
-        let LatentCodec::Stem(stem) = &self.latent else { return Err(Error::Unsupported("not a video (stem) model".into())) };
-        let device = x.device();
-        let y = self.g_a.forward(x) * self.gains(quality_tensor(q, &device), false);
-        stem.compress_frame(y, reference, tables)
-    }
-
-    /// Inverse of [`compress_frame`](Self::compress_frame): the padded frame and its ŷ (Q12).
-    /// With `pixels` false, only the latent is decoded (no device work).
-    #[allow(clippy::too_many_arguments)]
-    pub fn decompress_frame(
-        &self,
-        sections: &[Vec<u8>],
-        q: usize,
-        y_hw: [usize; 2],
-        reference: Option<&[i32]>,
-        tables: &CodingTables,
-        device: &Device,
-        pixels: bool,
-    ) -> Result<(Option<Tensor<4>>, Vec<i32>)> {
-        let LatentCodec::Stem(stem) = &self.latent else { return Err(Error::Unsupported("not a video (stem) model".into())) };
-        let frame = stem.decompress_frame(sections, y_hw, reference, tables)?;
-        if !pixels {
-            return Ok((None, frame.y_q));
-        }
-        Ok((Some(self.synthesize_with(frame.y_hat, Some((frame.hyper, Some(frame.lrp))), q, y_hw, device)?), frame.y_q))
-    }
-
-    /// Stem models: the P-frame context model (what stem training trains).
-    pub fn inter_context(&self) -> Option<&ContextModel> {
-        self.latent.inter_context()
-    }
-
-    /// A stem model whose P-frame context model starts as its intra one plus a fresh temporal
-    /// reference (see [`ContextModel::temporal_from`]).
-    pub fn with_inter_from_intra(mut self) -> Self {
-        if let LatentCodec::Stem(s) = self.latent {
-            let inter = s.intra.context.temporal_from(&self.log_gain.device());
-            self.latent = LatentCodec::Stem(StemLatent { intra: s.intra, inter });
-        }
-        self
-    }
-
-    /// This model with `other`'s analysis and synthesis transforms (same N and M).
-    pub fn with_transforms_of(mut self, other: &ImageModel) -> Self {
-        self.g_a = other.g_a.clone();
-        self.g_s = other.g_s.clone();
-        self
-    }
-
-    /// This model with residual and attention stages added to its transforms, starting as the
-    /// identity: the same function, now of a [`Transforms::GdnResidual`] configuration.
-    pub fn with_residual_transforms(mut self, device: &Device) -> Self {
-        self.g_a = self.g_a.with_residual_stages(device);
-        self.g_s = self.g_s.with_residual_stages(device);
-        self
-    }
-
-    /// The residual stages of g_a and g_s ([`Transforms::GdnResidual`] models).
-    pub fn residual_stages(&self) -> Option<[&transforms::ResidualStages; 2]> {
-        Some([self.g_a.residual_stages()?, self.g_s.residual_stages()?])
-    }
-
-    /// This model with quality `q`'s gain multiplied by `factor` (and its inverse gain divided).
-    pub fn with_gain_scaled(mut self, q: usize, factor: f64) -> Self {
-        let shift = |t: Tensor<2>, by: f64| {
-            let [qs, m] = t.dims();
-            let mut v = to_host(t.clone());
-            for x in &mut v[q * m..(q + 1) * m] {
-                *x += by as f32;
-            }
-            from_host(v, [qs, m], &t.device())
-        };
-        let ln = factor.ln();
-        self.log_gain = self.log_gain.map(|t| shift(t, ln));
-        self.log_inv_gain = self.log_inv_gain.map(|t| shift(t, -ln));
-        self
-    }
-
-    /// The synthesis transform, e.g. to collect only its gradients.
-    pub fn synthesis_module(&self) -> &Synthesis {
-        &self.g_s
-    }
-
-    /// The codebooks of a VQ model.
-    pub fn vq_latent(&self) -> Option<&VqLatent> {
-        match &self.latent {
-            LatentCodec::Vq(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// A VQ model with these codebook values (other models unchanged).
-    pub fn with_codebooks(mut self, books: &Codebooks) -> Self {
-        if let LatentCodec::Vq(v) = self.latent {
-            self.latent = LatentCodec::Vq(v.with_host(books));
-        }
-        self
+    /// M, the latent's channel count.
+    pub fn latent_channels(&self) -> usize {
+        self.log_gain.dims()[1]
     }
 
     /// Measurement: g_s at quality `q` of a latent given after the quality gain, with nothing
@@ -395,16 +297,6 @@ impl ImageModel {
     pub fn synthesis_at(&self, y: Tensor<4>, q: usize) -> Tensor<4> {
         let device = y.device();
         self.g_s.forward(y * self.gains(quality_tensor(q, &device), true))
-    }
-
-    /// g_a without the quality gain (the same latent for every quality level).
-    pub fn analyze(&self, x: Tensor<4>) -> Tensor<4> {
-        self.g_a.forward(x)
-    }
-
-    /// g_s on a latent already multiplied by its inverse gain.
-    pub fn synthesis(&self, y: Tensor<4>) -> Tensor<4> {
-        self.g_s.forward(y)
     }
 
     /// SHA-256 of g_a's parameters: identifies what [`analyze`](Self::analyze) computes.
@@ -423,10 +315,131 @@ impl ImageModel {
         self.g_a.visit(&mut h);
         h.0.finalize().into()
     }
+}
+
+/// Video (stem models): frames coded as intra frames or P-frames referencing the previous ŷ.
+impl ImageModel {
+    /// Video (stem models): compresses one padded frame at quality index `q`, as an intra frame
+    /// (`reference` None) or as a P-frame referencing the previous frame's ŷ (Q12). Returns the
+    /// sections and this frame's ŷ in Q12, the next frame's reference.
+    pub(crate) fn compress_frame(&self, x: Tensor<4>, q: usize, reference: Option<&[i32]>, tables: &CodingTables) -> Result<(Compressed, Vec<i32>)> {
+        let LatentCodec::Stem(stem) = &self.latent else { return Err(Error::Unsupported("not a video (stem) model".into())) };
+        let device = x.device();
+        let y = self.g_a.forward(x) * self.gains(quality_tensor(q, &device), false);
+        stem.compress_frame(y, reference, tables)
+    }
+
+    /// Inverse of [`compress_frame`](Self::compress_frame): the padded frame and its ŷ (Q12).
+    /// With `pixels` false, only the latent is decoded (no device work).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn decompress_frame(
+        &self,
+        sections: &[Vec<u8>],
+        q: usize,
+        y_hw: [usize; 2],
+        reference: Option<&[i32]>,
+        tables: &CodingTables,
+        device: &Device,
+        pixels: bool,
+    ) -> Result<(Option<Tensor<4>>, Vec<i32>)> {
+        let LatentCodec::Stem(stem) = &self.latent else { return Err(Error::Unsupported("not a video (stem) model".into())) };
+        let frame = stem.decompress_frame(sections, y_hw, reference, tables)?;
+        if !pixels {
+            return Ok((None, frame.y_q));
+        }
+        Ok((Some(self.synthesize_with(frame.y_hat, Some((frame.hyper, Some(frame.lrp))), q, y_hw, device)?), frame.y_q))
+    }
+
+    /// Stem models: the P-frame context model (what stem training trains).
+    #[cfg_attr(not(feature = "tools"), allow(dead_code))]
+    pub(crate) fn inter_context(&self) -> Option<&ContextModel> {
+        self.latent.inter_context()
+    }
+
+    /// A stem model whose P-frame context model starts as its intra one plus a fresh temporal
+    /// reference (see [`ContextModel::temporal_from`]).
+    pub fn with_inter_from_intra(mut self) -> Self {
+        if let LatentCodec::Stem(s) = self.latent {
+            let inter = s.intra.context.temporal_from(&self.log_gain.device());
+            self.latent = LatentCodec::Stem(StemLatent { intra: s.intra, inter });
+        }
+        self
+    }
+}
+
+/// Training and model surgery: what `train`, `ship` and the encoder's refinement reach into.
+#[cfg_attr(not(feature = "tools"), allow(dead_code))]
+impl ImageModel {
+    /// This model with `other`'s analysis and synthesis transforms (same N and M).
+    pub(crate) fn with_transforms_of(mut self, other: &ImageModel) -> Self {
+        self.g_a = other.g_a.clone();
+        self.g_s = other.g_s.clone();
+        self
+    }
+
+    /// This model with residual and attention stages added to its transforms, starting as the
+    /// identity: the same function, now of a [`Transforms::GdnResidual`] configuration.
+    pub(crate) fn with_residual_transforms(mut self, device: &Device) -> Self {
+        self.g_a = self.g_a.with_residual_stages(device);
+        self.g_s = self.g_s.with_residual_stages(device);
+        self
+    }
+
+    /// The residual stages of g_a and g_s ([`Transforms::GdnResidual`] models).
+    pub(crate) fn residual_stages(&self) -> Option<[&transforms::ResidualStages; 2]> {
+        Some([self.g_a.residual_stages()?, self.g_s.residual_stages()?])
+    }
+
+    /// This model with quality `q`'s gain multiplied by `factor` (and its inverse gain divided).
+    pub(crate) fn with_gain_scaled(mut self, q: usize, factor: f64) -> Self {
+        let shift = |t: Tensor<2>, by: f64| {
+            let [qs, m] = t.dims();
+            let mut v = to_host(t.clone());
+            for x in &mut v[q * m..(q + 1) * m] {
+                *x += by as f32;
+            }
+            from_host(v, [qs, m], &t.device())
+        };
+        let ln = factor.ln();
+        self.log_gain = self.log_gain.map(|t| shift(t, ln));
+        self.log_inv_gain = self.log_inv_gain.map(|t| shift(t, -ln));
+        self
+    }
+
+    /// The synthesis transform, e.g. to collect only its gradients.
+    pub(crate) fn synthesis_module(&self) -> &Synthesis {
+        &self.g_s
+    }
+
+    /// The codebooks of a VQ model.
+    pub(crate) fn vq_latent(&self) -> Option<&VqLatent> {
+        match &self.latent {
+            LatentCodec::Vq(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A VQ model with these codebook values (other models unchanged).
+    pub(crate) fn with_codebooks(mut self, books: &Codebooks) -> Self {
+        if let LatentCodec::Vq(v) = self.latent {
+            self.latent = LatentCodec::Vq(v.with_host(books));
+        }
+        self
+    }
+
+    /// g_a without the quality gain (the same latent for every quality level).
+    pub(crate) fn analyze(&self, x: Tensor<4>) -> Tensor<4> {
+        self.g_a.forward(x)
+    }
+
+    /// g_s on a latent already multiplied by its inverse gain.
+    pub(crate) fn synthesis(&self, y: Tensor<4>) -> Tensor<4> {
+        self.g_s.forward(y)
+    }
 
     /// A multi-reference model with LRP switched off (see [`ContextModel::without_lrp`]);
     /// other models unchanged.
-    pub fn without_lrp(mut self) -> Self {
+    pub(crate) fn without_lrp(mut self) -> Self {
         self.latent = match self.latent {
             LatentCodec::MultiRef(mr) => LatentCodec::MultiRef(MultiRefLatent { hyper: mr.hyper, context: mr.context.without_lrp() }),
             LatentCodec::Stem(s) => LatentCodec::Stem(StemLatent { intra: MultiRefLatent { hyper: s.intra.hyper, context: s.intra.context.without_lrp() }, inter: s.inter.without_lrp() }),
@@ -436,7 +449,7 @@ impl ImageModel {
     }
 
     /// The (intra) multi-reference context model, if this model has one.
-    pub fn context(&self) -> Option<&ContextModel> {
+    pub(crate) fn context(&self) -> Option<&ContextModel> {
         self.multi_ref().map(|mr| &mr.context)
     }
 
@@ -447,7 +460,7 @@ impl ImageModel {
     /// What training the context model on frozen transforms needs for gain-free latents
     /// `y_raw` at qualities `q`: the hyperprior exactly as coding sees it (ẑ rounded around the
     /// bottleneck `medians`), and the mean-scale prior's own rate on the same latents.
-    pub fn frozen_targets(&self, y_raw: Tensor<4>, q: Tensor<1, Int>, medians: &[f32]) -> Result<FrozenTargets> {
+    pub(crate) fn frozen_targets(&self, y_raw: Tensor<4>, q: Tensor<1, Int>, medians: &[f32]) -> Result<FrozenTargets> {
         let Some(mr) = self.multi_ref() else {
             return Err(Error::Unsupported("frozen-transform training needs a multi-reference model".into()));
         };
@@ -462,10 +475,6 @@ impl ImageModel {
         let lik = gaussian_likelihood(y.clone() + noise, hyper.clone().narrow(1, 0, m), Some(hyper.clone().narrow(1, m, m)));
         let bits = crate::entropy::total_bits(vec![lik], &device);
         Ok(FrozenTargets { y, hyper, inv_gain: self.gains(q, true), mean_scale_bits: to_host(bits)[0] as f64 })
-    }
-
-    pub fn latent_channels(&self) -> usize {
-        self.log_gain.dims()[1]
     }
 }
 

@@ -7,32 +7,77 @@ use crate::models::multiref::IntegerContext;
 use crate::models::transforms::IntegerHyperSynthesis;
 use crate::models::vq::{self, Codebook, Codebooks, PriorSet, VqConfig};
 
-/// Fixed-point parts of [`CodingTables`] that a latent codec derives from its weights.
-#[derive(Default)]
-pub struct IntegerParts {
-    pub hyper: Option<IntegerHyperSynthesis>,
-    pub context: Option<IntegerContext>,
-    pub inter: Option<IntegerContext>,
-    pub vq: Option<VqTables>,
+/// The per-kind part of [`CodingTables`]: what each latent codec derives from its weights, one
+/// variant per kind, so a table set holds exactly what its codec needs (a stem model's three
+/// fixed-point networks, a VQ model's codebooks) and nothing it does not. One per loaded model:
+/// the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum LatentTables {
+    /// A factorized model codes with the bottleneck tables alone.
+    Factorized,
+    /// Fixed-point h_s.
+    Hyperprior { hyper: IntegerHyperSynthesis },
+    /// Fixed-point h_s and context model.
+    MultiRef { hyper: IntegerHyperSynthesis, context: IntegerContext },
+    /// Codebooks and priors.
+    Vq(VqTables),
+    /// The intra frame's h_s and context model, and the P-frame context model.
+    Stem { hyper: IntegerHyperSynthesis, context: IntegerContext, inter: IntegerContext },
+}
+
+impl LatentTables {
+    /// The fixed-point h_s of every hyperprior-based kind.
+    pub fn hyper(&self) -> Option<&IntegerHyperSynthesis> {
+        match self {
+            LatentTables::Hyperprior { hyper } | LatentTables::MultiRef { hyper, .. } | LatentTables::Stem { hyper, .. } => Some(hyper),
+            LatentTables::Factorized | LatentTables::Vq(_) => None,
+        }
+    }
+
+    /// The intra context model (multi-reference and stem).
+    pub fn context(&self) -> Option<&IntegerContext> {
+        match self {
+            LatentTables::MultiRef { context, .. } | LatentTables::Stem { context, .. } => Some(context),
+            _ => None,
+        }
+    }
+
+    /// The P-frame context model (stem).
+    pub fn inter(&self) -> Option<&IntegerContext> {
+        match self {
+            LatentTables::Stem { inter, .. } => Some(inter),
+            _ => None,
+        }
+    }
+
+    /// The VQ part.
+    pub fn vq(&self) -> Option<&VqTables> {
+        match self {
+            LatentTables::Vq(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The VQ part, to install priors.
+    pub fn vq_mut(&mut self) -> Option<&mut VqTables> {
+        match self {
+            LatentTables::Vq(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 /// Integer entropy-coding state derived from a trained model: the bottleneck tables shipped in
-/// the weight file, the Gaussian tables, and the fixed-point hyper-synthesis.
+/// the weight file, the Gaussian tables, and the parts its latent codec derives.
 #[derive(Debug, Clone)]
 pub struct CodingTables {
     pub bottleneck: BottleneckTables,
     pub gaussian: GaussianConditional,
-    /// Fixed-point h_s (hyperprior models only).
-    pub hyper: Option<IntegerHyperSynthesis>,
-    /// Fixed-point context model (multi-reference and stem models).
-    pub context: Option<IntegerContext>,
-    /// Fixed-point P-frame context model (stem models only).
-    pub inter: Option<IntegerContext>,
+    pub latent: LatentTables,
     /// Run the float h_s on the device instead of the fixed-point one. Only for measuring what
     /// the integer path costs: streams coded this way decode correctly only on the same backend.
     pub float_hyper: bool,
-    /// Codebooks and priors (VQ models only).
-    pub vq: Option<VqTables>,
 }
 
 /// What a VQ model codes with, on the host.
@@ -61,15 +106,14 @@ impl VqTables {
 }
 
 impl CodingTables {
-    /// The VQ part, which a VQ model's coding needs.
+    /// The VQ part, which a VQ model's coding needs (tables of another model are an error).
     pub(crate) fn vq_tables(&self) -> Result<&VqTables> {
-        self.vq.as_ref().ok_or_else(|| Error::Codec("VQ tables are missing".into()))
+        self.latent.vq().ok_or_else(|| Error::Codec("these coding tables are not a VQ model's".into()))
     }
 
     /// The tables of a model: its bottleneck's and the parts its latent codec derives.
-    pub fn new(bottleneck: BottleneckTables, parts: IntegerParts) -> Self {
-        let IntegerParts { hyper, context, inter, vq } = parts;
-        Self { bottleneck, gaussian: GaussianConditional::new(), hyper, context, inter, float_hyper: false, vq }
+    pub fn new(bottleneck: BottleneckTables, latent: LatentTables) -> Self {
+        Self { bottleneck, gaussian: GaussianConditional::new(), latent, float_hyper: false }
     }
 }
 

@@ -61,7 +61,7 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(TrainState, Image
 /// models the priors its training run learned (`<dir>/priors.bin`).
 pub fn checkpoint_tables(dir: &Path, model: &ImageModel) -> Result<crate::models::CodingTables> {
     let mut tables = model.export_tables();
-    if let Some(vq) = &mut tables.vq {
+    if let Some(vq) = tables.latent.vq_mut() {
         vq.set_priors(vq::load_priors(dir)?)?;
     }
     Ok(tables)

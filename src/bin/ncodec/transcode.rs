@@ -37,52 +37,22 @@ pub fn run(a: Args) -> ncodec::Result<()> {
     ncodec::video::write::output_kind(&a.output)?;
     let video = ncodec::video::Video::open(&a.input, a.geometry, a.nerv.frames)?;
     let backend = a.backend.select()?;
-    if family == ncodec::registry::Family::Stem {
-        return transcode_stem(&a, &video, backend);
-    }
-    let enc = a.nerv.encode(&video, a.quality, &backend.device, false)?;
+    let enc = ncodec::cli::encode_video(family, &video, a.quality, &a.nerv, None, &backend.device, false)?;
     if let Some(s) = &a.stream {
         ncodec::io::write_atomic(s, &enc.bytes)?;
     }
-    let t = std::time::Instant::now();
-    let (info, frames) = ncodec::nerv::decode(&ncodec::container::Container::parse(&enc.bytes)?, None, &backend.device)?;
-    let decode_s = t.elapsed().as_secs_f64();
-    ncodec::video::write::write_video(&a.output, &frames, info.fps, &a.video_out.options())?;
-    let (psnr, _, psnr_yuv, _) = ncodec::video::quality_rgb(&video, &frames)?;
-    let px = (video.width * video.height * video.frames.len()) as f64;
+    // Decode frame by frame into the output (bounded memory), measuring each against the source.
+    let header = ncodec::container::Container::parse(&enc.bytes)?.header;
+    let decoder = ncodec::registry::video_decoder(&header, None, backend.device.clone())?;
+    let row = ncodec::bench::decode_video_to(decoder.as_ref(), &video, &enc.bytes, Some((&a.output, &a.video_out.options())))?;
+    let gop = enc.gop.map(|g| format!(" gop {g}")).unwrap_or_default();
     eprintln!(
-        "{}x{} x {} frames via nerv q{}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB (YUV {:.2}), encoded in {:.1} s, decoded at {:.1} fps on {}",
+        "{}x{} x {} frames via {} q{}{gop}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB (YUV {:.2}), encoded in {:.1} s, decoded at {:.1} fps on {}",
         video.width,
         video.height,
         video.frames.len(),
+        decoder.name(),
         enc.quality,
-        enc.bytes.len(),
-        enc.bytes.len() as f64 * 8.0 / px,
-        psnr,
-        psnr_yuv,
-        enc.seconds,
-        frames.len() as f64 / decode_s,
-        backend.name
-    );
-    Ok(())
-}
-
-/// stem transcode: encode, keep the stream if asked, decode frame by frame into the output
-/// (bounded memory), measuring each frame against the source on the way.
-fn transcode_stem(a: &Args, video: &ncodec::video::Video, backend: ncodec::backend::Selected) -> ncodec::Result<()> {
-    let codec = ncodec::codec::Codec::open_on(ncodec::stem::CODEC_NAME, None, backend.device)?;
-    let enc = ncodec::cli::encode_stem(&codec, video, a.quality, &a.nerv, false)?;
-    if let Some(s) = &a.stream {
-        ncodec::io::write_atomic(s, &enc.bytes)?;
-    }
-    let row = ncodec::bench::decode_stem_to(&codec, video, &enc.bytes, Some((&a.output, &a.video_out.options())))?;
-    eprintln!(
-        "{}x{} x {} frames via stem q{} gop {}: {} bytes, {:.4} bpp, RGB PSNR {:.2} dB (YUV {:.2}), encoded in {:.1} s, decoded at {:.1} fps on {}",
-        video.width,
-        video.height,
-        video.frames.len(),
-        a.quality,
-        ncodec::stem::intra_period(a.nerv.gop, video.frames.len()),
         enc.bytes.len(),
         row.bpp,
         row.psnr,

@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use super::LatentCoding;
+use super::{LatentCoding, LatentTables};
 use crate::entropy::{EntropyBottleneck, SymbolDecoder, SymbolEncoder};
 use crate::error::{Error, Result};
 use crate::models::tables::{CodingTables, Compressed};
@@ -17,6 +17,10 @@ impl LatentCoding for EntropyBottleneck {
 
     fn bottleneck(&self) -> Option<&EntropyBottleneck> {
         Some(self)
+    }
+
+    fn latent_tables(&self) -> LatentTables {
+        LatentTables::Factorized
     }
 
     fn compress(&self, y: Tensor<4>, _q: usize, tables: &CodingTables) -> Result<Compressed> {

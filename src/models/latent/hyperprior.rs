@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 
-use super::{IntegerParts, LatentCoding, check_len};
+use super::{LatentCoding, LatentTables, check_len};
 use crate::entropy::{EntropyBottleneck, GaussianParams, SymbolDecoder, SymbolEncoder, gaussian_likelihood};
 use crate::error::{Error, Result};
 use crate::models::tables::{CodingTables, Compressed};
@@ -36,7 +36,7 @@ impl HyperpriorLatent {
     fn gaussian_params(&self, z_hat: Vec<f32>, [zh, zw]: [usize; 2], tables: &CodingTables, device: &Device) -> Result<GaussianParams> {
         let n = tables.bottleneck.channels();
         check_len(z_hat.len(), n * zh * zw)?;
-        match &tables.hyper {
+        match tables.latent.hyper() {
             Some(int) if !tables.float_hyper => Ok(int.forward(&z_hat, zh, zw)),
             _ => {
                 let (scales, means) = self.h_s.forward(from_host(z_hat, [1, n, zh, zw], device));
@@ -65,8 +65,8 @@ impl LatentCoding for HyperpriorLatent {
         Some(&self.z_bottleneck)
     }
 
-    fn integer_parts(&self) -> IntegerParts {
-        IntegerParts { hyper: Some(self.h_s.integer()), ..Default::default() }
+    fn latent_tables(&self) -> LatentTables {
+        LatentTables::Hyperprior { hyper: self.h_s.integer() }
     }
 
     fn compress(&self, y: Tensor<4>, _q: usize, tables: &CodingTables) -> Result<Compressed> {

@@ -31,7 +31,7 @@ pub(crate) use multi_reference::{compress_context, decode_context};
 pub use stem::StemLatent;
 
 use super::ContextModel;
-pub use super::tables::IntegerParts;
+pub use super::tables::LatentTables;
 use super::tables::{CodingTables, Compressed};
 use super::vq::VqLatent;
 use crate::entropy::EntropyBottleneck;
@@ -45,10 +45,8 @@ pub trait LatentCoding {
     /// The entropy bottleneck whose integer tables the weight file ships (none for VQ, whose
     /// priors are learned from data).
     fn bottleneck(&self) -> Option<&EntropyBottleneck>;
-    /// The fixed-point parts of its coding tables.
-    fn integer_parts(&self) -> IntegerParts {
-        IntegerParts::default()
-    }
+    /// The per-kind part of its coding tables (fixed-point networks, codebooks).
+    fn latent_tables(&self) -> LatentTables;
     /// y (`[1, M, h, w]`, after the quality gain) at quality index `q` → sections and ŷ.
     fn compress(&self, y: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Compressed>;
     /// Sections → ŷ (`[M][h][w]`) and, with a context model, the hyperprior features (Q12)

@@ -4,7 +4,7 @@
 
 use burn::prelude::*;
 
-use super::{HyperpriorLatent, IntegerParts, LatentCoding, check_len, compress_z, decompress_z};
+use super::{HyperpriorLatent, LatentCoding, LatentTables, check_len, compress_z, decompress_z};
 use crate::entropy::EntropyBottleneck;
 use crate::error::{Error, Result};
 use crate::models::multiref::{ContextModel, IntegerContext};
@@ -31,8 +31,8 @@ impl LatentCoding for MultiRefLatent {
         Some(&self.hyper.z_bottleneck)
     }
 
-    fn integer_parts(&self) -> IntegerParts {
-        IntegerParts { hyper: Some(self.hyper.h_s.integer()), context: Some(self.context.integer()), ..Default::default() }
+    fn latent_tables(&self) -> LatentTables {
+        LatentTables::MultiRef { hyper: self.hyper.h_s.integer(), context: self.context.integer() }
     }
 
     fn compress(&self, y: Tensor<4>, _q: usize, tables: &CodingTables) -> Result<Compressed> {
@@ -69,9 +69,9 @@ pub(crate) fn decode_context(sections: &[Vec<u8>], y_hw: [usize; 2], context: &I
 }
 
 fn integer_multiref(tables: &CodingTables) -> Result<(&IntegerHyperSynthesis, &IntegerContext)> {
-    match (&tables.hyper, &tables.context) {
+    match (tables.latent.hyper(), tables.latent.context()) {
         (Some(h), Some(c)) => Ok((h, c)),
-        _ => Err(Error::Codec("multi-reference tables are missing".into())),
+        _ => Err(Error::Codec("these coding tables are not a multi-reference model's".into())),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 
-use super::{IntegerParts, LatentCoding, MultiRefLatent, compress_context, decode_context};
+use super::{LatentCoding, LatentTables, MultiRefLatent, compress_context, decode_context};
 use crate::entropy::EntropyBottleneck;
 use crate::error::{Error, Result};
 use crate::models::multiref::{ContextModel, IntegerContext};
@@ -25,8 +25,8 @@ impl LatentCoding for StemLatent {
         self.intra.bottleneck()
     }
 
-    fn integer_parts(&self) -> IntegerParts {
-        IntegerParts { inter: Some(self.inter.integer()), ..self.intra.integer_parts() }
+    fn latent_tables(&self) -> LatentTables {
+        LatentTables::Stem { hyper: self.intra.hyper.h_s.integer(), context: self.intra.context.integer(), inter: self.inter.integer() }
     }
 
     fn compress(&self, y: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Compressed> {
@@ -66,6 +66,6 @@ pub(crate) struct DecodedFrame<'a> {
 
 /// The context model that codes a video frame: the P-frame one when there is a reference.
 fn frame_context(tables: &CodingTables, inter: bool) -> Result<&IntegerContext> {
-    let context = if inter { tables.inter.as_ref() } else { tables.context.as_ref() };
-    context.ok_or_else(|| Error::Codec("stem tables are missing".into()))
+    let context = if inter { tables.latent.inter() } else { tables.latent.context() };
+    context.ok_or_else(|| Error::Codec("these coding tables are not a stem model's".into()))
 }

@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 
-use super::{IntegerParts, LatentCoding};
+use super::{LatentCoding, LatentTables};
 use crate::entropy::{EntropyBottleneck, SymbolDecoder, SymbolEncoder};
 use crate::error::{Error, Result};
 use crate::models::tables::{CodingTables, Compressed, VqTables};
@@ -27,8 +27,8 @@ impl LatentCoding for VqLatent {
         None
     }
 
-    fn integer_parts(&self) -> IntegerParts {
-        IntegerParts { vq: Some(VqTables { config: self.config().clone(), books: self.host(), priors: vec![] }), ..Default::default() }
+    fn latent_tables(&self) -> LatentTables {
+        LatentTables::Vq(VqTables { config: self.config().clone(), books: self.host(), priors: vec![] })
     }
 
     fn compress(&self, y: Tensor<4>, q: usize, tables: &CodingTables) -> Result<Compressed> {
