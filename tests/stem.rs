@@ -272,6 +272,27 @@ fn stem_binaries_encode_decode_and_conceal() {
     assert!(!e.status.success());
 }
 
+/// `ncodec transcode --via stem` (shipped weights): the output it writes is what `ncdec` makes
+/// of the stream it keeps, and its report names the codec and intra period.
+#[test]
+fn transcode_via_stem_writes_what_ncdec_decodes() {
+    let dir = common::tempdir();
+    let d = dir.path();
+    let src = d.join("in.y4m");
+    std::fs::write(&src, panning(4).to_y4m()).unwrap();
+    let p = |name: &str| d.join(name).to_str().unwrap().to_string();
+    let out = run("ncodec", &["transcode", &p("in.y4m"), &p("out.y4m"), "--via", "stem", "-q", "2", "--gop", "3", "--stream", &p("kept.ncod"), "--backend", "cpu"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("4 frames via stem q2 gop 3") && err.contains("RGB PSNR"), "{err}");
+    let dec = run("ncdec", &[&p("kept.ncod"), "-o", &p("dec.y4m"), "--backend", "cpu", "--quiet"]);
+    assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
+    assert_eq!(std::fs::read(d.join("out.y4m")).unwrap(), std::fs::read(d.join("dec.y4m")).unwrap());
+    // An image codec is refused before any work, and leaves nothing behind.
+    let out = run("ncodec", &["transcode", &p("in.y4m"), &p("bad.y4m"), "--via", "mlic"]);
+    assert!(!out.status.success() && !d.join("bad.y4m").exists());
+}
+
 /// Killing `ncdec` at any moment of a streaming decode leaves either nothing or the whole
 /// output, never a partial file or a temporary one (the output is an unnamed file until it
 /// is complete), and the input untouched.
