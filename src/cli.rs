@@ -161,7 +161,7 @@ pub fn encode_video(
             let psnr = e.reports.iter().map(|r| r.psnr * r.frames as f64).sum::<f64>() / video.frames.len() as f64;
             Ok(VideoEncoded { bytes: e.bytes, quality: e.quality, seconds: e.seconds, gop: None, fit_psnr: Some(psnr) })
         }
-        Family::Image => Err(crate::Error::Unsupported("an image codec does not encode video (video codecs: stem, nerv)".into())),
+        Family::Image | Family::Overfit => Err(crate::Error::Unsupported("an image codec does not encode video (video codecs: stem, nerv)".into())),
     }
 }
 

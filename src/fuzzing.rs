@@ -108,6 +108,16 @@ pub fn nerv_decode(data: &[u8]) {
     let _ = crate::nerv::decode(&c, None, &burn::prelude::Device::flex());
 }
 
+pub fn overfit_decode(data: &[u8]) {
+    let Ok(mut c) = Container::parse_ignoring_checksum(data) else { return };
+    c.header.kind = Kind::Image;
+    c.header.codec = crate::overfit::CODEC_NAME.into();
+    if !small(&c, 1) {
+        return;
+    }
+    let _ = crate::overfit::decode(&c, &burn::prelude::Device::flex());
+}
+
 pub fn stem_decode(data: &[u8]) {
     let codec = tiny_codec(Architecture::Stem);
     let Ok((mut c, _)) = Container::parse_lenient(data) else { return };
@@ -181,6 +191,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let three = crate::video::Video::from_rgb(&[frames.clone(), frames[..1].to_vec()].concat(), (25, 1)).expect("frames");
     out.push(("stem_decode", crate::stem::encode(tiny_codec(Architecture::Stem), &three, 1, 2, &mut |_, _| {}).expect("tiny stem encodes")));
     out.push(("y4m", video.to_y4m()));
+    let opts = crate::overfit::FitOptions { arch: crate::overfit::Architecture { levels: 3, arm_hidden: 4, synthesis_width: 4 }, lambda: 0.01, steps: 3, lr: 1e-2, seed: 1 };
+    let overfit = crate::overfit::encode(&frames[0], 2, &opts, &burn::prelude::Device::flex(), &mut |_| {}).expect("tiny overfit encodes");
+    out.push(("container", overfit.bytes.clone()));
+    out.push(("overfit_decode", overfit.bytes));
     let img = image::RgbImage::from_fn(24, 16, |x, y| image::Rgb([(x * 9) as u8, (y * 14) as u8, 90]));
     for format in [image::ImageFormat::Png, image::ImageFormat::Jpeg, image::ImageFormat::Bmp, image::ImageFormat::Tiff, image::ImageFormat::Pnm, image::ImageFormat::WebP] {
         let mut bytes = vec![];

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod models;
 pub mod nerv;
 pub mod nn;
+pub mod overfit;
 pub mod refine;
 pub mod registry;
 pub mod stem;

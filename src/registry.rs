@@ -5,6 +5,7 @@
 //!  --codec NAME ─────────► family_of_name ─┐
 //!  weight file ─────────► family_of_weights ┤
 //!  .ncod bytes ─parse_stream─► header ─────┼─► Family::Image ─► codec::Codec (zoo weights)
+//!                                          ├─► Family::Overfit ─► overfit::decode (network in the stream)
 //!                                          ├─► Family::Stem  ─┐
 //!                                          └─► Family::Nerv  ─┴► video_decoder ─► dyn VideoDecoder
 //! ```
@@ -31,11 +32,14 @@ pub enum Family {
     Stem,
     /// The implicit video codec: a network fitted per video, carried in the stream.
     Nerv,
+    /// The overfitted image codec: latents and a small network fitted per image, carried in
+    /// the stream (no weights in the zoo).
+    Overfit,
 }
 
 impl Family {
     pub fn is_video(self) -> bool {
-        self != Family::Image
+        matches!(self, Family::Stem | Family::Nerv)
     }
 }
 
@@ -44,6 +48,7 @@ pub fn family_of_name(name: &str) -> Family {
     match name {
         crate::nerv::CODEC_NAME => Family::Nerv,
         crate::stem::CODEC_NAME => Family::Stem,
+        crate::overfit::CODEC_NAME => Family::Overfit,
         _ => Family::Image,
     }
 }
@@ -60,6 +65,7 @@ pub fn family_of_weights(path: &Path) -> Result<Family> {
 /// codec (every video codec but nerv is stem-like: zoo weights, intra and P-frames).
 pub fn family_of_stream(h: &Header) -> Family {
     match h.kind {
+        Kind::Image if h.codec == crate::overfit::CODEC_NAME => Family::Overfit,
         Kind::Image => Family::Image,
         Kind::Video if h.codec == crate::nerv::CODEC_NAME => Family::Nerv,
         Kind::Video => Family::Stem,
@@ -106,7 +112,7 @@ pub trait VideoDecoder {
 /// `weights`), nerv from the stream alone. Errors for image streams.
 pub fn video_decoder(h: &Header, weights: Option<&Path>, device: Device) -> Result<Box<dyn VideoDecoder>> {
     match family_of_stream(h) {
-        Family::Image => Err(Error::Unsupported(format!("'{}' streams are images, not video", h.codec))),
+        Family::Image | Family::Overfit => Err(Error::Unsupported(format!("'{}' streams are images, not video", h.codec))),
         Family::Stem => Ok(Box::new(Codec::open_on(&h.codec, weights, device)?)),
         Family::Nerv => Ok(Box::new(NervDecoder(device))),
     }
@@ -165,6 +171,9 @@ mod tests {
         assert_eq!(family_of_name("nerv"), Family::Nerv);
         assert_eq!(family_of_name("stem"), Family::Stem);
         assert_eq!(family_of_name("mlic"), Family::Image);
+        assert_eq!(family_of_name("overfit"), Family::Overfit);
+        assert_eq!(family_of_stream(&stream(Kind::Image, "overfit").header), Family::Overfit);
+        assert!(!Family::Overfit.is_video());
         assert_eq!(family_of_stream(&stream(Kind::Video, "nerv").header), Family::Nerv);
         // A video stream of another trained codec is stem-like; an image stream named like a
         // video codec is still an image.

@@ -14,6 +14,7 @@ fn run(target: &str, data: &[u8]) {
         "image_decode" => fuzzing::image_decode(data),
         "nerv_decode" => fuzzing::nerv_decode(data),
         "stem_decode" => fuzzing::stem_decode(data),
+        "overfit_decode" => fuzzing::overfit_decode(data),
         "y4m" => fuzzing::y4m(data),
         "video_demux" => fuzzing::video_demux(data),
         "image_input" => fuzzing::image_input(data),

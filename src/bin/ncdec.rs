@@ -59,14 +59,21 @@ fn run(args: &Args) -> ncodec::Result<()> {
     if family.is_video() {
         return decode_video(args, &container, backend);
     }
-    let codec = Codec::open_on(&container.header.codec, args.weights.as_deref(), backend.device)?;
     let start = Instant::now();
-    let img = codec.decode(&container)?;
+    let (img, name) = if family == ncodec::registry::Family::Overfit {
+        if args.weights.is_some() {
+            return Err(ncodec::Error::Unsupported("overfit streams carry their network: --weights does not apply".into()));
+        }
+        (ncodec::overfit::decode(&container, &backend.device)?, ncodec::overfit::CODEC_NAME.to_string())
+    } else {
+        let codec = Codec::open_on(&container.header.codec, args.weights.as_deref(), backend.device)?;
+        (codec.decode(&container)?, codec.name)
+    };
     let secs = start.elapsed().as_secs_f64();
     let out = ncodec::io::encode_for_path(&img, &args.output)?;
     ncodec::io::write_atomic(&args.output, &out)?;
     if !args.quiet {
-        eprintln!("{}x{} {} q{}: decoded in {:.2} s on {}", img.width(), img.height(), codec.name, container.header.quality, secs, backend.name);
+        eprintln!("{}x{} {name} q{}: decoded in {:.2} s on {}", img.width(), img.height(), container.header.quality, secs, backend.name);
     }
     Ok(())
 }

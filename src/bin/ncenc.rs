@@ -48,6 +48,12 @@ struct Args {
     backend: ncodec::cli::BackendArgs,
     #[command(flatten)]
     limits: ncodec::cli::LimitArgs,
+    /// overfit: effort (fast, medium, slow): network size and fitting steps.
+    #[arg(long, default_value = "medium")]
+    preset: String,
+    /// overfit: fitting steps instead of the preset's.
+    #[arg(long)]
+    steps: Option<usize>,
     /// Print nothing on success.
     #[arg(long)]
     quiet: bool,
@@ -77,6 +83,9 @@ fn run(args: &Args) -> ncodec::Result<()> {
     }
     let img = ncodec::io::load_image(&args.input)?;
     let backend = args.backend.select()?;
+    if family == Some(Family::Overfit) {
+        return encode_overfit(args, &img, backend);
+    }
     let mut codec = Codec::open_on(args.codec.as_deref().unwrap_or(DEFAULT_CODEC), args.weights.as_deref(), backend.device)?;
     if args.codec.is_none() && args.weights.is_some() {
         // A weight file alone: the stream is named after what the file holds, not the default.
@@ -93,6 +102,43 @@ fn run(args: &Args) -> ncodec::Result<()> {
     if !args.quiet {
         let px = img.width() as f64 * img.height() as f64;
         eprintln!("{}x{} {} q{}: {} bytes, {:.4} bpp, encoded in {:.2} s on {}", img.width(), img.height(), codec.name, quality, bytes.len(), bytes.len() as f64 * 8.0 / px, secs, backend.name);
+    }
+    Ok(())
+}
+
+/// The overfitted codec: fit the image (minutes), write the stream, report what it decodes to.
+fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::Selected) -> ncodec::Result<()> {
+    if args.weights.is_some() || args.refine > 0 || args.nerv.bpp.is_some() {
+        return Err(ncodec::Error::Unsupported("overfit fits its own network: --weights, --refine and --bpp do not apply (pick -q and --preset)".into()));
+    }
+    let mut opts = args.preset.parse::<ncodec::overfit::Preset>()?.options(args.quality)?;
+    if let Some(s) = args.steps {
+        opts.steps = s.max(1);
+    }
+    let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(opts.steps as u64) };
+    bar.set_style(indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}").unwrap().progress_chars("=> "));
+    let start = Instant::now();
+    let enc = ncodec::overfit::encode(img, args.quality, &opts, &backend.device, &mut |p| {
+        bar.set_position(p.step as u64);
+        bar.set_message(format!("{:.2} dB, {:.3} bpp (latents)", p.psnr, p.bpp));
+    })?;
+    bar.finish_and_clear();
+    ncodec::io::write_atomic(&args.output, &enc.bytes)?;
+    if !args.quiet {
+        let px = img.width() as f64 * img.height() as f64;
+        eprintln!(
+            "{}x{} overfit q{} ({:.0} MAC/pixel, {} steps): {} bytes, {:.4} bpp, RGB PSNR {:.2} dB, encoded in {:.1} s on {}",
+            img.width(),
+            img.height(),
+            args.quality,
+            opts.arch.macs_per_pixel(),
+            opts.steps,
+            enc.bytes.len(),
+            enc.bytes.len() as f64 * 8.0 / px,
+            enc.psnr,
+            start.elapsed().as_secs_f64(),
+            backend.name
+        );
     }
     Ok(())
 }

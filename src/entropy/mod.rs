@@ -6,6 +6,7 @@
 pub mod bottleneck;
 pub mod coder;
 pub mod gaussian;
+pub mod laplace;
 
 pub use bottleneck::{BottleneckTables, EntropyBottleneck};
 pub use coder::{CdfTable, SymbolDecoder, SymbolEncoder};

@@ -56,6 +56,14 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         return Ok(());
     }
     println!("bpp:       {:.4}", bytes.len() as f64 * 8.0 / (h.width as f64 * h.height as f64));
+    if family == Family::Overfit {
+        let arch = ncodec::overfit::decode_latents(&c)?.arch;
+        println!("network:   {} pyramid levels, ARM width {}, synthesis width {}: {:.0} multiplications per pixel", arch.levels, arch.arm_hidden, arch.synthesis_width, arch.macs_per_pixel());
+        let sizes: Vec<String> = c.sections.iter().map(|s| s.len().to_string()).collect();
+        println!("sections:  header + network + latents ({} bytes)", sizes.join(" + "));
+        println!("decodable: yes (the stream carries its network)");
+        return Ok(());
+    }
     let sizes: Vec<String> = c.sections.iter().map(|s| s.len().to_string()).collect();
     println!("sections:  {} ({} bytes)", c.sections.len(), sizes.join(" + "));
     print_decodable(h);

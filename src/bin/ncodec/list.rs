@@ -28,5 +28,22 @@ pub fn run() -> ncodec::Result<()> {
         let c = ncodec::nerv::config_for_quality(q)?;
         println!("    q{q}  {} decoder parameters per group, {} embedding values per 64x64 tile, widths {:?}", c.parameters(), c.embed_dim * c.grid().pow(2), c.widths);
     }
+    println!(
+        "{:<12} image: latent pyramid and a small network fitted to each image at encode time, sent in the stream (no shipped weights; experimental: ncenc IMG -o OUT --codec overfit -q 1..{} --preset fast|medium|slow)",
+        ncodec::overfit::CODEC_NAME,
+        ncodec::overfit::LAMBDAS.len()
+    );
+    for p in [ncodec::overfit::Preset::Fast, ncodec::overfit::Preset::Medium, ncodec::overfit::Preset::Slow] {
+        let a = p.architecture();
+        println!(
+            "    {:<7} {} fitting steps, {} levels, ARM width {}, synthesis width {}: {:.0} MAC/pixel to decode",
+            format!("{p:?}").to_lowercase(),
+            p.steps(),
+            a.levels,
+            a.arm_hidden,
+            a.synthesis_width,
+            a.macs_per_pixel()
+        );
+    }
     Ok(())
 }

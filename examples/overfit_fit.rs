@@ -1,0 +1,23 @@
+//! Fits the overfit codec to one image and reports the fitting curve, the stream's size and
+//! the decoded PSNR: `cargo run --release --example overfit_fit -- IMAGE Q STEPS [LEVELS ARM SYN LR]`.
+
+fn main() -> ncodec::Result<()> {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let img = ncodec::io::load_image(std::path::Path::new(&a[0]))?;
+    let q: u8 = a[1].parse().unwrap();
+    let arg = |i: usize, d: f64| a.get(i).map_or(d, |s| s.parse().unwrap());
+    let mut opts = ncodec::overfit::Preset::Medium.options(q)?;
+    opts.steps = arg(2, 1000.0) as usize;
+    opts.arch = ncodec::overfit::Architecture { levels: arg(3, 7.0) as usize, arm_hidden: arg(4, 16.0) as usize, synthesis_width: arg(5, 16.0) as usize };
+    opts.lr = arg(6, 1e-2);
+    let device = ncodec::backend::device();
+    println!("{:?}, {:.0} MAC/pixel", opts, opts.arch.macs_per_pixel());
+    let enc = ncodec::overfit::encode(&img, q, &opts, &device, &mut |p| {
+        if p.step % 100 == 0 || p.step == p.steps {
+            println!("step {:5} {:7.1} s  {:.2} dB  {:.4} bpp (latents, estimate)", p.step, p.seconds, p.psnr, p.bpp);
+        }
+    })?;
+    let px = (img.width() * img.height()) as f64;
+    println!("stream {} bytes, {:.4} bpp, decoded PSNR {:.2} dB", enc.bytes.len(), enc.bytes.len() as f64 * 8.0 / px, enc.psnr);
+    Ok(())
+}

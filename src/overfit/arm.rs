@@ -1,0 +1,135 @@
+//! The auto-regressive probability model (ARM): a small MLP that predicts the mean and
+//! log-scale of each latent from its causal neighbours in the same pyramid level.
+//!
+//! ```text
+//!  training (float, all positions at once):
+//!    ŷ [1,1,h,w] ──zero-pad, shift by each causal offset──► context [1,K,h,w]
+//!                ──1x1 conv K→H, ReLU, H→H, ReLU, H→2──► (μ, log σ) per position
+//!  coding (fixed point, raster order):
+//!    ŷ neighbours (integers) ──integer MLP, weights Q8──► (μ, log σ) in Q8 ──► prior::choose
+//! ```
+//! The same integer MLP runs in the encoder and the decoder, so both pick the same table for
+//! every latent on every machine.
+
+use burn::prelude::*;
+
+use super::prior::ARM_FRAC;
+
+/// Causal neighbours (dy, dx): two rows above (5 wide) and two to the left.
+pub const CONTEXT: [(isize, isize); 12] = [(-2, -2), (-2, -1), (-2, 0), (-2, 1), (-2, 2), (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2), (0, -2), (0, -1)];
+/// Rows above and columns either side the context reaches.
+const REACH: usize = 2;
+
+/// The context tensor of a latent level: channel j holds each position's neighbour
+/// `CONTEXT[j]` (zero outside the level).
+pub fn context(y: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = y.dims();
+    let device = y.device();
+    let padded = Tensor::cat(vec![Tensor::zeros([b, c, REACH, w], &device), y], 2);
+    let side = Tensor::zeros([b, c, h + REACH, REACH], &device);
+    let padded = Tensor::cat(vec![side.clone(), padded, side], 3);
+    let shifted = CONTEXT.iter().map(|&(dy, dx)| {
+        let (y0, x0) = ((REACH as isize + dy) as usize, (REACH as isize + dx) as usize);
+        padded.clone().slice([0..b, 0..c, y0..y0 + h, x0..x0 + w])
+    });
+    Tensor::cat(shifted.collect(), 1)
+}
+
+/// One integer layer: `weight[o][i]` and `bias[o]`, both Q8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntLayer {
+    pub inputs: usize,
+    pub outputs: usize,
+    pub weight: Vec<i32>,
+    pub bias: Vec<i32>,
+}
+
+/// The ARM in fixed point: layers with ReLU between them, the last with two outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegerArm {
+    pub layers: Vec<IntLayer>,
+}
+
+/// Activations are kept in ±2^30 so that no sum of products can overflow i64 (a hostile
+/// stream's weights and latents are bounded by the parser).
+const ACT_LIMIT: i64 = 1 << 30;
+
+impl IntegerArm {
+    /// (μ, log σ) in Q8 for one latent from its context values (integers).
+    pub fn predict(&self, ctx: &[i32; CONTEXT.len()], scratch: &mut [Vec<i64>; 2]) -> (i32, i32) {
+        let [a, b] = scratch;
+        a.clear();
+        // Inputs are integers: the first layer's Q8 weights make Q8 activations directly.
+        a.extend(ctx.iter().map(|&v| (v as i64) << ARM_FRAC));
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            b.clear();
+            for o in 0..layer.outputs {
+                let row = &layer.weight[o * layer.inputs..(o + 1) * layer.inputs];
+                let mut acc: i64 = (layer.bias[o] as i64) << ARM_FRAC;
+                for (x, &w) in a.iter().zip(row) {
+                    acc += x * w as i64;
+                }
+                let mut v = (acc >> ARM_FRAC).clamp(-ACT_LIMIT, ACT_LIMIT);
+                if l < last {
+                    v = v.max(0);
+                }
+                b.push(v);
+            }
+            std::mem::swap(a, b);
+        }
+        (a[0] as i32, a[1] as i32)
+    }
+}
+
+/// The context values of position (r, c) in a level of width `w` stored row-major in `y`
+/// (rows above r and columns before c already decoded).
+pub fn gather(y: &[i32], w: usize, r: usize, c: usize) -> [i32; CONTEXT.len()] {
+    let mut ctx = [0i32; CONTEXT.len()];
+    for (j, &(dy, dx)) in CONTEXT.iter().enumerate() {
+        let (rr, cc) = (r as isize + dy, c as isize + dx);
+        if rr >= 0 && cc >= 0 && (cc as usize) < w {
+            ctx[j] = y[rr as usize * w + cc as usize];
+        }
+    }
+    ctx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{from_host, to_host};
+
+    #[test]
+    fn the_context_tensor_matches_the_raster_gather() {
+        let device = crate::backend::device();
+        let (h, w) = (5, 7);
+        let y: Vec<i32> = (0..h * w).map(|i| (i as i32 * 7) % 11 - 5).collect();
+        let t = context(from_host(y.iter().map(|&v| v as f32).collect(), [1, 1, h, w], &device));
+        let t = to_host(t);
+        for r in 0..h {
+            for c in 0..w {
+                let g = gather(&y, w, r, c);
+                for j in 0..CONTEXT.len() {
+                    assert_eq!(t[j * h * w + r * w + c] as i32, g[j], "({r},{c}) neighbour {j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_integer_arm_computes_its_mlp() {
+        // One hidden unit summing the context, then μ = h, log σ = -h + 1.
+        let k = CONTEXT.len();
+        let one = 1 << ARM_FRAC;
+        let arm = IntegerArm { layers: vec![IntLayer { inputs: k, outputs: 1, weight: vec![one; k], bias: vec![0] }, IntLayer { inputs: 1, outputs: 2, weight: vec![one, -one], bias: vec![0, one] }] };
+        let mut ctx = [0; 12];
+        ctx[11] = 3;
+        ctx[0] = 2;
+        let mut s = [vec![], vec![]];
+        assert_eq!(arm.predict(&ctx, &mut s), (5 * one, -4 * one));
+        // ReLU on the hidden layer.
+        ctx[0] = -10;
+        assert_eq!(arm.predict(&ctx, &mut s), (0, one));
+    }
+}

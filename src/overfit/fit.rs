@@ -1,0 +1,90 @@
+//! Encoding = fitting: latents and network optimised jointly for one image against
+//! λ·MSE-free Cool-chic loss `MSE + λ·bpp`, then quantized and coded.
+//!
+//! ```text
+//!  zero latents, seeded network ──Adam, warm-up then cosine lr──►
+//!      first 80 % of steps: noisy latents (rate and synthesis)
+//!      last 20 %:           rounded latents, straight-through gradients
+//!  ──weights to multiples of 2^−8, latents rounded──► stream (see `stream`)
+//! ```
+
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use image::RgbImage;
+
+use super::model::{Architecture, OverfitNet, Quantization};
+use crate::error::Result;
+use crate::nn::{from_host, to_host};
+
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    pub arch: Architecture,
+    /// Rate weight of the loss `MSE + λ·bpp` (MSE of [0, 1] samples).
+    pub lambda: f64,
+    pub steps: usize,
+    pub lr: f64,
+    pub seed: u64,
+}
+
+/// Progress of a fit, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub struct FitProgress {
+    pub step: usize,
+    pub steps: usize,
+    /// PSNR of the last step's reconstruction (with the quantization of that phase).
+    pub psnr: f64,
+    /// The ARM's estimate of the latents' rate (bits per pixel, without the network).
+    pub bpp: f64,
+    pub seconds: f64,
+}
+
+/// The image as a `[1, 3, H, W]` tensor of [0, 1] samples.
+pub fn image_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut planar = vec![0f32; 3 * w * h];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            planar[c * w * h + i] = p[c] as f32 / 255.0;
+        }
+    }
+    from_host(planar, [1, 3, h, w], device)
+}
+
+fn learning_rate(opts: &FitOptions, step: usize) -> f64 {
+    let warmup = (opts.steps / 50).max(1);
+    if step < warmup {
+        return opts.lr * (step + 1) as f64 / warmup as f64;
+    }
+    let t = (step - warmup) as f64 / (opts.steps - warmup).max(1) as f64;
+    opts.lr * (0.5 * (1.0 + (std::f64::consts::PI * t).cos())).max(0.01)
+}
+
+/// Fits the network to `img` (on `device`, with autodiff); read it out with
+/// [`OverfitNet::integer_latents`] and [`OverfitNet::quantized_layers`].
+pub fn fit(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<OverfitNet> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let train_device = device.clone().autodiff();
+    let x = image_tensor(img, &train_device);
+    let mut model = OverfitNet::new(&opts.arch, h, w, opts.seed, &train_device);
+    let mut optim: ModuleOptimizer = AdamConfig::new().with_epsilon(1e-8).init();
+    let pixels = (w * h) as f64;
+    let start = Instant::now();
+    let round_from = opts.steps * 4 / 5;
+    for step in 0..opts.steps {
+        let quantization = if step < round_from { Quantization::Noise } else { Quantization::Round };
+        let out = model.forward(quantization, None);
+        let mse = (out.x_hat - x.clone()).powi_scalar(2).mean();
+        let bpp = out.bits.div_scalar(pixels);
+        let loss = mse.clone() + bpp.clone().mul_scalar(opts.lambda);
+        let report = step % 10 == 0 || step + 1 == opts.steps;
+        let measured = report.then(|| (to_host(mse.clone().detach())[0] as f64, to_host(bpp.clone().detach())[0] as f64));
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(learning_rate(opts, step), model, grads);
+        if let Some((mse, bpp)) = measured {
+            progress(FitProgress { step: step + 1, steps: opts.steps, psnr: -10.0 * mse.max(1e-12).log10(), bpp, seconds: start.elapsed().as_secs_f64() });
+        }
+    }
+    Ok(model)
+}

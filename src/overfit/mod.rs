@@ -1,0 +1,165 @@
+//! `overfit`: an image codec with no trained weights (Cool-chic / C3 family). The encoder fits
+//! a latent pyramid and a small decoder network to each image and sends both; the decoder is
+//! a few hundred to a few thousand multiplications per pixel.
+//!
+//! ```text
+//!  encode: image ──fit (Adam, noisy then rounded latents, loss MSE + λ·bpp)──► net
+//!          net ──weights × 2^8, rounded──► section 1 (Laplace tables)
+//!          latents ──rounded──► integer ARM + lattice-Gaussian tables ──► section 2
+//!  decode: section 1 ──► integer ARM ──► section 2 ──► latents (bit-exact everywhere)
+//!          latents ──bilinear upsampling, synthesis (float, any backend)──► x̂
+//! ```
+//! Quality: `-q` picks λ; the preset picks the network size and the fitting steps.
+
+pub mod arm;
+pub mod fit;
+pub mod model;
+pub mod prior;
+pub mod stream;
+
+use burn::prelude::*;
+use image::RgbImage;
+
+pub use fit::{FitOptions, FitProgress};
+pub use model::Architecture;
+
+use crate::container::{Container, Header, Kind};
+use crate::error::{Error, Result};
+use crate::nn::to_host;
+use model::{OverfitNet, QuantizedLayers, integer_arm, latent_tensors, weight_step};
+
+pub const CODEC_NAME: &str = "overfit";
+/// λ of quality 1 (smallest files) … 8 (best quality).
+pub const LAMBDAS: [f64; 8] = [0.02, 0.01, 0.005, 0.0025, 0.0012, 0.0006, 0.0003, 0.00015];
+
+/// Effort presets: network size and fitting steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    Fast,
+    Medium,
+    Slow,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fast" => Ok(Preset::Fast),
+            "medium" => Ok(Preset::Medium),
+            "slow" => Ok(Preset::Slow),
+            _ => Err(Error::Unsupported(format!("unknown preset '{s}' (fast, medium, slow)"))),
+        }
+    }
+}
+
+impl Preset {
+    pub fn architecture(self) -> Architecture {
+        match self {
+            Preset::Fast => Architecture { levels: 7, arm_hidden: 8, synthesis_width: 12 },
+            Preset::Medium => Architecture { levels: 7, arm_hidden: 16, synthesis_width: 16 },
+            Preset::Slow => Architecture { levels: 7, arm_hidden: 24, synthesis_width: 24 },
+        }
+    }
+
+    pub fn steps(self) -> usize {
+        match self {
+            Preset::Fast => 400,
+            Preset::Medium => 1500,
+            Preset::Slow => 8000,
+        }
+    }
+
+    /// The fitting options of quality `q` (1..=8).
+    pub fn options(self, q: u8) -> Result<FitOptions> {
+        let lambda = *LAMBDAS.get((q as usize).wrapping_sub(1)).ok_or_else(|| Error::Unsupported(format!("overfit quality {q} (1..={})", LAMBDAS.len())))?;
+        Ok(FitOptions { arch: self.architecture(), lambda, steps: self.steps(), lr: 1e-2, seed: 1 })
+    }
+}
+
+/// What an encode measured from its own bytes.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    /// RGB PSNR of what a decoder reconstructs from `bytes`.
+    pub psnr: f64,
+}
+
+/// Fits `img` with `opts` and writes the stream (quality `q` goes in the header).
+pub fn encode(img: &RgbImage, q: u8, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<Encoded> {
+    crate::io::check_dimensions(img.width(), img.height())?;
+    let net = fit::fit(img, opts, device, progress)?;
+    let (h, w) = (img.height() as usize, img.width() as usize);
+    let sizes = opts.arch.level_sizes(h, w);
+    let layers = net.quantized_layers(weight_step());
+    let latents = net.integer_latents();
+    let sections = vec![stream::header_bytes(&opts.arch), stream::encode_weights(&layers)?, stream::encode_latents(&integer_arm(&opts.arch, &layers), &latents, &sizes)?];
+    let header = Header { kind: Kind::Image, codec: CODEC_NAME.into(), weights_digest: [0; 8], quality: q, width: img.width(), height: img.height() };
+    let bytes = Container { header, sections }.to_bytes();
+    // Measure what a decoder gets from these bytes.
+    let decoded = decode(&Container::parse(&bytes)?, device)?;
+    Ok(Encoded { psnr: crate::metrics::psnr(img, &decoded), bytes })
+}
+
+/// The integer part of a decoded stream.
+pub struct Decoded {
+    pub arch: Architecture,
+    pub layers: QuantizedLayers,
+    /// Each pyramid level's latents, row-major.
+    pub latents: Vec<Vec<i32>>,
+}
+
+/// The integer part of decoding (bit-exact on every machine): architecture, quantized
+/// layers and latents of a stream.
+pub fn decode_latents(c: &Container) -> Result<Decoded> {
+    if c.header.kind != Kind::Image || c.header.codec != CODEC_NAME {
+        return Err(Error::Unsupported(format!("not an overfit stream ('{}')", c.header.codec)));
+    }
+    crate::io::check_dimensions(c.header.width, c.header.height)?;
+    let [head, weights, latents] = c.sections.as_slice() else { return Err(Error::Format("an overfit stream has 3 sections".into())) };
+    let arch = stream::parse_header(head)?;
+    let layers = stream::decode_weights(&arch, weights)?;
+    let sizes = arch.level_sizes(c.header.height as usize, c.header.width as usize);
+    let latents = stream::decode_latents(&integer_arm(&arch, &layers), &sizes, latents)?;
+    Ok(Decoded { arch, layers, latents })
+}
+
+/// Decodes a stream to an image: integer work for the latents, then the synthesis on `device`.
+pub fn decode(c: &Container, device: &Device) -> Result<RgbImage> {
+    let Decoded { arch, layers, latents } = decode_latents(c)?;
+    let (h, w) = (c.header.height as usize, c.header.width as usize);
+    let net = OverfitNet::decoder(&arch, &layers, weight_step(), device);
+    let x = net.synthesize(latent_tensors(&latents, &arch.level_sizes(h, w), device), [h, w], None);
+    let planar = to_host(x);
+    let px = |v: f32| (v * 255.0).round().clamp(0.0, 255.0) as u8;
+    Ok(RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let i = y as usize * w + x as usize;
+        image::Rgb([px(planar[i]), px(planar[w * h + i]), px(planar[2 * w * h + i])])
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_image_round_trips_through_bytes() {
+        let device = crate::backend::device();
+        let img = crate::synthetic::scene(37, 23);
+        let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.002, steps: 60, lr: 1e-2, seed: 1 };
+        let mut curve = vec![];
+        let enc = encode(&img, 4, &opts, &device, &mut |p| curve.push(p)).unwrap();
+        assert_eq!(curve.last().unwrap().step, 60);
+        let c = Container::parse(&enc.bytes).unwrap();
+        let dec = decode(&c, &device).unwrap();
+        assert_eq!(crate::metrics::psnr(&img, &dec), enc.psnr);
+        // The fit learned something: the decoded image beats the first step's reconstruction.
+        assert!(enc.psnr > curve[0].psnr + 2.0, "{} dB after {} dB", enc.psnr, curve[0].psnr);
+        // Damaged latents are an error or another image, never a panic.
+        let mut bad = c.clone();
+        let n = bad.sections[2].len();
+        bad.sections[2][n / 2] ^= 0x5a;
+        let _ = decode(&bad, &device);
+        bad.sections.pop();
+        assert!(decode(&bad, &device).is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! The network an encoder fits to one image: a latent pyramid, the ARM, and the synthesis.
+//!
+//! ```text
+//!  latents ŷ_0 (H×W) … ŷ_{L−1} (H/2^{L−1}×W/2^{L−1}), one channel each
+//!      ──bilinear upsampling of every level to H×W──► [1, L, H, W]
+//!      ──1x1 conv L→S, ReLU, S→S, ReLU, S→3──► + 3x3 conv 3→3 (residual) ──► x̂
+//!  rate: −log₂ p(ŷ_l | μ, σ) with (μ, σ) = ARM(causal context of ŷ_l), per level
+//! ```
+
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::arm::{CONTEXT, IntLayer, IntegerArm, context};
+use super::prior::{ARM_FRAC, SCALE_MAX, SCALE_MIN};
+use crate::entropy::gaussian_likelihood;
+use crate::error::{Error, Result};
+use crate::nerv::model::QConv;
+use crate::nn::{from_host, ste_round, to_host};
+
+/// What a stream states about its decoder's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Architecture {
+    /// Pyramid levels (the finest at full resolution, each next one half as large).
+    pub levels: usize,
+    /// Hidden width of the ARM.
+    pub arm_hidden: usize,
+    /// Hidden width of the synthesis.
+    pub synthesis_width: usize,
+}
+
+/// Largest values a stream may declare (checked before anything is allocated).
+pub const MAX_LEVELS: usize = 8;
+pub const MAX_WIDTH: usize = 64;
+
+impl Architecture {
+    pub fn check(&self) -> Result<()> {
+        if !(1..=MAX_LEVELS).contains(&self.levels) || !(1..=MAX_WIDTH).contains(&self.arm_hidden) || !(1..=MAX_WIDTH).contains(&self.synthesis_width) {
+            return Err(Error::Format(format!("overfit architecture out of range: {self:?}")));
+        }
+        Ok(())
+    }
+
+    /// (height, width) of every pyramid level of an H×W image.
+    pub fn level_sizes(&self, height: usize, width: usize) -> Vec<[usize; 2]> {
+        (0..self.levels).map(|l| [height.div_ceil(1 << l), width.div_ceil(1 << l)]).collect()
+    }
+
+    /// Shapes of the ARM's layers, then the synthesis's (out, in, k, k).
+    pub fn tensor_shapes(&self) -> Vec<[usize; 4]> {
+        let (a, s) = (self.arm_hidden, self.synthesis_width);
+        vec![[a, CONTEXT.len(), 1, 1], [a, a, 1, 1], [2, a, 1, 1], [s, self.levels, 1, 1], [s, s, 1, 1], [3, s, 1, 1], [3, 3, 3, 3]]
+    }
+
+    /// Multiplications per pixel of decoding: the ARM over every latent, the synthesis over
+    /// every pixel (upsampling not counted: 4 per level and pixel).
+    pub fn macs_per_pixel(&self) -> f64 {
+        let shapes = self.tensor_shapes();
+        let macs = |s: &[usize; 4]| (s[0] * s[1] * s[2] * s[3]) as f64;
+        let latents_per_pixel: f64 = (0..self.levels).map(|l| 0.25f64.powi(l as i32)).sum();
+        shapes[..3].iter().map(macs).sum::<f64>() * latents_per_pixel + shapes[3..].iter().map(macs).sum::<f64>()
+    }
+}
+
+/// A network's layers quantized: each layer's weight and bias as integer multiples of a step.
+pub type QuantizedLayers = Vec<(Vec<i32>, Vec<i32>)>;
+
+/// Number of ARM layers among [`Architecture::tensor_shapes`].
+pub const ARM_LAYERS: usize = 3;
+
+/// How latents are quantized in a forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantization {
+    /// Additive uniform noise (the first phase of fitting).
+    Noise,
+    /// Rounding with a straight-through gradient (the last phase, and what decoding sees).
+    Round,
+}
+
+#[derive(Module, Debug)]
+pub struct OverfitNet {
+    latents: Vec<Param<Tensor<4>>>,
+    layers: Vec<QConv>,
+}
+
+/// Distortion and rate of a forward pass.
+pub struct Output {
+    pub x_hat: Tensor<4>,
+    /// Total bits of the latents under the ARM (a proxy: the coded rate comes from bytes).
+    pub bits: Tensor<1>,
+}
+
+impl OverfitNet {
+    /// Zero latents (what Cool-chic starts from) and a seeded network.
+    pub fn new(arch: &Architecture, height: usize, width: usize, seed: u64, device: &Device) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let latents = arch.level_sizes(height, width).into_iter().map(|[h, w]| Param::from_tensor(Tensor::zeros([1, 1, h, w], device))).collect();
+        let layers = arch.tensor_shapes().into_iter().map(|s| QConv::new(s, &mut rng, device)).collect();
+        Self { latents, layers }
+    }
+
+    fn conv(&self, i: usize, x: Tensor<4>, step: Option<f32>) -> Tensor<4> {
+        self.layers[i].forward(x, step.map(|s| (s, s)))
+    }
+
+    /// The ARM's (μ, log σ) for every position of a level.
+    fn arm(&self, y: Tensor<4>, step: Option<f32>) -> (Tensor<4>, Tensor<4>) {
+        let h = self.conv(0, context(y), step).clamp_min(0.0);
+        let h = self.conv(1, h, step).clamp_min(0.0);
+        let out = self.conv(2, h, step);
+        (out.clone().narrow(1, 0, 1), out.narrow(1, 1, 1))
+    }
+
+    /// The synthesis of an image from its (quantized) latents.
+    pub fn synthesize(&self, levels: Vec<Tensor<4>>, [height, width]: [usize; 2], step: Option<f32>) -> Tensor<4> {
+        let up: Vec<Tensor<4>> = levels
+            .into_iter()
+            .map(|y| {
+                let [_, _, h, w] = y.dims();
+                if [h, w] == [height, width] { y } else { interpolate(y, InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([height, width])) }
+            })
+            .collect();
+        let x = Tensor::cat(up, 1);
+        let h = self.conv(ARM_LAYERS, x, step).clamp_min(0.0);
+        let h = self.conv(ARM_LAYERS + 1, h, step).clamp_min(0.0);
+        let x = self.conv(ARM_LAYERS + 2, h, step);
+        x.clone() + self.conv(ARM_LAYERS + 3, x, step)
+    }
+
+    /// Training pass: quantized latents, their rate under the ARM, the reconstruction.
+    /// `step` fake-quantizes the network's weights (quantization-aware fitting).
+    pub fn forward(&self, quantization: Quantization, step: Option<f32>) -> Output {
+        let device = self.latents[0].val().device();
+        let [_, _, height, width] = self.latents[0].val().dims();
+        let mut bits = Tensor::<1>::zeros([1], &device);
+        let mut levels = Vec::with_capacity(self.latents.len());
+        for y in &self.latents {
+            let y = y.val();
+            let y_hat = match quantization {
+                Quantization::Noise => y.clone() + Tensor::random(y.shape(), burn::tensor::Distribution::Uniform(-0.5, 0.5), &device),
+                Quantization::Round => ste_round(y),
+            };
+            let (mu, log_scale) = self.arm(y_hat.clone(), step);
+            let scale = log_scale.exp().clamp(SCALE_MIN, SCALE_MAX);
+            let lik = gaussian_likelihood(y_hat.clone(), scale, Some(mu));
+            bits = bits + lik.log().sum().neg().div_scalar(std::f64::consts::LN_2);
+            levels.push(y_hat);
+        }
+        Output { x_hat: self.synthesize(levels, [height, width], step), bits }
+    }
+
+    /// The latents rounded to integers, level by level (row-major).
+    pub fn integer_latents(&self) -> Vec<Vec<i32>> {
+        self.latents.iter().map(|y| to_host(y.val()).into_iter().map(|v| v.round().clamp(-32767.0, 32767.0) as i32).collect()).collect()
+    }
+
+    /// Every layer's weights and biases as integer multiples of `step`.
+    pub fn quantized_layers(&self, step: f32) -> QuantizedLayers {
+        let q = |t: Vec<f32>| t.into_iter().map(|v| (v / step).round().clamp(-(1 << 20) as f32, (1 << 20) as f32) as i32).collect();
+        self.layers.iter().map(|l| (q(to_host(l.weight.val())), q(to_host(l.bias.val())))).collect()
+    }
+
+    /// The float network a decoder builds from quantized layers (the latents are separate).
+    pub fn decoder(arch: &Architecture, layers: &[(Vec<i32>, Vec<i32>)], step: f32, device: &Device) -> Self {
+        let layers = arch
+            .tensor_shapes()
+            .into_iter()
+            .zip(layers)
+            .map(|(s, (w, b))| QConv::from_host(w.iter().map(|&v| v as f32 * step).collect(), s, b.iter().map(|&v| v as f32 * step).collect(), device))
+            .collect();
+        Self { latents: vec![], layers }
+    }
+}
+
+/// The ARM layers of quantized weights, in fixed point (step 2^−[`ARM_FRAC`]).
+pub fn integer_arm(arch: &Architecture, layers: &[(Vec<i32>, Vec<i32>)]) -> IntegerArm {
+    let shapes = arch.tensor_shapes();
+    IntegerArm { layers: (0..ARM_LAYERS).map(|i| IntLayer { inputs: shapes[i][1], outputs: shapes[i][0], weight: layers[i].0.clone(), bias: layers[i].1.clone() }).collect() }
+}
+
+/// The weight step every layer is quantized to: the ARM's fixed point.
+pub fn weight_step() -> f32 {
+    (-(ARM_FRAC as f32)).exp2()
+}
+
+/// Latents (integers) as the synthesis's input tensors.
+pub fn latent_tensors(latents: &[Vec<i32>], sizes: &[[usize; 2]], device: &Device) -> Vec<Tensor<4>> {
+    latents.iter().zip(sizes).map(|(y, &[h, w])| from_host(y.iter().map(|&v| v as f32).collect(), [1, 1, h, w], device)).collect()
+}
