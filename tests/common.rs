@@ -61,3 +61,13 @@ pub fn quick_train_options(config: ModelConfig, data: PathBuf, ckpt_dir: PathBuf
         sequences: 4,
     }
 }
+
+/// Runs one of the binaries as a user would (without NCODEC_DEVICE from the environment).
+pub fn run_bin(bin: &str, args: &[&str]) -> std::process::Output {
+    let exe = match bin {
+        "ncenc" => env!("CARGO_BIN_EXE_ncenc"),
+        "ncdec" => env!("CARGO_BIN_EXE_ncdec"),
+        _ => env!("CARGO_BIN_EXE_ncodec"),
+    };
+    std::process::Command::new(exe).args(args).env_remove("NCODEC_DEVICE").output().unwrap()
+}

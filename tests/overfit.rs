@@ -3,45 +3,34 @@
 
 mod common;
 
-use std::process::Command;
-
-fn run(bin: &str, args: &[&str]) -> std::process::Output {
-    let exe = match bin {
-        "ncenc" => env!("CARGO_BIN_EXE_ncenc"),
-        "ncdec" => env!("CARGO_BIN_EXE_ncdec"),
-        _ => env!("CARGO_BIN_EXE_ncodec"),
-    };
-    Command::new(exe).args(args).env_remove("NCODEC_DEVICE").output().unwrap()
-}
-
 #[test]
 fn overfit_streams_round_trip_through_the_binaries() {
     let dir = common::tempdir();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let img = ncodec::synthetic::scene(45, 31);
     img.save(p("in.png")).unwrap();
-    let enc = run("ncenc", &[&p("in.png"), "-o", &p("a.ncod"), "--codec", "overfit", "-q", "3", "--preset", "fast", "--steps", "40", "--backend", "cpu"]);
+    let enc = common::run_bin("ncenc", &[&p("in.png"), "-o", &p("a.ncod"), "--codec", "overfit", "-q", "3", "--preset", "fast", "--steps", "40", "--backend", "cpu"]);
     let err = String::from_utf8_lossy(&enc.stderr);
     assert!(enc.status.success(), "{err}");
     assert!(err.contains("45x31 overfit q3") && err.contains("40 steps"), "{err}");
     let reported: f64 = err.split("RGB PSNR ").nth(1).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
 
     // ncdec needs nothing but the stream, and gets what the encoder measured.
-    let dec = run("ncdec", &[&p("a.ncod"), "-o", &p("out.png"), "--backend", "cpu"]);
+    let dec = common::run_bin("ncdec", &[&p("a.ncod"), "-o", &p("out.png"), "--backend", "cpu"]);
     assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
     let out = image::open(p("out.png")).unwrap().to_rgb8();
     assert!((ncodec::metrics::psnr(&img, &out) - reported).abs() < 0.01);
-    let info = run("ncodec", &["info", &p("a.ncod")]);
+    let info = common::run_bin("ncodec", &["info", &p("a.ncod")]);
     let text = String::from_utf8_lossy(&info.stdout);
     assert!(text.contains("codec:     overfit") && text.contains("ARM width 8") && text.contains("multiplications per pixel"), "{text}");
 
     // Options that do not apply, and a truncated stream: errors, no output.
-    let bad = run("ncenc", &[&p("in.png"), "-o", &p("b.ncod"), "--codec", "overfit", "--preset", "fastest"]);
+    let bad = common::run_bin("ncenc", &[&p("in.png"), "-o", &p("b.ncod"), "--codec", "overfit", "--preset", "fastest"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown preset"));
     assert!(!dir.path().join("b.ncod").exists());
     let bytes = std::fs::read(p("a.ncod")).unwrap();
     std::fs::write(p("cut.ncod"), &bytes[..bytes.len() - 9]).unwrap();
-    let dec = run("ncdec", &[&p("cut.ncod"), "-o", &p("cut.png")]);
+    let dec = common::run_bin("ncdec", &[&p("cut.ncod"), "-o", &p("cut.png")]);
     assert_eq!(dec.status.code(), Some(1));
     assert!(!dir.path().join("cut.png").exists());
 }

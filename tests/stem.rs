@@ -190,15 +190,6 @@ fn stem_streams_decode_bit_exactly_seek_and_conceal_damage() {
     assert!(decode_all(&other, &bytes, None, false).is_err());
 }
 
-fn run(bin: &str, args: &[&str]) -> std::process::Output {
-    let exe = match bin {
-        "ncenc" => env!("CARGO_BIN_EXE_ncenc"),
-        "ncdec" => env!("CARGO_BIN_EXE_ncdec"),
-        _ => env!("CARGO_BIN_EXE_ncodec"),
-    };
-    Command::new(exe).args(args).env_remove("NCODEC_DEVICE").output().unwrap()
-}
-
 #[test]
 fn stem_binaries_encode_decode_and_conceal() {
     let dir = common::tempdir();
@@ -208,30 +199,30 @@ fn stem_binaries_encode_decode_and_conceal() {
     std::fs::write(&src, panning(7).to_y4m()).unwrap();
     let stream = dir.path().join("clip.ncod");
     let (s, st) = (src.to_str().unwrap(), stream.to_str().unwrap());
-    let enc = run("ncenc", &[s, "-o", st, "--codec", "stem", "--weights", w, "-q", "2", "--gop", "3"]);
+    let enc = common::run_bin("ncenc", &[s, "-o", st, "--codec", "stem", "--weights", w, "-q", "2", "--gop", "3"]);
     assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
     assert!(String::from_utf8_lossy(&enc.stderr).contains("stem q2 gop 3"));
     // The registry reads the family from a weight file alone: the same stream without --codec.
     let by_weights = dir.path().join("by-weights.ncod");
-    let enc = run("ncenc", &[s, "-o", by_weights.to_str().unwrap(), "--weights", w, "-q", "2", "--gop", "3", "--quiet"]);
+    let enc = common::run_bin("ncenc", &[s, "-o", by_weights.to_str().unwrap(), "--weights", w, "-q", "2", "--gop", "3", "--quiet"]);
     assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
     assert_eq!(std::fs::read(&by_weights).unwrap(), std::fs::read(&stream).unwrap());
     // nerv has no weights to take.
-    let enc = run("ncenc", &[s, "-o", by_weights.to_str().unwrap(), "--codec", "nerv", "--weights", w]);
+    let enc = common::run_bin("ncenc", &[s, "-o", by_weights.to_str().unwrap(), "--codec", "nerv", "--weights", w]);
     assert!(!enc.status.success() && String::from_utf8_lossy(&enc.stderr).contains("--weights does not apply"));
-    let info = run("ncodec", &["info", st]);
+    let info = common::run_bin("ncodec", &["info", st]);
     let text = String::from_utf8_lossy(&info.stdout);
     assert!(text.contains("7 frames at 25/1 fps, intra period 3") && text.contains("3 intra"), "{text}");
 
     let out = dir.path().join("out.y4m");
     let o = out.to_str().unwrap();
-    let dec = run("ncdec", &[st, "-o", o, "--weights", w]);
+    let dec = common::run_bin("ncdec", &[st, "-o", o, "--weights", w]);
     assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
     assert_eq!(Video::open(&out, None, None).unwrap().frames.len(), 7);
     // Every output kind streams into place with the usual permissions (temporary files are 0600).
     let (mp4, pngs) = (dir.path().join("out.mp4"), dir.path().join("frames"));
     for o in [&mp4, &pngs] {
-        let dec = run("ncdec", &[st, "-o", o.to_str().unwrap(), "--weights", w, "--quiet"]);
+        let dec = common::run_bin("ncdec", &[st, "-o", o.to_str().unwrap(), "--weights", w, "--quiet"]);
         assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
     }
     assert_eq!(Video::open(&mp4, None, None).unwrap().frames.len(), 7);
@@ -242,7 +233,7 @@ fn stem_binaries_encode_decode_and_conceal() {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!((mode(&out), mode(&mp4), mode(&pngs)), (0o644, 0o644, 0o755));
     }
-    let dec = run("ncdec", &[st, "-o", dir.path().join("part.y4m").to_str().unwrap(), "--weights", w, "--start", "4", "--frames", "2"]);
+    let dec = common::run_bin("ncdec", &[st, "-o", dir.path().join("part.y4m").to_str().unwrap(), "--weights", w, "--start", "4", "--frames", "2"]);
     assert!(dec.status.success());
     assert_eq!(Video::open(&dir.path().join("part.y4m"), None, None).unwrap().frames.len(), 2);
 
@@ -255,20 +246,20 @@ fn stem_binaries_encode_decode_and_conceal() {
     std::fs::write(&bad, &bytes).unwrap();
     let b = bad.to_str().unwrap();
     let bad_out = dir.path().join("bad.y4m");
-    let dec = run("ncdec", &[b, "-o", bad_out.to_str().unwrap(), "--weights", w]);
+    let dec = common::run_bin("ncdec", &[b, "-o", bad_out.to_str().unwrap(), "--weights", w]);
     assert!(!dec.status.success());
     let err = String::from_utf8_lossy(&dec.stderr);
     assert!(err.contains("frame 4") && !err.contains("panicked"), "{err}");
     assert!(!bad_out.exists(), "no partial output");
-    let dec = run("ncdec", &[b, "-o", bad_out.to_str().unwrap(), "--weights", w, "--conceal"]);
+    let dec = common::run_bin("ncdec", &[b, "-o", bad_out.to_str().unwrap(), "--weights", w, "--conceal"]);
     assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
     let err = String::from_utf8_lossy(&dec.stderr);
     assert!(err.contains("frames 4..=5 damaged") && err.contains("resumed at intra frame 6"), "{err}");
     assert_eq!(Video::open(&bad_out, None, None).unwrap().frames.len(), 7);
-    assert!(String::from_utf8_lossy(&run("ncodec", &["info", b]).stdout).contains("MISMATCH"));
+    assert!(String::from_utf8_lossy(&common::run_bin("ncodec", &["info", b]).stdout).contains("MISMATCH"));
 
     // An image codec is not a video codec.
-    let e = run("ncenc", &[s, "-o", st, "--codec", "mlic"]);
+    let e = common::run_bin("ncenc", &[s, "-o", st, "--codec", "mlic"]);
     assert!(!e.status.success());
 }
 
@@ -281,15 +272,15 @@ fn transcode_via_stem_writes_what_ncdec_decodes() {
     let src = d.join("in.y4m");
     std::fs::write(&src, panning(4).to_y4m()).unwrap();
     let p = |name: &str| d.join(name).to_str().unwrap().to_string();
-    let out = run("ncodec", &["transcode", &p("in.y4m"), &p("out.y4m"), "--via", "stem", "-q", "2", "--gop", "3", "--stream", &p("kept.ncod"), "--backend", "cpu"]);
+    let out = common::run_bin("ncodec", &["transcode", &p("in.y4m"), &p("out.y4m"), "--via", "stem", "-q", "2", "--gop", "3", "--stream", &p("kept.ncod"), "--backend", "cpu"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("4 frames via stem q2 gop 3") && err.contains("RGB PSNR"), "{err}");
-    let dec = run("ncdec", &[&p("kept.ncod"), "-o", &p("dec.y4m"), "--backend", "cpu", "--quiet"]);
+    let dec = common::run_bin("ncdec", &[&p("kept.ncod"), "-o", &p("dec.y4m"), "--backend", "cpu", "--quiet"]);
     assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
     assert_eq!(std::fs::read(d.join("out.y4m")).unwrap(), std::fs::read(d.join("dec.y4m")).unwrap());
     // An image codec is refused before any work, and leaves nothing behind.
-    let out = run("ncodec", &["transcode", &p("in.y4m"), &p("bad.y4m"), "--via", "mlic"]);
+    let out = common::run_bin("ncodec", &["transcode", &p("in.y4m"), &p("bad.y4m"), "--via", "mlic"]);
     assert!(!out.status.success() && !d.join("bad.y4m").exists());
 }
 
