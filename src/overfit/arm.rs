@@ -3,8 +3,8 @@
 //!
 //! ```text
 //!  training (float, all positions at once):
-//!    ŷ [1,1,h,w] ──zero-pad, shift by each causal offset──► context [1,K,h,w]
-//!                ──1x1 conv K→H, ReLU, H→H, ReLU, H→2──► (μ, log σ) per position
+//!    ŷ [1,1,h,w] ──masked 3x5 conv 1→H (the K causal taps), ReLU──► 1x1 conv H→H, ReLU,
+//!                H→2 ──► (μ, log σ) per position
 //!  coding (fixed point, raster order):
 //!    ŷ neighbours (integers) ──integer MLP, weights Q8──► (μ, log σ) in Q8 ──► prior::choose
 //! ```
@@ -12,6 +12,8 @@
 //! every latent on every machine.
 
 use burn::prelude::*;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
 
 use super::prior::ARM_FRAC;
 
@@ -19,20 +21,21 @@ use super::prior::ARM_FRAC;
 pub const CONTEXT: [(isize, isize); 12] = [(-2, -2), (-2, -1), (-2, 0), (-2, 1), (-2, 2), (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2), (0, -2), (0, -1)];
 /// Rows above and columns either side the context reaches.
 const REACH: usize = 2;
+/// The window holding the context: (rows, columns).
+const WINDOW: [usize; 2] = [REACH + 1, 2 * REACH + 1];
 
-/// The context tensor of a latent level: channel j holds each position's neighbour
-/// `CONTEXT[j]` (zero outside the level).
-pub fn context(y: Tensor<4>) -> Tensor<4> {
+/// The ARM's first layer on a whole level at once: the 12 causal neighbours are the first 12
+/// positions (row-major) of a 3x5 window whose bottom row ends left of the latent, so the layer
+/// is one masked 3x5 convolution (`weight` `[A, K, 1, 1]` becomes the window's first K taps).
+pub fn first_layer(y: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
     let [b, c, h, w] = y.dims();
+    let [a, k, _, _] = weight.dims();
     let device = y.device();
+    let window = Tensor::cat(vec![weight.reshape([a, k]), Tensor::zeros([a, WINDOW[0] * WINDOW[1] - k], &device)], 1).reshape([a, 1, WINDOW[0], WINDOW[1]]);
     let padded = Tensor::cat(vec![Tensor::zeros([b, c, REACH, w], &device), y], 2);
     let side = Tensor::zeros([b, c, h + REACH, REACH], &device);
     let padded = Tensor::cat(vec![side.clone(), padded, side], 3);
-    let shifted = CONTEXT.iter().map(|&(dy, dx)| {
-        let (y0, x0) = ((REACH as isize + dy) as usize, (REACH as isize + dx) as usize);
-        padded.clone().slice([0..b, 0..c, y0..y0 + h, x0..x0 + w])
-    });
-    Tensor::cat(shifted.collect(), 1)
+    conv2d(padded, window, Some(bias), ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
 }
 
 /// One integer layer: `weight[o][i]` and `bias[o]`, both Q8.
@@ -101,17 +104,21 @@ mod tests {
     use crate::nn::{from_host, to_host};
 
     #[test]
-    fn the_context_tensor_matches_the_raster_gather() {
+    fn the_masked_convolution_sees_exactly_the_raster_context() {
         let device = crate::backend::device();
-        let (h, w) = (5, 7);
+        let (h, w, a) = (5, 7, 3);
+        let k = CONTEXT.len();
         let y: Vec<i32> = (0..h * w).map(|i| (i as i32 * 7) % 11 - 5).collect();
-        let t = context(from_host(y.iter().map(|&v| v as f32).collect(), [1, 1, h, w], &device));
-        let t = to_host(t);
+        let weight: Vec<f32> = (0..a * k).map(|i| ((i * 5) % 9) as f32 - 4.0).collect();
+        let bias = vec![0.5, -1.0, 2.0];
+        let out = first_layer(from_host(y.iter().map(|&v| v as f32).collect(), [1, 1, h, w], &device), from_host(weight.clone(), [a, k, 1, 1], &device), from_host(bias.clone(), [a], &device));
+        let out = to_host(out);
         for r in 0..h {
             for c in 0..w {
                 let g = gather(&y, w, r, c);
-                for j in 0..CONTEXT.len() {
-                    assert_eq!(t[j * h * w + r * w + c] as i32, g[j], "({r},{c}) neighbour {j}");
+                for o in 0..a {
+                    let want: f32 = bias[o] + (0..k).map(|j| weight[o * k + j] * g[j] as f32).sum::<f32>();
+                    assert_eq!(out[o * h * w + r * w + c], want, "({r},{c}) unit {o}");
                 }
             }
         }

@@ -74,7 +74,7 @@ pub fn fit(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dy
     let round_from = opts.steps * 4 / 5;
     for step in 0..opts.steps {
         let quantization = if step < round_from { Quantization::Noise } else { Quantization::Round };
-        let out = model.forward(quantization, None);
+        let out = model.forward(quantization);
         let mse = (out.x_hat - x.clone()).powi_scalar(2).mean();
         let bpp = out.bits.div_scalar(pixels);
         let loss = mse.clone() + bpp.clone().mul_scalar(opts.lambda);

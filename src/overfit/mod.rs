@@ -128,7 +128,7 @@ pub fn decode(c: &Container, device: &Device) -> Result<RgbImage> {
     let Decoded { arch, layers, latents } = decode_latents(c)?;
     let (h, w) = (c.header.height as usize, c.header.width as usize);
     let net = OverfitNet::decoder(&arch, &layers, weight_step(), device);
-    let x = net.synthesize(latent_tensors(&latents, &arch.level_sizes(h, w), device), [h, w], None);
+    let x = net.synthesize(latent_tensors(&latents, &arch.level_sizes(h, w), device), [h, w]);
     let planar = to_host(x);
     let px = |v: f32| (v * 255.0).round().clamp(0.0, 255.0) as u8;
     Ok(RgbImage::from_fn(w as u32, h as u32, |x, y| {

@@ -14,7 +14,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::arm::{CONTEXT, IntLayer, IntegerArm, context};
+use super::arm::{CONTEXT, IntLayer, IntegerArm, first_layer};
 use super::prior::{ARM_FRAC, SCALE_MAX, SCALE_MIN};
 use crate::entropy::gaussian_likelihood;
 use crate::error::{Error, Result};
@@ -102,20 +102,21 @@ impl OverfitNet {
         Self { latents, layers }
     }
 
-    fn conv(&self, i: usize, x: Tensor<4>, step: Option<f32>) -> Tensor<4> {
-        self.layers[i].forward(x, step.map(|s| (s, s)))
+    fn conv(&self, i: usize, x: Tensor<4>) -> Tensor<4> {
+        self.layers[i].forward(x, None)
     }
 
     /// The ARM's (μ, log σ) for every position of a level.
-    fn arm(&self, y: Tensor<4>, step: Option<f32>) -> (Tensor<4>, Tensor<4>) {
-        let h = self.conv(0, context(y), step).clamp_min(0.0);
-        let h = self.conv(1, h, step).clamp_min(0.0);
-        let out = self.conv(2, h, step);
+    fn arm(&self, y: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let first = &self.layers[0];
+        let h = first_layer(y, first.weight.val(), first.bias.val()).clamp_min(0.0);
+        let h = self.conv(1, h).clamp_min(0.0);
+        let out = self.conv(2, h);
         (out.clone().narrow(1, 0, 1), out.narrow(1, 1, 1))
     }
 
     /// The synthesis of an image from its (quantized) latents.
-    pub fn synthesize(&self, levels: Vec<Tensor<4>>, [height, width]: [usize; 2], step: Option<f32>) -> Tensor<4> {
+    pub fn synthesize(&self, levels: Vec<Tensor<4>>, [height, width]: [usize; 2]) -> Tensor<4> {
         let up: Vec<Tensor<4>> = levels
             .into_iter()
             .map(|y| {
@@ -124,15 +125,14 @@ impl OverfitNet {
             })
             .collect();
         let x = Tensor::cat(up, 1);
-        let h = self.conv(ARM_LAYERS, x, step).clamp_min(0.0);
-        let h = self.conv(ARM_LAYERS + 1, h, step).clamp_min(0.0);
-        let x = self.conv(ARM_LAYERS + 2, h, step);
-        x.clone() + self.conv(ARM_LAYERS + 3, x, step)
+        let h = self.conv(ARM_LAYERS, x).clamp_min(0.0);
+        let h = self.conv(ARM_LAYERS + 1, h).clamp_min(0.0);
+        let x = self.conv(ARM_LAYERS + 2, h);
+        x.clone() + self.conv(ARM_LAYERS + 3, x)
     }
 
     /// Training pass: quantized latents, their rate under the ARM, the reconstruction.
-    /// `step` fake-quantizes the network's weights (quantization-aware fitting).
-    pub fn forward(&self, quantization: Quantization, step: Option<f32>) -> Output {
+    pub fn forward(&self, quantization: Quantization) -> Output {
         let device = self.latents[0].val().device();
         let [_, _, height, width] = self.latents[0].val().dims();
         let mut bits = Tensor::<1>::zeros([1], &device);
@@ -143,13 +143,13 @@ impl OverfitNet {
                 Quantization::Noise => y.clone() + Tensor::random(y.shape(), burn::tensor::Distribution::Uniform(-0.5, 0.5), &device),
                 Quantization::Round => ste_round(y),
             };
-            let (mu, log_scale) = self.arm(y_hat.clone(), step);
+            let (mu, log_scale) = self.arm(y_hat.clone());
             let scale = log_scale.exp().clamp(SCALE_MIN, SCALE_MAX);
             let lik = gaussian_likelihood(y_hat.clone(), scale, Some(mu));
             bits = bits + lik.log().sum().neg().div_scalar(std::f64::consts::LN_2);
             levels.push(y_hat);
         }
-        Output { x_hat: self.synthesize(levels, [height, width], step), bits }
+        Output { x_hat: self.synthesize(levels, [height, width]), bits }
     }
 
     /// The latents rounded to integers, level by level (row-major).
