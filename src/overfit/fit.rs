@@ -14,6 +14,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use image::RgbImage;
 
+use super::cpu::{Adam, Params, Problem, noise_rng};
 use super::model::{Architecture, OverfitNet, Quantization};
 use crate::error::Result;
 use crate::nn::{from_host, to_host};
@@ -61,9 +62,34 @@ fn learning_rate(opts: &FitOptions, step: usize) -> f64 {
     opts.lr * (0.5 * (1.0 + (std::f64::consts::PI * t).cos())).max(0.01)
 }
 
-/// Fits the network to `img` (on `device`, with autodiff); read it out with
-/// [`OverfitNet::integer_latents`] and [`OverfitNet::quantized_layers`].
-pub fn fit(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<OverfitNet> {
+/// Fits the network to `img`; returns every parameter on the host. On the CPU backend the
+/// hand-written pass of [`super::cpu`] runs it; on any other, burn's autodiff.
+pub fn fit(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<Params> {
+    if *device == Device::flex() { Ok(fit_cpu(img, opts, progress)) } else { fit_tensors(img, opts, device, progress) }
+}
+
+fn fit_cpu(img: &RgbImage, opts: &FitOptions, progress: &mut dyn FnMut(FitProgress)) -> Params {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let plain = Device::flex();
+    let mut params = OverfitNet::new(&opts.arch, h, w, opts.seed, &plain).to_params();
+    let problem = Problem::new(opts.arch, h, w, to_host(image_tensor(img, &plain)));
+    let mut adam = Adam::new(&params);
+    let mut noise = noise_rng(opts.seed);
+    let start = Instant::now();
+    let round_from = opts.steps * 4 / 5;
+    for step in 0..opts.steps {
+        let quantization = if step < round_from { Quantization::Noise } else { Quantization::Round };
+        let (loss, grads) = problem.loss_and_grads(&params, opts.lambda, quantization, &mut noise);
+        adam.step(&mut params, &grads, learning_rate(opts, step));
+        if step % 10 == 0 || step + 1 == opts.steps {
+            let bpp = loss.bits / (w * h) as f64;
+            progress(FitProgress { step: step + 1, steps: opts.steps, psnr: -10.0 * loss.mse.max(1e-12).log10(), bpp, seconds: start.elapsed().as_secs_f64() });
+        }
+    }
+    params
+}
+
+fn fit_tensors(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<Params> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let train_device = device.clone().autodiff();
     let x = image_tensor(img, &train_device);
@@ -86,5 +112,5 @@ pub fn fit(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dy
             progress(FitProgress { step: step + 1, steps: opts.steps, psnr: -10.0 * mse.max(1e-12).log10(), bpp, seconds: start.elapsed().as_secs_f64() });
         }
     }
-    Ok(model)
+    Ok(model.to_params())
 }

@@ -12,6 +12,7 @@
 //! Quality: `-q` picks λ; the preset picks the network size and the fitting steps.
 
 pub mod arm;
+pub mod cpu;
 pub mod fit;
 pub mod model;
 pub mod prior;
@@ -90,8 +91,8 @@ pub fn encode(img: &RgbImage, q: u8, opts: &FitOptions, device: &Device, progres
     let net = fit::fit(img, opts, device, progress)?;
     let (h, w) = (img.height() as usize, img.width() as usize);
     let sizes = opts.arch.level_sizes(h, w);
-    let layers = net.quantized_layers(weight_step());
-    let latents = net.integer_latents();
+    let layers = model::quantized_layers(&net, weight_step());
+    let latents = model::integer_latents(&net);
     let sections = vec![stream::header_bytes(&opts.arch), stream::encode_weights(&layers)?, stream::encode_latents(&integer_arm(&opts.arch, &layers), &latents, &sizes)?];
     let header = Header { kind: Kind::Image, codec: CODEC_NAME.into(), weights_digest: [0; 8], quality: q, width: img.width(), height: img.height() };
     let bytes = Container { header, sections }.to_bytes();

@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::arm::{CONTEXT, IntLayer, IntegerArm, first_layer};
+use super::cpu::Params;
 use super::prior::{ARM_FRAC, SCALE_MAX, SCALE_MIN};
 use crate::entropy::gaussian_likelihood;
 use crate::error::{Error, Result};
@@ -121,7 +122,7 @@ impl OverfitNet {
             .into_iter()
             .map(|y| {
                 let [_, _, h, w] = y.dims();
-                if [h, w] == [height, width] { y } else { interpolate(y, InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([height, width])) }
+                if [h, w] == [height, width] { y } else { interpolate(y, InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([height, width])) }
             })
             .collect();
         let x = Tensor::cat(up, 1);
@@ -152,15 +153,24 @@ impl OverfitNet {
         Output { x_hat: self.synthesize(levels, [height, width]), bits }
     }
 
-    /// The latents rounded to integers, level by level (row-major).
-    pub fn integer_latents(&self) -> Vec<Vec<i32>> {
-        self.latents.iter().map(|y| to_host(y.val()).into_iter().map(|v| v.round().clamp(-32767.0, 32767.0) as i32).collect()).collect()
+    /// Every parameter on the host (latents level by level, layers as in
+    /// [`Architecture::tensor_shapes`]).
+    pub fn to_params(&self) -> Params {
+        Params { latents: self.latents.iter().map(|y| to_host(y.val())).collect(), layers: self.layers.iter().map(|l| (to_host(l.weight.val()), to_host(l.bias.val()))).collect() }
     }
 
-    /// Every layer's weights and biases as integer multiples of `step`.
-    pub fn quantized_layers(&self, step: f32) -> QuantizedLayers {
-        let q = |t: Vec<f32>| t.into_iter().map(|v| (v / step).round().clamp(-(1 << 20) as f32, (1 << 20) as f32) as i32).collect();
-        self.layers.iter().map(|l| (q(to_host(l.weight.val())), q(to_host(l.bias.val())))).collect()
+    /// A network holding `params` (e.g. to continue a fit on another device).
+    pub fn from_params(arch: &Architecture, sizes: &[[usize; 2]], params: &Params, device: &Device) -> Self {
+        let latents = params.latents.iter().zip(sizes).map(|(y, &[h, w])| Param::from_tensor(from_host(y.clone(), [1, 1, h, w], device))).collect();
+        let layers = arch.tensor_shapes().into_iter().zip(&params.layers).map(|(s, (w, b))| QConv::from_host(w.clone(), s, b.clone(), device)).collect();
+        Self { latents, layers }
+    }
+
+    /// The gradients `grads` hold for every parameter, on the host (zeros where none reached).
+    pub fn gradients(&self, grads: &burn::tensor::Gradients) -> Params {
+        let host = |t: Tensor<4>| t.grad(grads).map(to_host).unwrap_or_else(|| vec![0.0; t.shape().num_elements()]);
+        let host1 = |t: Tensor<1>| t.grad(grads).map(to_host).unwrap_or_else(|| vec![0.0; t.shape().num_elements()]);
+        Params { latents: self.latents.iter().map(|y| host(y.val())).collect(), layers: self.layers.iter().map(|l| (host(l.weight.val()), host1(l.bias.val()))).collect() }
     }
 
     /// The float network a decoder builds from quantized layers (the latents are separate).
@@ -173,6 +183,17 @@ impl OverfitNet {
             .collect();
         Self { latents: vec![], layers }
     }
+}
+
+/// The latents rounded to integers, level by level (row-major).
+pub fn integer_latents(p: &Params) -> Vec<Vec<i32>> {
+    p.latents.iter().map(|y| y.iter().map(|&v| v.round().clamp(-32767.0, 32767.0) as i32).collect()).collect()
+}
+
+/// Every layer's weights and biases as integer multiples of `step`.
+pub fn quantized_layers(p: &Params, step: f32) -> QuantizedLayers {
+    let q = |t: &[f32]| t.iter().map(|&v| (v / step).round().clamp(-(1 << 20) as f32, (1 << 20) as f32) as i32).collect();
+    p.layers.iter().map(|(w, b)| (q(w), q(b))).collect()
 }
 
 /// The ARM layers of quantized weights, in fixed point (step 2^−[`ARM_FRAC`]).
