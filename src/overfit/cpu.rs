@@ -18,43 +18,8 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use super::arm::CONTEXT;
-use super::model::{ARM_LAYERS, Architecture, Quantization};
+use super::model::{ARM_LAYERS, Architecture, Params, Quantization};
 use super::prior::{SCALE_MAX, SCALE_MIN};
-
-/// One layer: weight `[out][in][k][k]` and bias `[out]`, as in [`Architecture::tensor_shapes`].
-pub type Layer = (Vec<f32>, Vec<f32>);
-
-/// Every parameter of a fit, on the host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Params {
-    pub latents: Vec<Vec<f32>>,
-    pub layers: Vec<Layer>,
-}
-
-impl Params {
-    /// Zeros of the same shapes (gradients, Adam moments).
-    pub fn zeros_like(&self) -> Self {
-        Self { latents: self.latents.iter().map(|v| vec![0.0; v.len()]).collect(), layers: self.layers.iter().map(|(w, b)| (vec![0.0; w.len()], vec![0.0; b.len()])).collect() }
-    }
-
-    fn slices_mut(&mut self) -> Vec<&mut [f32]> {
-        let mut out: Vec<&mut [f32]> = self.latents.iter_mut().map(|v| v.as_mut_slice()).collect();
-        for (w, b) in &mut self.layers {
-            out.push(w);
-            out.push(b);
-        }
-        out
-    }
-
-    fn slices(&self) -> Vec<&[f32]> {
-        let mut out: Vec<&[f32]> = self.latents.iter().map(|v| v.as_slice()).collect();
-        for (w, b) in &self.layers {
-            out.push(w);
-            out.push(b);
-        }
-        out
-    }
-}
 
 /// Bilinear taps (PyTorch's `align_corners = false`) from `inp` samples to `out`.
 #[derive(Debug, Clone)]

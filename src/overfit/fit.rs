@@ -14,8 +14,8 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use image::RgbImage;
 
-use super::cpu::{Adam, Params, Problem, noise_rng};
-use super::model::{Architecture, OverfitNet, Quantization};
+use super::cpu::{Adam, Problem, noise_rng};
+use super::model::{Architecture, OverfitNet, Params, Quantization};
 use crate::error::Result;
 use crate::nn::{from_host, to_host};
 
@@ -65,14 +65,25 @@ fn learning_rate(opts: &FitOptions, step: usize) -> f64 {
 /// Fits the network to `img`; returns every parameter on the host. On the CPU backend the
 /// hand-written pass of [`super::cpu`] runs it; on any other, burn's autodiff.
 pub fn fit(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<Params> {
-    if *device == Device::flex() { Ok(fit_cpu(img, opts, progress)) } else { fit_tensors(img, opts, device, progress) }
+    if runs_on_cpu(device) { Ok(fit_cpu(img, opts, device, progress)) } else { fit_tensors(img, opts, device, progress) }
 }
 
-fn fit_cpu(img: &RgbImage, opts: &FitOptions, progress: &mut dyn FnMut(FitProgress)) -> Params {
+/// Whether `device` is the CPU backend (where the hand-written pass is the faster one).
+fn runs_on_cpu(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    return *device == Device::flex();
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// The hand-written pass; `device` only builds the initial network.
+fn fit_cpu(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Params {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let plain = Device::flex();
-    let mut params = OverfitNet::new(&opts.arch, h, w, opts.seed, &plain).to_params();
-    let problem = Problem::new(opts.arch, h, w, to_host(image_tensor(img, &plain)));
+    let mut params = OverfitNet::new(&opts.arch, h, w, opts.seed, device).to_params();
+    let problem = Problem::new(opts.arch, h, w, to_host(image_tensor(img, device)));
     let mut adam = Adam::new(&params);
     let mut noise = noise_rng(opts.seed);
     let start = Instant::now();

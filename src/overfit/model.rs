@@ -15,7 +15,6 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::arm::{CONTEXT, IntLayer, IntegerArm, first_layer};
-use super::cpu::Params;
 use super::prior::{ARM_FRAC, SCALE_MAX, SCALE_MIN};
 use crate::entropy::gaussian_likelihood;
 use crate::error::{Error, Result};
@@ -68,6 +67,41 @@ impl Architecture {
 
 /// A network's layers quantized: each layer's weight and bias as integer multiples of a step.
 pub type QuantizedLayers = Vec<(Vec<i32>, Vec<i32>)>;
+
+/// One layer: weight `[out][in][k][k]` and bias `[out]`, as in [`Architecture::tensor_shapes`].
+pub type Layer = (Vec<f32>, Vec<f32>);
+
+/// Every parameter of a fit, on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub latents: Vec<Vec<f32>>,
+    pub layers: Vec<Layer>,
+}
+
+impl Params {
+    /// Zeros of the same shapes (gradients, Adam moments).
+    pub fn zeros_like(&self) -> Self {
+        Self { latents: self.latents.iter().map(|v| vec![0.0; v.len()]).collect(), layers: self.layers.iter().map(|(w, b)| (vec![0.0; w.len()], vec![0.0; b.len()])).collect() }
+    }
+
+    pub(crate) fn slices_mut(&mut self) -> Vec<&mut [f32]> {
+        let mut out: Vec<&mut [f32]> = self.latents.iter_mut().map(|v| v.as_mut_slice()).collect();
+        for (w, b) in &mut self.layers {
+            out.push(w);
+            out.push(b);
+        }
+        out
+    }
+
+    pub(crate) fn slices(&self) -> Vec<&[f32]> {
+        let mut out: Vec<&[f32]> = self.latents.iter().map(|v| v.as_slice()).collect();
+        for (w, b) in &self.layers {
+            out.push(w);
+            out.push(b);
+        }
+        out
+    }
+}
 
 /// Number of ARM layers among [`Architecture::tensor_shapes`].
 pub const ARM_LAYERS: usize = 3;
