@@ -52,6 +52,22 @@ fn axpy(acc: &mut [f32], x: &[f32], a: f32) {
     }
 }
 
+/// One layer's forward: `out = bias + Σ_i x[i]·wt[i]` (`wt` transposed: a row of outputs per
+/// input), then ReLU if asked. Zero inputs (after a ReLU, outside a level) are skipped.
+#[inline(always)]
+fn dense(out: &mut [f32], bias: &[f32], wt: &[f32], x: &[f32], relu: bool) {
+    out.copy_from_slice(bias);
+    let n = out.len();
+    for (i, &xi) in x.iter().enumerate() {
+        if xi != 0.0 {
+            axpy(out, &wt[i * n..(i + 1) * n], xi);
+        }
+    }
+    if relu {
+        out.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+}
+
 /// `[rows][cols]` → `[cols][rows]`.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..cols).flat_map(|c| (0..rows).map(move |r| m[r * cols + c])).collect()
@@ -136,24 +152,9 @@ impl Problem {
             }
         };
         let mlp = |u: &[f32], h1: &mut [f32], h2: &mut [f32], o: &mut [f32; 3]| {
-            h1.copy_from_slice(b1);
-            for (i, &ui) in u.iter().enumerate() {
-                axpy(h1, &w1t[i * s..(i + 1) * s], ui);
-            }
-            h1.iter_mut().for_each(|v| *v = v.max(0.0));
-            h2.copy_from_slice(b2);
-            for (i, &hi) in h1.iter().enumerate() {
-                if hi > 0.0 {
-                    axpy(h2, &w2t[i * s..(i + 1) * s], hi);
-                }
-            }
-            h2.iter_mut().for_each(|v| *v = v.max(0.0));
-            o.copy_from_slice(b3);
-            for (i, &hi) in h2.iter().enumerate() {
-                if hi > 0.0 {
-                    axpy(o, &w3t[i * 3..(i + 1) * 3], hi);
-                }
-            }
+            dense(h1, b1, &w1t, u, true);
+            dense(h2, b2, &w2t, h1, true);
+            dense(o, b3, &w3t, h2, false);
         };
         // Forward: the MLP's output planes o, zero-padded by one for the 3x3 convolution.
         let (ph, pw) = (h + 2, w + 2);
@@ -371,20 +372,8 @@ impl Problem {
                 let (mut dh1, mut dh2) = (vec![0f32; a], vec![0f32; a]);
                 for c in 0..lw {
                     ctx_at(r, c, &mut ctx);
-                    h1.copy_from_slice(b1);
-                    for (i, &ci) in ctx.iter().enumerate() {
-                        if ci != 0.0 {
-                            axpy(&mut h1, &w1t[i * a..(i + 1) * a], ci);
-                        }
-                    }
-                    h1.iter_mut().for_each(|v| *v = v.max(0.0));
-                    h2.copy_from_slice(b2);
-                    for (i, &hi) in h1.iter().enumerate() {
-                        if hi > 0.0 {
-                            axpy(&mut h2, &w2t[i * a..(i + 1) * a], hi);
-                        }
-                    }
-                    h2.iter_mut().for_each(|v| *v = v.max(0.0));
+                    dense(&mut h1, b1, &w1t, &ctx, true);
+                    dense(&mut h2, b2, &w2t, &h1, true);
                     let mu = b3[0] + w3[..a].iter().zip(&h2).map(|(x, y)| x * y).sum::<f32>();
                     let log_scale = b3[1] + w3[a..].iter().zip(&h2).map(|(x, y)| x * y).sum::<f32>();
                     let raw = (log_scale as f64).exp();

@@ -41,16 +41,37 @@ pub struct FitProgress {
     pub seconds: f64,
 }
 
-/// The image as a `[1, 3, H, W]` tensor of [0, 1] samples.
-pub fn image_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut planar = vec![0f32; 3 * w * h];
+/// The image as planar [0, 1] samples (`[3][H][W]`).
+pub fn planar(img: &RgbImage) -> Vec<f32> {
+    let n = (img.width() * img.height()) as usize;
+    let mut out = vec![0f32; 3 * n];
     for (i, p) in img.pixels().enumerate() {
         for c in 0..3 {
-            planar[c * w * h + i] = p[c] as f32 / 255.0;
+            out[c * n + i] = p[c] as f32 / 255.0;
         }
     }
-    from_host(planar, [1, 3, h, w], device)
+    out
+}
+
+/// The image as a `[1, 3, H, W]` tensor of [0, 1] samples.
+pub fn image_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {
+    from_host(planar(img), [1, 3, img.height() as usize, img.width() as usize], device)
+}
+
+/// Noisy latents for the first 80 % of the steps, then rounded ones.
+fn quantization_at(opts: &FitOptions, step: usize) -> Quantization {
+    if step < opts.steps * 4 / 5 { Quantization::Noise } else { Quantization::Round }
+}
+
+/// Whether step `step` reports its progress (every 10th, and the last).
+fn reports(opts: &FitOptions, step: usize) -> bool {
+    step.is_multiple_of(10) || step + 1 == opts.steps
+}
+
+impl FitProgress {
+    fn after(step: usize, opts: &FitOptions, mse: f64, bpp: f64, start: Instant) -> Self {
+        Self { step: step + 1, steps: opts.steps, psnr: -10.0 * mse.max(1e-12).log10(), bpp, seconds: start.elapsed().as_secs_f64() }
+    }
 }
 
 fn learning_rate(opts: &FitOptions, step: usize) -> f64 {
@@ -83,18 +104,15 @@ fn runs_on_cpu(device: &Device) -> bool {
 fn fit_cpu(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Params {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let mut params = OverfitNet::new(&opts.arch, h, w, opts.seed, device).to_params();
-    let problem = Problem::new(opts.arch, h, w, to_host(image_tensor(img, device)));
+    let problem = Problem::new(opts.arch, h, w, planar(img));
     let mut adam = Adam::new(&params);
     let mut noise = noise_rng(opts.seed);
     let start = Instant::now();
-    let round_from = opts.steps * 4 / 5;
     for step in 0..opts.steps {
-        let quantization = if step < round_from { Quantization::Noise } else { Quantization::Round };
-        let (loss, grads) = problem.loss_and_grads(&params, opts.lambda, quantization, &mut noise);
+        let (loss, grads) = problem.loss_and_grads(&params, opts.lambda, quantization_at(opts, step), &mut noise);
         adam.step(&mut params, &grads, learning_rate(opts, step));
-        if step % 10 == 0 || step + 1 == opts.steps {
-            let bpp = loss.bits / (w * h) as f64;
-            progress(FitProgress { step: step + 1, steps: opts.steps, psnr: -10.0 * loss.mse.max(1e-12).log10(), bpp, seconds: start.elapsed().as_secs_f64() });
+        if reports(opts, step) {
+            progress(FitProgress::after(step, opts, loss.mse, loss.bits / (w * h) as f64, start));
         }
     }
     params
@@ -108,19 +126,16 @@ fn fit_tensors(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mu
     let mut optim: ModuleOptimizer = AdamConfig::new().with_epsilon(1e-8).init();
     let pixels = (w * h) as f64;
     let start = Instant::now();
-    let round_from = opts.steps * 4 / 5;
     for step in 0..opts.steps {
-        let quantization = if step < round_from { Quantization::Noise } else { Quantization::Round };
-        let out = model.forward(quantization);
+        let out = model.forward(quantization_at(opts, step));
         let mse = (out.x_hat - x.clone()).powi_scalar(2).mean();
         let bpp = out.bits.div_scalar(pixels);
         let loss = mse.clone() + bpp.clone().mul_scalar(opts.lambda);
-        let report = step % 10 == 0 || step + 1 == opts.steps;
-        let measured = report.then(|| (to_host(mse.clone().detach())[0] as f64, to_host(bpp.clone().detach())[0] as f64));
+        let measured = reports(opts, step).then(|| (to_host(mse.clone().detach())[0] as f64, to_host(bpp.clone().detach())[0] as f64));
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(learning_rate(opts, step), model, grads);
         if let Some((mse, bpp)) = measured {
-            progress(FitProgress { step: step + 1, steps: opts.steps, psnr: -10.0 * mse.max(1e-12).log10(), bpp, seconds: start.elapsed().as_secs_f64() });
+            progress(FitProgress::after(step, opts, mse, bpp, start));
         }
     }
     Ok(model.to_params())

@@ -26,7 +26,6 @@ pub use model::Architecture;
 
 use crate::container::{Container, Header, Kind};
 use crate::error::{Error, Result};
-use crate::nn::to_host;
 use model::{OverfitNet, QuantizedLayers, integer_arm, latent_tensors, weight_step};
 
 pub const CODEC_NAME: &str = "overfit";
@@ -130,12 +129,7 @@ pub fn decode(c: &Container, device: &Device) -> Result<RgbImage> {
     let (h, w) = (c.header.height as usize, c.header.width as usize);
     let net = OverfitNet::decoder(&arch, &layers, weight_step(), device);
     let x = net.synthesize(latent_tensors(&latents, &arch.level_sizes(h, w), device), [h, w]);
-    let planar = to_host(x);
-    let px = |v: f32| (v * 255.0).round().clamp(0.0, 255.0) as u8;
-    Ok(RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let i = y as usize * w + x as usize;
-        image::Rgb([px(planar[i]), px(planar[w * h + i]), px(planar[2 * w * h + i])])
-    }))
+    Ok(crate::codec::tensor_to_image(x, c.header.width, c.header.height))
 }
 
 #[cfg(test)]

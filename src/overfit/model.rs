@@ -103,6 +103,11 @@ impl Params {
     }
 }
 
+/// Largest magnitude of a latent and of a quantized weight: the encoder clamps to them, and a
+/// stream beyond them is corrupt.
+pub const MAX_LATENT: i32 = 32767;
+pub const MAX_WEIGHT: i32 = 1 << 20;
+
 /// Number of ARM layers among [`Architecture::tensor_shapes`].
 pub const ARM_LAYERS: usize = 3;
 
@@ -209,24 +214,22 @@ impl OverfitNet {
 
     /// The float network a decoder builds from quantized layers (the latents are separate).
     pub fn decoder(arch: &Architecture, layers: &[(Vec<i32>, Vec<i32>)], step: f32, device: &Device) -> Self {
-        let layers = arch
-            .tensor_shapes()
-            .into_iter()
-            .zip(layers)
-            .map(|(s, (w, b))| QConv::from_host(w.iter().map(|&v| v as f32 * step).collect(), s, b.iter().map(|&v| v as f32 * step).collect(), device))
-            .collect();
-        Self { latents: vec![], layers }
+        let dequantize = |t: &[i32]| t.iter().map(|&v| v as f32 * step).collect();
+        let params = Params { latents: vec![], layers: layers.iter().map(|(w, b)| (dequantize(w), dequantize(b))).collect() };
+        Self::from_params(arch, &[], &params, device)
     }
 }
 
 /// The latents rounded to integers, level by level (row-major).
 pub fn integer_latents(p: &Params) -> Vec<Vec<i32>> {
-    p.latents.iter().map(|y| y.iter().map(|&v| v.round().clamp(-32767.0, 32767.0) as i32).collect()).collect()
+    let max = MAX_LATENT as f32;
+    p.latents.iter().map(|y| y.iter().map(|&v| v.round().clamp(-max, max) as i32).collect()).collect()
 }
 
 /// Every layer's weights and biases as integer multiples of `step`.
 pub fn quantized_layers(p: &Params, step: f32) -> QuantizedLayers {
-    let q = |t: &[f32]| t.iter().map(|&v| (v / step).round().clamp(-(1 << 20) as f32, (1 << 20) as f32) as i32).collect();
+    let max = MAX_WEIGHT as f32;
+    let q = |t: &[f32]| t.iter().map(|&v| (v / step).round().clamp(-max, max) as i32).collect();
     p.layers.iter().map(|(w, b)| (q(w), q(b))).collect()
 }
 

@@ -11,7 +11,7 @@
 //! bounds an encoder can produce is a format error.
 
 use super::arm::{IntegerArm, gather};
-use super::model::{Architecture, QuantizedLayers};
+use super::model::{Architecture, MAX_LATENT, MAX_WEIGHT, QuantizedLayers};
 use super::prior;
 use crate::bytes::{Reader, put_varint};
 use crate::entropy::laplace::{TABLES, best_table, laplace_tables};
@@ -19,9 +19,6 @@ use crate::entropy::{SymbolDecoder, SymbolEncoder};
 use crate::error::{Error, Result};
 
 pub const STREAM_VERSION: u8 = 1;
-/// Bounds on decoded values (an encoder never exceeds them).
-const MAX_LATENT: i32 = 32767;
-const MAX_WEIGHT: i32 = 1 << 20;
 
 pub fn header_bytes(arch: &Architecture) -> Vec<u8> {
     let mut out = vec![STREAM_VERSION];
