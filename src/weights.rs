@@ -162,20 +162,17 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
     use std::io::Read;
     let describe = |e: Error| Error::Format(format!("{}: {e}", path.display()));
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut head = [0u8; 8];
+    // Magic and header length, then the header itself: [`read_header`] parses the two together.
+    let mut head = vec![0u8; 8];
     file.read_exact(&mut head).map_err(|_| describe(Error::Format("not an ncodec weight file".into())))?;
-    if &head[..4] != MAGIC {
-        return Err(describe(Error::Format("not an ncodec weight file".into())));
-    }
     let hlen = u32::from_le_bytes(head[4..].try_into().unwrap()) as usize;
     // Headers are a few hundred bytes of JSON; a larger length is a damaged or hostile file.
     if hlen > 1 << 20 {
         return Err(describe(Error::Format("weight header too large".into())));
     }
-    let mut json = vec![0u8; hlen];
-    file.read_exact(&mut json).map_err(|_| describe(Error::Format("truncated weight header".into())))?;
-    let header: Header = serde_json::from_slice(&json).map_err(|e| describe(Error::Format(format!("weight header: {e}"))))?;
-    Ok(header.config)
+    head.resize(8 + hlen, 0);
+    file.read_exact(&mut head[8..]).map_err(|_| describe(Error::Format("truncated weight header".into())))?;
+    Ok(read_header(&mut Reader::new(&head, "weight file")).map_err(describe)?.config)
 }
 
 /// Starts `model` from another model whose parameters are a prefix of its own (a mean-scale
@@ -222,14 +219,19 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     Ok(LoadedModel { config, model, tables, digest, provenance: header.provenance })
 }
 
-/// Header, parameters and bottleneck tables of a weight file, all checked for sanity.
-fn parse(bytes: &[u8]) -> Result<(Header, Tensors, BottleneckTables, Option<Vec<crate::models::PriorSet>>)> {
-    let mut r = Reader::new(bytes, "weight file");
+/// The magic and the JSON header at the start of a weight file.
+fn read_header(r: &mut Reader) -> Result<Header> {
     if r.take(4)? != MAGIC {
         return Err(Error::Format("not an ncodec weight file".into()));
     }
     let hlen = r.u32_le()? as usize;
-    let header: Header = serde_json::from_slice(r.take(hlen)?).map_err(|e| Error::Format(format!("weight header: {e}")))?;
+    serde_json::from_slice(r.take(hlen)?).map_err(|e| Error::Format(format!("weight header: {e}")))
+}
+
+/// Header, parameters and bottleneck tables of a weight file, all checked for sanity.
+fn parse(bytes: &[u8]) -> Result<(Header, Tensors, BottleneckTables, Option<Vec<crate::models::PriorSet>>)> {
+    let mut r = Reader::new(bytes, "weight file");
+    let header = read_header(&mut r)?;
     let count = r.u32_le()? as usize;
     if count > MAX_TENSORS {
         return Err(Error::Format("too many tensors".into()));
