@@ -82,6 +82,17 @@ pub struct NervArgs {
     pub gop: usize,
 }
 
+/// The progress bar of an encode: elapsed time, the bar, `counter` (an indicatif template such
+/// as `"frame {pos}/{len}"`) and the encoder's message; hidden when `quiet`.
+pub fn encode_bar(len: usize, counter: &str, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template(&format!("{{elapsed_precise}} [{{bar:30}}] {counter} {{msg}}")).unwrap().progress_chars("=> "));
+    bar
+}
+
 /// What a stem encode reports.
 pub struct StemEncoded {
     pub bytes: Vec<u8>,
@@ -93,8 +104,7 @@ pub fn encode_stem(codec: &crate::codec::Codec, video: &crate::video::Video, q: 
     if args.bpp.is_some() {
         return Err(crate::Error::Unsupported("--bpp is not supported by the stem video codec yet: pick a quality with -q".into()));
     }
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(video.frames.len() as u64) };
-    bar.set_style(indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] frame {pos}/{len} {per_sec} {msg}").unwrap().progress_chars("=> "));
+    let bar = encode_bar(video.frames.len(), "frame {pos}/{len} {per_sec}", quiet);
     let start = std::time::Instant::now();
     let mut total = 0;
     let bytes = crate::stem::encode(codec, video, q, args.gop, &mut |_, b| {
@@ -108,6 +118,8 @@ pub fn encode_stem(codec: &crate::codec::Codec, video: &crate::video::Video, q: 
 
 /// What a video encode reports, whatever its codec.
 pub struct VideoEncoded {
+    /// The codec's name as the stream records it.
+    pub codec: &'static str,
     pub bytes: Vec<u8>,
     /// The quality coded (nerv's `--bpp` picks one).
     pub quality: u8,
@@ -120,7 +132,8 @@ pub struct VideoEncoded {
 
 impl VideoEncoded {
     /// One line for the user: geometry, codec, quality, rate, speed.
-    pub fn summary(&self, codec: &str, video: &crate::video::Video, backend: &str) -> String {
+    pub fn summary(&self, video: &crate::video::Video, backend: &str) -> String {
+        let codec = self.codec;
         let frames = video.frames.len();
         let bpp = self.bytes.len() as f64 * 8.0 / (video.width * video.height * frames) as f64;
         let gop = self.gop.map(|g| format!(" gop {g}")).unwrap_or_default();
@@ -153,13 +166,13 @@ pub fn encode_video(
         Family::Stem => {
             let codec = crate::codec::Codec::open_on(crate::stem::CODEC_NAME, weights, device.clone())?;
             let e = encode_stem(&codec, video, q, args, quiet)?;
-            Ok(VideoEncoded { bytes: e.bytes, quality: q, seconds: e.seconds, gop: Some(crate::stem::intra_period(args.gop, video.frames.len())), fit_psnr: None })
+            Ok(VideoEncoded { codec: crate::stem::CODEC_NAME, bytes: e.bytes, quality: q, seconds: e.seconds, gop: Some(crate::stem::intra_period(args.gop, video.frames.len())), fit_psnr: None })
         }
         Family::Nerv if weights.is_some() => Err(crate::Error::Unsupported("nerv carries its network in the stream: --weights does not apply".into())),
         Family::Nerv => {
             let e = args.encode(video, q, device, quiet)?;
             let psnr = e.reports.iter().map(|r| r.psnr * r.frames as f64).sum::<f64>() / video.frames.len() as f64;
-            Ok(VideoEncoded { bytes: e.bytes, quality: e.quality, seconds: e.seconds, gop: None, fit_psnr: Some(psnr) })
+            Ok(VideoEncoded { codec: crate::nerv::CODEC_NAME, bytes: e.bytes, quality: e.quality, seconds: e.seconds, gop: None, fit_psnr: Some(psnr) })
         }
         Family::Image | Family::Overfit => Err(crate::Error::Unsupported("an image codec does not encode video (video codecs: stem, nerv)".into())),
     }
@@ -196,8 +209,7 @@ impl NervArgs {
             seed: self.seed,
         };
         let groups = video.frames.len().div_ceil(opts.group);
-        let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(groups as u64) };
-        bar.set_style(indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] group {pos}/{len} {msg}").unwrap().progress_chars("=> "));
+        let bar = encode_bar(groups, "group {pos}/{len}", quiet);
         let mut log = String::from("group,epoch,seconds,train_psnr\n");
         let mut done = String::new();
         let start = std::time::Instant::now();

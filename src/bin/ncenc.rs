@@ -115,8 +115,7 @@ fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::
     if let Some(s) = args.steps {
         opts.steps = s.max(1);
     }
-    let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(opts.steps as u64) };
-    bar.set_style(indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}").unwrap().progress_chars("=> "));
+    let bar = ncodec::cli::encode_bar(opts.steps, "step {pos}/{len}", args.quiet);
     let start = Instant::now();
     let enc = ncodec::overfit::encode(img, args.quality, &opts, &backend.device, &mut |p| {
         bar.set_position(p.step as u64);
@@ -150,8 +149,7 @@ fn encode_video(args: &Args, family: Family) -> ncodec::Result<()> {
     let enc = ncodec::cli::encode_video(family, &video, args.quality, &args.nerv, args.weights.as_deref(), &backend.device, args.quiet)?;
     ncodec::io::write_atomic(&args.output, &enc.bytes)?;
     if !args.quiet {
-        let name = if family == Family::Stem { ncodec::stem::CODEC_NAME } else { ncodec::nerv::CODEC_NAME };
-        eprintln!("{}", enc.summary(name, &video, &backend.name));
+        eprintln!("{}", enc.summary(&video, &backend.name));
     }
     Ok(())
 }
