@@ -16,9 +16,11 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 use super::arm::CONTEXT;
-use super::model::{ARM_LAYERS, Architecture, Params, Quantization};
+use super::lanes::{self, Isa, LANES, V, simd_kernel};
+use super::model::{ARM_LAYERS, Architecture, Layer, Params, Quantization};
 use super::prior::{SCALE_MAX, SCALE_MIN};
 
 /// Bilinear taps (PyTorch's `align_corners = false`) from `inp` samples to `out`.
@@ -44,34 +46,280 @@ impl Taps {
     }
 }
 
-/// `acc += x·a`, elementwise (the form that vectorizes).
-#[inline(always)]
-fn axpy(acc: &mut [f32], x: &[f32], a: f32) {
-    for (p, q) in acc.iter_mut().zip(x) {
-        *p += q * a;
-    }
-}
-
-/// One layer's forward: `out = bias + Σ_i x[i]·wt[i]` (`wt` transposed: a row of outputs per
-/// input), then ReLU if asked. Zero inputs (after a ReLU, outside a level) are skipped.
-#[inline(always)]
-fn dense(out: &mut [f32], bias: &[f32], wt: &[f32], x: &[f32], relu: bool) {
-    out.copy_from_slice(bias);
-    let n = out.len();
-    for (i, &xi) in x.iter().enumerate() {
-        if xi != 0.0 {
-            axpy(out, &wt[i * n..(i + 1) * n], xi);
-        }
-    }
-    if relu {
-        out.iter_mut().for_each(|v| *v = v.max(0.0));
-    }
-}
-
 /// `[rows][cols]` → `[cols][rows]`.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..cols).flat_map(|c| (0..rows).map(move |r| m[r * cols + c])).collect()
 }
+
+/// `n` rounded up to whole lane vectors.
+fn lane_ceil(n: usize) -> usize {
+    n.div_ceil(LANES) * LANES
+}
+
+/// A three-layer MLP (ReLU, ReLU, linear): the synthesis and the ARM alike.
+struct Mlp {
+    /// Per layer: weights `[out][in]`, the same transposed, and the bias.
+    w: [Vec<f32>; 3],
+    wt: [Vec<f32>; 3],
+    b: [Vec<f32>; 3],
+    /// Widths: input, two hidden layers, output.
+    n: [usize; 4],
+}
+
+impl Mlp {
+    fn new(layers: &[Layer], inputs: usize) -> Self {
+        let n = [inputs, layers[0].1.len(), layers[1].1.len(), layers[2].1.len()];
+        Self { w: std::array::from_fn(|i| layers[i].0.clone()), wt: std::array::from_fn(|i| transpose(&layers[i].0, n[i + 1], n[i])), b: std::array::from_fn(|i| layers[i].1.clone()), n }
+    }
+
+    #[inline(always)]
+    fn forward<I: Isa>(&self, x: &[V], h: &mut [Vec<V>; 3]) {
+        let [h1, h2, out] = h;
+        lanes::dense::<I>(h1, &self.b[0], &self.wt[0], x, true);
+        lanes::dense::<I>(h2, &self.b[1], &self.wt[1], h1, true);
+        lanes::dense::<I>(out, &self.b[2], &self.wt[2], h2, false);
+    }
+
+    /// Backward from `dout` with the activations `h` of [`Mlp::forward`] on `x`; ∂/∂x into `dx`.
+    #[inline(always)]
+    fn backward<I: Isa>(&self, x: &[V], h: &[Vec<V>; 3], dout: &[V], d: &mut [Vec<V>; 2], g: &mut LaneGrads, dx: &mut [V]) {
+        let [d1, d2] = d;
+        lanes::dense_backward::<I>(dout, &h[1], &self.w[2], &mut g.w[2], &mut g.b[2], d2);
+        lanes::relu_backward::<I>(d2, &h[1]);
+        lanes::dense_backward::<I>(d2, &h[0], &self.w[1], &mut g.w[1], &mut g.b[1], d1);
+        lanes::relu_backward::<I>(d1, &h[0]);
+        lanes::dense_backward::<I>(d1, x, &self.w[0], &mut g.w[0], &mut g.b[0], dx);
+    }
+}
+
+/// An MLP's weight and bias gradients, one accumulator per lane (summed at the end).
+struct LaneGrads {
+    w: [Vec<V>; 3],
+    b: [Vec<V>; 3],
+}
+
+impl LaneGrads {
+    fn zeros(m: &Mlp) -> Self {
+        Self { w: std::array::from_fn(|i| vec![[0.0; LANES]; m.w[i].len()]), b: std::array::from_fn(|i| vec![[0.0; LANES]; m.b[i].len()]) }
+    }
+
+    fn merge(mut self, other: Self) -> Self {
+        for (a, b) in self.w.iter_mut().chain(self.b.iter_mut()).zip(other.w.iter().chain(other.b.iter())) {
+            for (x, y) in a.iter_mut().zip(b) {
+                for (p, q) in x.iter_mut().zip(y) {
+                    *p += q;
+                }
+            }
+        }
+        self
+    }
+
+    /// Adds the lane sums to three consecutive layers' gradients.
+    fn add_to(&self, layers: &mut [Layer]) {
+        for (i, (gw, gb)) in layers.iter_mut().take(3).enumerate() {
+            gw.iter_mut().zip(&self.w[i]).for_each(|(p, q)| *p += lanes::sum(q));
+            gb.iter_mut().zip(&self.b[i]).for_each(|(p, q)| *p += lanes::sum(q));
+        }
+    }
+}
+
+/// One thread's working space for an MLP on a lane block.
+struct Scratch {
+    x: Vec<V>,
+    h: [Vec<V>; 3],
+    d: [Vec<V>; 2],
+    dout: Vec<V>,
+    dx: Vec<V>,
+}
+
+impl Scratch {
+    fn new(m: &Mlp) -> Self {
+        let z = |n: usize| vec![[0f32; LANES]; n];
+        Self { x: z(m.n[0]), h: [z(m.n[1]), z(m.n[2]), z(m.n[3])], d: [z(m.n[1]), z(m.n[2])], dout: z(m.n[3]), dx: z(m.n[0]) }
+    }
+}
+
+simd_kernel!(
+    /// The synthesis MLP on one row of upsampled latents (`[level][wp]`): its output planes
+    /// `[3][wp]` into `out`.
+    fn synthesis_forward_row(mlp: &Mlp, u_row: &[f32], out: &mut [f32], s: &mut Scratch) => synthesis_forward_kernel
+);
+
+#[inline(always)]
+fn synthesis_forward_kernel<I: Isa>(mlp: &Mlp, u_row: &[f32], out: &mut [f32], s: &mut Scratch) {
+    let wp = out.len() / 3;
+    for at in (0..wp).step_by(LANES) {
+        for (l, x) in s.x.iter_mut().enumerate() {
+            x.copy_from_slice(&u_row[l * wp + at..][..LANES]);
+        }
+        mlp.forward::<I>(&s.x, &mut s.h);
+        for k in 0..3 {
+            out[k * wp + at..][..LANES].copy_from_slice(&s.h[2][k]);
+        }
+    }
+}
+
+simd_kernel!(
+    /// The synthesis MLP's backward on one row: `d_row` (`[3][wp]`, ∂loss/∂output, zero past
+    /// the image) to weight gradients in `g` and ∂loss/∂u into `du_row` (`[level][wp]`).
+    fn synthesis_backward_row(mlp: &Mlp, u_row: &[f32], d_row: &[f32], du_row: &mut [f32], g: &mut LaneGrads, s: &mut Scratch) => synthesis_backward_kernel
+);
+
+#[inline(always)]
+fn synthesis_backward_kernel<I: Isa>(mlp: &Mlp, u_row: &[f32], d_row: &[f32], du_row: &mut [f32], g: &mut LaneGrads, s: &mut Scratch) {
+    let wp = d_row.len() / 3;
+    for at in (0..wp).step_by(LANES) {
+        for (l, x) in s.x.iter_mut().enumerate() {
+            x.copy_from_slice(&u_row[l * wp + at..][..LANES]);
+        }
+        // Activations are recomputed: cheaper than storing a dozen planes.
+        mlp.forward::<I>(&s.x, &mut s.h);
+        for (k, d) in s.dout.iter_mut().enumerate() {
+            d.copy_from_slice(&d_row[k * wp + at..][..LANES]);
+        }
+        mlp.backward::<I>(&s.x, &s.h, &s.dout, &mut s.d, g, &mut s.dx);
+        for (l, d) in s.dx.iter().enumerate() {
+            du_row[l * wp + at..][..LANES].copy_from_slice(d);
+        }
+    }
+}
+
+simd_kernel!(
+    /// `out += Σ_t w[t]·src[offset[t]..][..len]`: one output row of a 3x3 convolution.
+    fn conv_row(out: &mut [f32], w: &[f32], src: &[f32], offsets: &[usize]) => conv_row_kernel
+);
+
+#[inline(always)]
+fn conv_row_kernel<I: Isa>(out: &mut [f32], w: &[f32], src: &[f32], offsets: &[usize]) {
+    let n = out.len();
+    let whole = n / LANES * LANES;
+    for (&wt, &o) in w.iter().zip(offsets) {
+        let (s, wv) = (&src[o..o + n], I::splat(wt));
+        for (y, x) in out[..whole].chunks_exact_mut(LANES).zip(s.chunks_exact(LANES)) {
+            let y: &mut V = y.try_into().unwrap();
+            let v = I::madd(wv, I::load(x.try_into().unwrap()), I::load(y));
+            I::store(y, v);
+        }
+        for (y, x) in out[whole..].iter_mut().zip(&s[whole..]) {
+            *y += wt * x;
+        }
+    }
+}
+
+simd_kernel!(
+    /// `Σ_i a[i]·b[i]`.
+    fn dot(a: &[f32], b: &[f32]) -> f32 => dot_kernel
+);
+
+#[inline(always)]
+fn dot_kernel<I: Isa>(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = I::splat(0.0);
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        acc = I::madd(I::load(x.try_into().unwrap()), I::load(y.try_into().unwrap()), acc);
+    }
+    let mut lanes_sum = [0f32; LANES];
+    I::store(&mut lanes_sum, acc);
+    lanes::sum(&lanes_sum) + tail
+}
+
+/// One level's latents as the ARM reads them: zero-padded by [`REACH`] rows above and
+/// columns either side, and to whole lane vectors on the right.
+struct PaddedLevel {
+    y: Vec<f32>,
+    /// Row stride.
+    pw: usize,
+    /// Latents per row, and the same rounded up to lane vectors.
+    lw: usize,
+    lwp: usize,
+    lh: usize,
+}
+
+/// How far the causal context reaches (rows up, columns either way).
+const REACH: usize = 2;
+
+impl PaddedLevel {
+    fn new(y: &[f32], [lh, lw]: [usize; 2]) -> Self {
+        let lwp = lane_ceil(lw);
+        let pw = lwp + 2 * REACH;
+        let mut padded = vec![0f32; (lh + REACH) * pw];
+        for r in 0..lh {
+            padded[(r + REACH) * pw + REACH..][..lw].copy_from_slice(&y[r * lw..(r + 1) * lw]);
+        }
+        Self { y: padded, pw, lw, lwp, lh }
+    }
+
+    /// Index of the latent at `(r, c)` offset by `(dy, dx)`.
+    #[inline(always)]
+    fn at(&self, r: usize, c: usize, (dy, dx): (isize, isize)) -> usize {
+        ((r + REACH) as isize + dy) as usize * self.pw + ((c + REACH) as isize + dx) as usize
+    }
+}
+
+simd_kernel!(
+    /// The rate of one row of a level under the ARM, and its backward: bits (added to
+    /// `bits`), ARM gradients into `g`, the direct ∂/∂ŷ into `dy_row` and ∂/∂context into
+    /// `dctx_row` (`[tap][lwp]`); all gradients scaled by `scale`.
+    fn rate_row(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_row: &mut [f32], dctx_row: &mut [f32], bits: &mut f64, g: &mut LaneGrads, s: &mut Scratch) => rate_kernel
+);
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rate_kernel<I: Isa>(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_row: &mut [f32], dctx_row: &mut [f32], bits: &mut f64, g: &mut LaneGrads, s: &mut Scratch) {
+    let (smin, smax) = (SCALE_MIN as f32, SCALE_MAX as f32);
+    let lwp = level.lwp;
+    for at in (0..lwp).step_by(LANES) {
+        for (x, &tap) in s.x.iter_mut().zip(CONTEXT.iter()) {
+            x.copy_from_slice(&level.y[level.at(r, at, tap)..][..LANES]);
+        }
+        mlp.forward::<I>(&s.x, &mut s.h);
+        let y = &level.y[level.at(r, at, (0, 0))..][..LANES];
+        let (mu, log_scale) = (s.h[2][0], s.h[2][1]);
+        let (mut dmu, mut dls, mut dy, mut block_bits) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+        for l in 0..LANES {
+            let raw = lanes::exp(log_scale[l]);
+            let inv = 1.0 / raw.clamp(smin, smax);
+            let e = y[l] - mu[l];
+            let v = e.abs();
+            let (hi, lo) = ((0.5 - v) * inv, (-0.5 - v) * inv);
+            // p = Φ(hi) − Φ(lo) through upper tails (lo < 0), which keeps far tails accurate.
+            let t_hi = lanes::upper_tail(hi.abs());
+            let phi_hi = if hi > 0.0 { 1.0 - t_hi } else { t_hi };
+            let p = phi_hi - lanes::upper_tail(-lo);
+            let valid = at + l < level.lw;
+            let counted = if valid { p.max(1e-9) } else { 1.0 };
+            block_bits[l] = -lanes::log2(counted);
+            let live = valid && p >= 1e-9;
+            // ∂bits/∂v and ∂bits/∂σ through p.
+            let db_dp = if live { -scale / (p * std::f32::consts::LN_2) } else { 0.0 };
+            let (pdf_hi, pdf_lo) = (lanes::normal_pdf(hi), lanes::normal_pdf(lo));
+            let dv = db_dp * (pdf_lo - pdf_hi) * inv;
+            let dsigma = db_dp * (lo * pdf_lo - hi * pdf_hi) * inv;
+            let sign = if e > 0.0 {
+                1.0
+            } else if e < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            dy[l] = dv * sign;
+            dmu[l] = -dv * sign;
+            dls[l] = if raw > smin && raw < smax { dsigma * raw } else { 0.0 };
+        }
+        *bits += lanes::sum(&block_bits) as f64;
+        s.dout[0] = dmu;
+        s.dout[1] = dls;
+        mlp.backward::<I>(&s.x, &s.h, &s.dout, &mut s.d, g, &mut s.dx);
+        dy_row[at..at + LANES].copy_from_slice(&dy);
+        for (j, d) in s.dx.iter().enumerate() {
+            dctx_row[j * lwp + at..][..LANES].copy_from_slice(d);
+        }
+    }
+}
+
+/// Latents per parallel chunk of the element-wise passes (noise, Adam).
+const NOISE_CHUNK: usize = 1 << 14;
 
 /// What one step measured.
 #[derive(Debug, Clone, Copy)]
@@ -88,102 +336,164 @@ pub struct Problem {
     pub sizes: Vec<[usize; 2]>,
     target: Vec<f32>,
     taps: Vec<(Taps, Taps)>,
-}
-
-// Single precision is plenty for a training signal; erfc keeps the tails' relative accuracy.
-fn std_cdf(x: f64) -> f64 {
-    0.5 * libm::erfcf((-x / std::f64::consts::SQRT_2) as f32) as f64
-}
-
-fn std_pdf(x: f64) -> f64 {
-    ((-0.5 * x * x) as f32).exp() as f64 * 0.398_942_3
+    /// Buffers kept from step to step: fresh ones of this size cost more in page faults
+    /// than in arithmetic.
+    pool: Mutex<Vec<Vec<f32>>>,
 }
 
 impl Problem {
     pub fn new(arch: Architecture, height: usize, width: usize, target: Vec<f32>) -> Self {
         let sizes = arch.level_sizes(height, width);
         let taps = sizes.iter().map(|&[h, w]| (Taps::new(h, height), Taps::new(w, width))).collect();
-        Self { arch, height, width, sizes, target, taps }
+        Self { arch, height, width, sizes, target, taps, pool: Mutex::new(vec![]) }
+    }
+
+    /// `n` zeros, in a recycled buffer when one is large enough (the smallest such).
+    fn zeros(&self, n: usize) -> Vec<f32> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let fit = pool.iter().enumerate().filter(|(_, v)| v.capacity() >= n).min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i);
+        let mut v = fit.map(|i| pool.swap_remove(i)).unwrap_or_else(|| Vec::with_capacity(n));
+        drop(pool);
+        v.clear();
+        v.resize(n, 0.0);
+        v
+    }
+
+    fn recycle(&self, buffers: impl IntoIterator<Item = Vec<f32>>) {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).extend(buffers);
     }
 
     /// Loss terms and the gradient of `mse + λ·bits/pixels` for latents quantized as `q`
     /// (`noise` draws the uniform noise of [`Quantization::Noise`]).
     pub fn loss_and_grads(&self, p: &Params, lambda: f64, q: Quantization, noise: &mut StdRng) -> (StepLoss, Params) {
+        // Noise in parallel chunks, each seeded from one draw of `noise` (the same every run).
+        let seed: u64 = noise.r#gen();
         let y_hat: Vec<Vec<f32>> = p
             .latents
             .iter()
-            .map(|l| match q {
-                Quantization::Noise => l.iter().map(|&v| v + noise.gen_range(-0.5f32..0.5)).collect(),
-                Quantization::Round => l.iter().map(|&v| v.round()).collect(),
+            .enumerate()
+            .map(|(l, lat)| {
+                let mut out = self.zeros(lat.len());
+                out.par_chunks_mut(NOISE_CHUNK).zip(lat.par_chunks(NOISE_CHUNK)).enumerate().for_each(|(i, (o, v))| match q {
+                    Quantization::Noise => {
+                        let mut rng = StdRng::seed_from_u64(seed ^ ((l as u64) << 48) ^ i as u64);
+                        o.iter_mut().zip(v).for_each(|(o, &v)| *o = v + rng.gen_range(-0.5f32..0.5));
+                    }
+                    Quantization::Round => o.iter_mut().zip(v).for_each(|(o, &v)| *o = v.round()),
+                });
+                out
             })
             .collect();
         let mut grads = p.zeros_like();
         let pixels = (self.height * self.width) as f64;
         let (mse, dy_syn) = self.synthesis(p, &y_hat, &mut grads);
+        let arm = Mlp::new(&p.layers[..ARM_LAYERS], CONTEXT.len());
+        let mut arm_grads = LaneGrads::zeros(&arm);
         let mut bits = 0.0;
         for (l, y) in y_hat.iter().enumerate() {
-            let (b, dy) = self.rate(p, y, self.sizes[l], (lambda / pixels) as f32, &mut grads);
+            let (b, dy) = self.rate(&arm, y, self.sizes[l], (lambda / pixels) as f32, &mut arm_grads);
             bits += b;
             grads.latents[l].iter_mut().zip(&dy).for_each(|(g, d)| *g += d);
+            self.recycle([dy]);
         }
+        arm_grads.add_to(&mut grads.layers[..ARM_LAYERS]);
         for (g, d) in grads.latents.iter_mut().zip(&dy_syn) {
             g.iter_mut().zip(d).for_each(|(a, b)| *a += b);
         }
+        self.recycle(y_hat.into_iter().chain(dy_syn));
         (StepLoss { mse, bits }, grads)
+    }
+
+    /// Every level bilinearly upsampled to full resolution, `[row][level][wp]`.
+    fn upsample(&self, y_hat: &[Vec<f32>], wp: usize) -> Vec<f32> {
+        let (h, w, levels) = (self.height, self.width, self.sizes.len());
+        let mut u = self.zeros(h * levels * wp);
+        u.par_chunks_mut(levels * wp).enumerate().for_each(|(r, row)| {
+            for (l, (ty, tx)) in self.taps.iter().enumerate() {
+                let lw = self.sizes[l][1];
+                let y = &y_hat[l];
+                let out = &mut row[l * wp..l * wp + w];
+                let (top, bottom, fy) = (&y[ty.i0[r] * lw..][..lw], &y[ty.i1[r] * lw..][..lw], ty.w1[r]);
+                if lw == w {
+                    out.iter_mut().zip(top.iter().zip(bottom)).for_each(|(o, (a, b))| *o = a + (b - a) * fy);
+                    continue;
+                }
+                let line: Vec<f32> = top.iter().zip(bottom).map(|(a, b)| a + (b - a) * fy).collect();
+                for (x, o) in out.iter_mut().enumerate() {
+                    let (a, b) = (line[tx.i0[x]], line[tx.i1[x]]);
+                    *o = a + (b - a) * tx.w1[x];
+                }
+            }
+        });
+        u
+    }
+
+    /// The upsampling's adjoint: ∂/∂u (`[row][level][wp]`) back onto each level's latents.
+    fn upsample_adjoint(&self, du: &[f32], wp: usize) -> Vec<Vec<f32>> {
+        let (h, w, levels) = (self.height, self.width, self.sizes.len());
+        // Horizontal first, rows in parallel: `[row][level][lw]` (each level's own width).
+        let offsets: Vec<usize> = self.sizes.iter().scan(0, |acc, &[_, lw]| Some(std::mem::replace(acc, *acc + lw))).collect();
+        let stride = self.sizes.iter().map(|s| s[1]).sum::<usize>();
+        let mut rows = self.zeros(h * stride);
+        rows.par_chunks_mut(stride).enumerate().for_each(|(r, out)| {
+            for (l, (_, tx)) in self.taps.iter().enumerate() {
+                let [_, lw] = self.sizes[l];
+                let g = &du[(r * levels + l) * wp..][..w];
+                let o = &mut out[offsets[l]..][..lw];
+                if lw == w {
+                    o.copy_from_slice(g);
+                    continue;
+                }
+                for (x, &gx) in g.iter().enumerate() {
+                    o[tx.i0[x]] += gx * (1.0 - tx.w1[x]);
+                    o[tx.i1[x]] += gx * tx.w1[x];
+                }
+            }
+        });
+        let dy = (0..levels)
+            .into_par_iter()
+            .map(|l| {
+                let (ty, _) = &self.taps[l];
+                let [lh, lw] = self.sizes[l];
+                let mut out = self.zeros(lh * lw);
+                for r in 0..h {
+                    let g = &rows[r * stride + offsets[l]..][..lw];
+                    let (fy, a, b) = (ty.w1[r], ty.i0[r], ty.i1[r]);
+                    out[a * lw..(a + 1) * lw].iter_mut().zip(g).for_each(|(o, v)| *o += v * (1.0 - fy));
+                    out[b * lw..(b + 1) * lw].iter_mut().zip(g).for_each(|(o, v)| *o += v * fy);
+                }
+                out
+            })
+            .collect();
+        self.recycle([rows]);
+        dy
     }
 
     /// Synthesis forward and backward: the MSE, weight gradients into `grads`, and the
     /// gradient of the MSE with respect to every level's ŷ.
     fn synthesis(&self, p: &Params, y_hat: &[Vec<f32>], grads: &mut Params) -> (f64, Vec<Vec<f32>>) {
         let (h, w, levels) = (self.height, self.width, self.sizes.len());
-        let s = self.arch.synthesis_width;
-        let [(w1, b1), (w2, b2), (w3, b3), (wr, br)] = [&p.layers[ARM_LAYERS], &p.layers[ARM_LAYERS + 1], &p.layers[ARM_LAYERS + 2], &p.layers[ARM_LAYERS + 3]];
-        // Transposed weights: each layer runs as axpys over its outputs, which vectorize.
-        let (w1t, w2t, w3t) = (transpose(w1, s, levels), transpose(w2, s, s), transpose(w3, 3, s));
-        let upsample_at = |r: usize, c: usize, u: &mut [f32]| {
-            for (l, (ty, tx)) in self.taps.iter().enumerate() {
-                let lw = self.sizes[l][1];
-                let y = &y_hat[l];
-                let (a0, a1, fy) = (ty.i0[r] * lw, ty.i1[r] * lw, ty.w1[r]);
-                let (c0, c1, fx) = (tx.i0[c], tx.i1[c], tx.w1[c]);
-                let top = y[a0 + c0] * (1.0 - fx) + y[a0 + c1] * fx;
-                let bottom = y[a1 + c0] * (1.0 - fx) + y[a1 + c1] * fx;
-                u[l] = top * (1.0 - fy) + bottom * fy;
-            }
-        };
-        let mlp = |u: &[f32], h1: &mut [f32], h2: &mut [f32], o: &mut [f32; 3]| {
-            dense(h1, b1, &w1t, u, true);
-            dense(h2, b2, &w2t, h1, true);
-            dense(o, b3, &w3t, h2, false);
-        };
+        let wp = lane_ceil(w);
+        let mlp = Mlp::new(&p.layers[ARM_LAYERS..ARM_LAYERS + 3], levels);
+        let (wr, br) = &p.layers[ARM_LAYERS + 3];
+        let u = self.upsample(y_hat, wp);
         // Forward: the MLP's output planes o, zero-padded by one for the 3x3 convolution.
         let (ph, pw) = (h + 2, w + 2);
-        let mut o = vec![0f32; 3 * ph * pw];
-        {
-            let rows: Vec<Vec<[f32; 3]>> = (0..h)
-                .into_par_iter()
-                .map(|r| {
-                    let (mut u, mut h1, mut h2, mut out) = (vec![0f32; levels], vec![0f32; s], vec![0f32; s], [0f32; 3]);
-                    (0..w)
-                        .map(|x| {
-                            upsample_at(r, x, &mut u);
-                            mlp(&u, &mut h1, &mut h2, &mut out);
-                            out
-                        })
-                        .collect()
-                })
-                .collect();
-            for (r, row) in rows.iter().enumerate() {
-                for (x, v) in row.iter().enumerate() {
-                    for k in 0..3 {
-                        o[k * ph * pw + (r + 1) * pw + x + 1] = v[k];
-                    }
-                }
+        let mut rows = self.zeros(h * 3 * wp);
+        rows.par_chunks_mut(3 * wp).enumerate().for_each_init(|| Scratch::new(&mlp), |s, (r, out)| synthesis_forward_row(&mlp, &u[r * levels * wp..][..levels * wp], out, s));
+        let mut o = self.zeros(3 * ph * pw);
+        o.par_chunks_mut(pw).enumerate().for_each(|(row, out)| {
+            let (k, pr) = (row / ph, row % ph);
+            if pr > 0 && pr <= h {
+                out[1..=w].copy_from_slice(&rows[(pr - 1) * 3 * wp + k * wp..][..w]);
             }
-        }
+        });
+        self.recycle([rows]);
+        // Taps of the 3x3 convolution as offsets into a padded plane, `[ic][ky][kx]`.
+        let taps: Vec<usize> = (0..27).map(|t| (t / 9) * ph * pw + (t / 3 % 3) * pw + t % 3).collect();
         // x̃ = o + conv3x3(o) + bias; the loss and d = ∂MSE/∂x̃ (zero-padded too).
         let n = (3 * h * w) as f64;
-        let mut d = vec![0f32; 3 * ph * pw];
+        let mut d = self.zeros(3 * ph * pw);
         let sse: f64 = d
             .par_chunks_mut(pw)
             .enumerate()
@@ -193,41 +503,27 @@ impl Problem {
                     return 0.0;
                 }
                 let r = pr - 1;
+                let mut v: Vec<f32> = o[k * ph * pw + pr * pw + 1..][..w].iter().map(|x| x + br[k]).collect();
+                conv_row(&mut v, &wr[k * 27..(k + 1) * 27], &o[r * pw..], &taps);
                 let mut sse = 0.0f64;
-                for x in 0..w {
-                    let mut v = o[k * ph * pw + pr * pw + x + 1] + br[k];
-                    for ic in 0..3 {
-                        for ky in 0..3 {
-                            let src = &o[ic * ph * pw + (r + ky) * pw + x..][..3];
-                            let wk = &wr[((k * 3 + ic) * 3 + ky) * 3..][..3];
-                            v += wk[0] * src[0] + wk[1] * src[1] + wk[2] * src[2];
-                        }
-                    }
-                    let e = v - self.target[k * h * w + r * w + x];
+                for (x, (vx, t)) in v.iter().zip(&self.target[k * h * w + r * w..][..w]).enumerate() {
+                    let e = vx - t;
                     sse += (e as f64) * (e as f64);
                     dr[x + 1] = (2.0 * e as f64 / n) as f32;
                 }
                 sse
             })
             .sum();
-        // Residual convolution's gradients (one pass), and ∂/∂o = d + conv3x3ᵀ(d).
+        // Residual convolution's gradients: ∂/∂wr[k][t] = Σ d[k]·(o shifted by tap t).
         let gr = (0..h)
             .into_par_iter()
             .fold(
                 || vec![0f32; 81],
                 |mut g, r| {
-                    for x in 0..w {
-                        for k in 0..3 {
-                            let dk = d[k * ph * pw + (r + 1) * pw + x + 1];
-                            for ic in 0..3 {
-                                for ky in 0..3 {
-                                    let src = &o[ic * ph * pw + (r + ky) * pw + x..][..3];
-                                    let gk = &mut g[((k * 3 + ic) * 3 + ky) * 3..][..3];
-                                    gk[0] += dk * src[0];
-                                    gk[1] += dk * src[1];
-                                    gk[2] += dk * src[2];
-                                }
-                            }
+                    for k in 0..3 {
+                        let dk = &d[k * ph * pw + (r + 1) * pw + 1..][..w];
+                        for (t, &off) in taps.iter().enumerate() {
+                            g[k * 27 + t] += dot(dk, &o[r * pw + off..][..w]);
                         }
                     }
                     g
@@ -245,215 +541,84 @@ impl Problem {
         for k in 0..3 {
             gbr[k] += d[k * ph * pw..(k + 1) * ph * pw].iter().sum::<f32>();
         }
-        let d_o: Vec<f32> = (0..3 * h)
-            .into_par_iter()
-            .flat_map_iter(|row| {
-                let (ic, r) = (row / h, row % h);
-                let (d, wr) = (&d, wr);
-                (0..w).map(move |x| {
-                    let mut v = d[ic * ph * pw + (r + 1) * pw + x + 1];
-                    for k in 0..3 {
-                        for ky in 0..3 {
-                            // Output (r + 1 − ky, x + 1 − kx) reads o at (r, x) through tap (ky, kx).
-                            let src = &d[k * ph * pw + (r + 2 - ky) * pw + x..][..3];
-                            let wk = &wr[((k * 3 + ic) * 3 + ky) * 3..][..3];
-                            v += wk[0] * src[2] + wk[1] * src[1] + wk[2] * src[0];
-                        }
-                    }
-                    v
-                })
-            })
-            .collect();
-        // MLP backward per pixel (activations recomputed), rows in parallel; ∂/∂u kept per pixel.
-        let mut du = vec![0f32; levels * h * w];
-        let zero = || (vec![0f32; w1.len()], vec![0f32; s], vec![0f32; w2.len()], vec![0f32; s], vec![0f32; w3.len()], vec![0f32; 3]);
-        let layer_grads = du
-            .par_chunks_mut(levels * w)
+        // ∂/∂o = d + conv3x3ᵀ(d), `[row][3][wp]`, zero past the image: output (r+1−ky, x+1−kx)
+        // reads o at (r, x) through tap (ky, kx), i.e. d's padded plane at (r+2−ky, x+2−kx).
+        let flipped: Vec<usize> = (0..27).map(|t| (t / 9) * ph * pw + (2 - t / 3 % 3) * pw + 2 - t % 3).collect();
+        let mut d_o = self.zeros(h * 3 * wp);
+        d_o.par_chunks_mut(3 * wp).enumerate().for_each(|(r, out)| {
+            let mut wt = [0f32; 27];
+            for ic in 0..3 {
+                let row = &mut out[ic * wp..][..w];
+                row.copy_from_slice(&d[ic * ph * pw + (r + 1) * pw + 1..][..w]);
+                for (t, v) in wt.iter_mut().enumerate() {
+                    // wr[k][ic][ky][kx] for t = (k, ky, kx).
+                    *v = wr[((t / 9) * 3 + ic) * 9 + t % 9];
+                }
+                conv_row(row, &wt, &d[r * pw..], &flipped);
+            }
+        });
+        // MLP backward, rows in parallel; ∂/∂u kept per pixel.
+        let mut du = self.zeros(h * levels * wp);
+        let lane_grads = du
+            .par_chunks_mut(levels * wp)
             .enumerate()
-            .fold(zero, |mut g, (r, du_row)| {
-                let (mut u, mut h1, mut h2, mut out) = (vec![0f32; levels], vec![0f32; s], vec![0f32; s], [0f32; 3]);
-                let (mut dh1, mut dh2) = (vec![0f32; s], vec![0f32; s]);
-                for x in 0..w {
-                    upsample_at(r, x, &mut u);
-                    mlp(&u, &mut h1, &mut h2, &mut out);
-                    let dout = [d_o[r * w + x], d_o[h * w + r * w + x], d_o[2 * h * w + r * w + x]];
-                    dh2.iter_mut().for_each(|v| *v = 0.0);
-                    for (k, &dk) in dout.iter().enumerate() {
-                        g.5[k] += dk;
-                        axpy(&mut g.4[k * s..(k + 1) * s], &h2, dk);
-                        axpy(&mut dh2, &w3[k * s..(k + 1) * s], dk);
-                    }
-                    dh1.iter_mut().for_each(|v| *v = 0.0);
-                    for j in 0..s {
-                        if h2[j] <= 0.0 {
-                            continue;
-                        }
-                        g.3[j] += dh2[j];
-                        axpy(&mut g.2[j * s..(j + 1) * s], &h1, dh2[j]);
-                        axpy(&mut dh1, &w2[j * s..(j + 1) * s], dh2[j]);
-                    }
-                    let mut du_x = [0f32; super::model::MAX_LEVELS];
-                    for j in 0..s {
-                        if h1[j] <= 0.0 {
-                            continue;
-                        }
-                        g.1[j] += dh1[j];
-                        axpy(&mut g.0[j * levels..(j + 1) * levels], &u, dh1[j]);
-                        axpy(&mut du_x[..levels], &w1[j * levels..(j + 1) * levels], dh1[j]);
-                    }
-                    for i in 0..levels {
-                        du_row[i * w + x] = du_x[i];
-                    }
-                }
-                g
-            })
-            .reduce(zero, |mut a, b| {
-                for (x, y) in [(&mut a.0, &b.0), (&mut a.1, &b.1), (&mut a.2, &b.2), (&mut a.3, &b.3), (&mut a.4, &b.4), (&mut a.5, &b.5)] {
-                    x.iter_mut().zip(y).for_each(|(p, q)| *p += q);
-                }
-                a
-            });
-        for (i, (gw, gb)) in [(layer_grads.0, layer_grads.1), (layer_grads.2, layer_grads.3), (layer_grads.4, layer_grads.5)].into_iter().enumerate() {
-            let (w, b) = &mut grads.layers[ARM_LAYERS + i];
-            w.iter_mut().zip(&gw).for_each(|(p, q)| *p += q);
-            b.iter_mut().zip(&gb).for_each(|(p, q)| *p += q);
-        }
-        // Upsampling's adjoint: each level's share of ∂/∂u back onto its latents.
-        let dy: Vec<Vec<f32>> = (0..levels)
-            .into_par_iter()
-            .map(|l| {
-                let (ty, tx) = &self.taps[l];
-                let [lh, lw] = self.sizes[l];
-                let mut rows = vec![0f32; h * lw];
-                for r in 0..h {
-                    for x in 0..w {
-                        let g = du[r * levels * w + l * w + x];
-                        rows[r * lw + tx.i0[x]] += g * (1.0 - tx.w1[x]);
-                        rows[r * lw + tx.i1[x]] += g * tx.w1[x];
-                    }
-                }
-                let mut out = vec![0f32; lh * lw];
-                for r in 0..h {
-                    for c in 0..lw {
-                        out[ty.i0[r] * lw + c] += rows[r * lw + c] * (1.0 - ty.w1[r]);
-                        out[ty.i1[r] * lw + c] += rows[r * lw + c] * ty.w1[r];
-                    }
-                }
-                out
-            })
-            .collect();
+            .fold(
+                || (LaneGrads::zeros(&mlp), Scratch::new(&mlp)),
+                |(mut g, mut s), (r, du_row)| {
+                    synthesis_backward_row(&mlp, &u[r * levels * wp..][..levels * wp], &d_o[r * 3 * wp..][..3 * wp], du_row, &mut g, &mut s);
+                    (g, s)
+                },
+            )
+            .map(|(g, _)| g)
+            .reduce(|| LaneGrads::zeros(&mlp), LaneGrads::merge);
+        lane_grads.add_to(&mut grads.layers[ARM_LAYERS..]);
+        let dy = self.upsample_adjoint(&du, wp);
+        self.recycle([u, o, d, d_o, du]);
         (sse / n, dy)
     }
 
     /// One level's rate under the ARM: bits, ARM gradients (scaled by `scale`) into `grads`,
     /// and the scaled gradient with respect to the level's ŷ.
-    fn rate(&self, p: &Params, y: &[f32], [lh, lw]: [usize; 2], scale: f32, grads: &mut Params) -> (f64, Vec<f32>) {
-        let a = self.arch.arm_hidden;
-        let k = CONTEXT.len();
-        let [(w1, b1), (w2, b2), (w3, b3)] = [&p.layers[0], &p.layers[1], &p.layers[2]];
-        let (w1t, w2t) = (transpose(w1, a, k), transpose(w2, a, a));
-        let ln2 = std::f64::consts::LN_2;
-        let ctx_at = |r: usize, c: usize, ctx: &mut [f32]| {
-            for (j, &(dy, dx)) in CONTEXT.iter().enumerate() {
-                let (rr, cc) = (r as isize + dy, c as isize + dx);
-                ctx[j] = if rr >= 0 && cc >= 0 && (cc as usize) < lw { y[rr as usize * lw + cc as usize] } else { 0.0 };
-            }
-        };
-        // Per row: bits, the direct ∂/∂ŷ, ∂/∂context, and the ARM's weight gradients.
-        let mut dy = vec![0f32; lh * lw];
-        let mut dctx = vec![0f32; lh * lw * k];
-        let zero = || (0.0f64, vec![0f32; w1.len()], vec![0f32; a], vec![0f32; w2.len()], vec![0f32; a], vec![0f32; w3.len()], vec![0f32; 2]);
-        let acc = dy
-            .par_chunks_mut(lw)
-            .zip(dctx.par_chunks_mut(lw * k))
+    fn rate(&self, arm: &Mlp, y: &[f32], size: [usize; 2], scale: f32, grads: &mut LaneGrads) -> (f64, Vec<f32>) {
+        let level = PaddedLevel::new(y, size);
+        let (lh, lw, lwp, k) = (level.lh, level.lw, level.lwp, CONTEXT.len());
+        // Per row: bits, the direct ∂/∂ŷ, ∂/∂context (`[row][tap][lwp]`) and the ARM's gradients.
+        let mut dy = self.zeros(lh * lwp);
+        let mut dctx = self.zeros(lh * k * lwp);
+        let (bits, g) = dy
+            .par_chunks_mut(lwp)
+            .zip(dctx.par_chunks_mut(k * lwp))
             .enumerate()
-            .fold(zero, |mut g, (r, (dy_row, dctx_row))| {
-                let (mut ctx, mut h1, mut h2) = (vec![0f32; k], vec![0f32; a], vec![0f32; a]);
-                let (mut dh1, mut dh2) = (vec![0f32; a], vec![0f32; a]);
-                for c in 0..lw {
-                    ctx_at(r, c, &mut ctx);
-                    dense(&mut h1, b1, &w1t, &ctx, true);
-                    dense(&mut h2, b2, &w2t, &h1, true);
-                    let mu = b3[0] + w3[..a].iter().zip(&h2).map(|(x, y)| x * y).sum::<f32>();
-                    let log_scale = b3[1] + w3[a..].iter().zip(&h2).map(|(x, y)| x * y).sum::<f32>();
-                    let raw = (log_scale as f64).exp();
-                    let sigma = raw.clamp(SCALE_MIN, SCALE_MAX);
-                    let e = y[r * lw + c] as f64 - mu as f64;
-                    let v = e.abs();
-                    let (hi, lo) = ((0.5 - v) / sigma, (-0.5 - v) / sigma);
-                    let p = std_cdf(hi) - std_cdf(lo);
-                    let floored = p < 1e-9;
-                    g.0 += -(p.max(1e-9)).log2();
-                    if floored {
-                        continue;
-                    }
-                    // ∂bits/∂v and ∂bits/∂σ through p = Φ(hi) − Φ(lo).
-                    let db_dp = -1.0 / (p * ln2) * scale as f64;
-                    let dv = db_dp * (std_pdf(lo) - std_pdf(hi)) / sigma;
-                    let dsigma = db_dp * (lo * std_pdf(lo) - hi * std_pdf(hi)) / sigma;
-                    let sign = if e > 0.0 {
-                        1.0
-                    } else if e < 0.0 {
-                        -1.0
-                    } else {
-                        0.0
-                    };
-                    dy_row[c] += (dv * sign) as f32;
-                    let dmu = (-dv * sign) as f32;
-                    let dls = if raw > SCALE_MIN && raw < SCALE_MAX { (dsigma * raw) as f32 } else { 0.0 };
-                    // ARM backward.
-                    g.6[0] += dmu;
-                    g.6[1] += dls;
-                    for i in 0..a {
-                        dh2[i] = if h2[i] > 0.0 { dmu * w3[i] + dls * w3[a + i] } else { 0.0 };
-                    }
-                    axpy(&mut g.5[..a], &h2, dmu);
-                    axpy(&mut g.5[a..], &h2, dls);
-                    dh1.iter_mut().for_each(|v| *v = 0.0);
-                    for j in 0..a {
-                        if dh2[j] == 0.0 {
-                            continue;
-                        }
-                        g.4[j] += dh2[j];
-                        axpy(&mut g.3[j * a..(j + 1) * a], &h1, dh2[j]);
-                        axpy(&mut dh1, &w2[j * a..(j + 1) * a], dh2[j]);
-                    }
-                    let dc = &mut dctx_row[c * k..(c + 1) * k];
-                    for j in 0..a {
-                        if h1[j] <= 0.0 {
-                            continue;
-                        }
-                        g.2[j] += dh1[j];
-                        axpy(&mut g.1[j * k..(j + 1) * k], &ctx, dh1[j]);
-                        axpy(dc, &w1[j * k..(j + 1) * k], dh1[j]);
-                    }
+            .fold(
+                || (0.0f64, LaneGrads::zeros(arm), Scratch::new(arm)),
+                |(mut bits, mut g, mut s), (r, (dy_row, dctx_row))| {
+                    rate_row(arm, &level, r, scale, dy_row, dctx_row, &mut bits, &mut g, &mut s);
+                    (bits, g, s)
+                },
+            )
+            .map(|(b, g, _)| (b, g))
+            .reduce(|| (0.0, LaneGrads::zeros(arm)), |(a, x), (b, y)| (a + b, x.merge(y)));
+        let taken = std::mem::replace(grads, LaneGrads::zeros(arm));
+        *grads = taken.merge(g);
+        // Gather: latent (r, c) is neighbour j of position (r − oy, c − ox).
+        let mut out = self.zeros(lh * lw);
+        out.par_chunks_mut(lw).enumerate().for_each(|(r, row)| {
+            row.copy_from_slice(&dy[r * lwp..][..lw]);
+            for (j, &(oy, ox)) in CONTEXT.iter().enumerate() {
+                let qr = r as isize - oy;
+                if qr < 0 || qr >= lh as isize {
+                    continue;
                 }
-                g
-            })
-            .reduce(zero, |mut x, y| {
-                x.0 += y.0;
-                for (p, q) in [(&mut x.1, &y.1), (&mut x.2, &y.2), (&mut x.3, &y.3), (&mut x.4, &y.4), (&mut x.5, &y.5), (&mut x.6, &y.6)] {
-                    p.iter_mut().zip(q).for_each(|(s, t)| *s += t);
-                }
-                x
-            });
-        for (i, (gw, gb)) in [(&acc.1, &acc.2), (&acc.3, &acc.4), (&acc.5, &acc.6)].into_iter().enumerate() {
-            let (w, b) = &mut grads.layers[i];
-            w.iter_mut().zip(gw).for_each(|(p, q)| *p += q);
-            b.iter_mut().zip(gb).for_each(|(p, q)| *p += q);
-        }
-        // Gather: latent (r, c) is neighbour j of position (r − dy, c − dx).
-        dy.par_chunks_mut(lw).enumerate().for_each(|(r, row)| {
-            for (c, v) in row.iter_mut().enumerate() {
-                for (j, &(oy, ox)) in CONTEXT.iter().enumerate() {
-                    let (qr, qc) = (r as isize - oy, c as isize - ox);
-                    if qr >= 0 && qc >= 0 && (qr as usize) < lh && (qc as usize) < lw {
-                        *v += dctx[(qr as usize * lw + qc as usize) * k + j];
-                    }
+                let src = &dctx[(qr as usize * k + j) * lwp..][..lwp];
+                // Columns c with 0 ≤ c − ox < lw.
+                let (c0, c1) = ((ox.max(0)) as usize, ((lw as isize + ox).min(lw as isize)).max(0) as usize);
+                for c in c0..c1 {
+                    row[c] += src[(c as isize - ox) as usize];
                 }
             }
         });
-        (acc.0, dy)
+        self.recycle([dy, dctx, level.y]);
+        (bits, out)
     }
 }
 
@@ -473,12 +638,15 @@ impl Adam {
         self.t += 1;
         let (b1, b2) = (0.9f32, 0.999f32);
         let (c1, c2) = (1.0 - b1.powi(self.t), 1.0 - b2.powi(self.t));
+        let lr = lr as f32;
         for (((x, g), m), v) in p.slices_mut().into_iter().zip(g.slices()).zip(self.m.slices_mut()).zip(self.v.slices_mut()) {
-            for i in 0..x.len() {
-                m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-                v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-                x[i] -= lr as f32 * (m[i] / c1) / ((v[i] / c2).sqrt() + 1e-8);
-            }
+            x.par_chunks_mut(NOISE_CHUNK).zip(g.par_chunks(NOISE_CHUNK)).zip(m.par_chunks_mut(NOISE_CHUNK)).zip(v.par_chunks_mut(NOISE_CHUNK)).for_each(|(((x, g), m), v)| {
+                for (((x, &g), m), v) in x.iter_mut().zip(g).zip(m).zip(v) {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *x -= lr * (*m / c1) / ((*v / c2).sqrt() + 1e-8);
+                }
+            });
         }
     }
 }
@@ -491,6 +659,41 @@ pub fn noise_rng(seed: u64) -> StdRng {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::overfit::lanes::Plain;
+
+    /// The plain kernels (CPUs without AVX2 and FMA) against the ones this CPU runs: the same
+    /// rate, gradients and context gradients on random latents and weights.
+    #[test]
+    fn the_plain_kernels_agree_with_the_dispatched_ones() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut layer = |o: usize, i: usize| -> Layer { ((0..o * i).map(|_| rng.gen_range(-0.5f32..0.5)).collect(), (0..o).map(|_| rng.gen_range(-0.2f32..0.2)).collect()) };
+        let layers = vec![layer(6, CONTEXT.len()), layer(6, 6), layer(2, 6)];
+        let arm = Mlp::new(&layers, CONTEXT.len());
+        let size = [5, 19];
+        let y: Vec<f32> = (0..size[0] * size[1]).map(|_| rng.gen_range(-3.0f32..3.0).round()).collect();
+        let level = PaddedLevel::new(&y, size);
+        let run = |plain: bool| {
+            let (mut dy, mut dctx, mut bits) = (vec![0f32; level.lwp], vec![0f32; CONTEXT.len() * level.lwp], 0.0);
+            let (mut g, mut s) = (LaneGrads::zeros(&arm), Scratch::new(&arm));
+            for r in 0..size[0] {
+                if plain {
+                    rate_kernel::<Plain>(&arm, &level, r, 0.1, &mut dy, &mut dctx, &mut bits, &mut g, &mut s);
+                } else {
+                    rate_row(&arm, &level, r, 0.1, &mut dy, &mut dctx, &mut bits, &mut g, &mut s);
+                }
+            }
+            let mut grads = layers.clone();
+            grads.iter_mut().for_each(|(w, b)| (w.fill(0.0), b.fill(0.0)).1);
+            g.add_to(&mut grads);
+            (bits, dy, dctx, grads)
+        };
+        let (a, b) = (run(true), run(false));
+        assert!((a.0 - b.0).abs() < 1e-4 * a.0, "bits {} vs {}", a.0, b.0);
+        let close = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| (p - q).abs() <= 1e-4 * (1.0 + p.abs()));
+        assert!(close(&a.1, &b.1) && close(&a.2, &b.2));
+        assert!(a.3.iter().zip(&b.3).all(|(p, q)| close(&p.0, &q.0) && close(&p.1, &q.1)));
+        assert!(a.3[0].0.iter().any(|&v| v != 0.0), "the test reaches the first layer's gradient");
+    }
     use crate::overfit::fit::image_tensor;
     use crate::overfit::model::OverfitNet;
     use burn::prelude::*;

@@ -14,6 +14,7 @@
 pub mod arm;
 pub mod cpu;
 pub mod fit;
+mod lanes;
 pub mod model;
 pub mod prior;
 pub mod stream;

@@ -1,0 +1,341 @@
+//! Eight pixels at a time: the lane type of the CPU fitting pass, its arithmetic, and the
+//! few transcendental functions it needs, written so that the compiler vectorizes them.
+//!
+//! Kernels are generic over [`Isa`]; [`simd_kernel!`] compiles each one twice, plainly and
+//! for AVX2 with fused multiply-add, and picks at run time (the default x86-64 target has
+//! neither, and the networks of this codec are too narrow for anything but lanes of pixels
+//! to fill a vector register).
+
+/// Pixels (or latents) per lane vector.
+pub const LANES: usize = 8;
+/// One value for each of [`LANES`] neighbouring pixels.
+pub type V = [f32; LANES];
+
+/// The vector arithmetic of one instruction set, on [`V`]s held in registers as [`Isa::R`].
+/// (Plain loops over `[f32; 8]` are not enough: LLVM vectorizes across the loops around
+/// them, with a shuffle per element.)
+pub trait Isa: Copy {
+    type R: Copy;
+    fn load(v: &V) -> Self::R;
+    fn store(v: &mut V, r: Self::R);
+    fn splat(a: f32) -> Self::R;
+    /// `a·b + c`.
+    fn madd(a: Self::R, b: Self::R, c: Self::R) -> Self::R;
+    fn add(a: Self::R, b: Self::R) -> Self::R;
+    fn max(a: Self::R, b: Self::R) -> Self::R;
+    /// `a` where `h > 0`, else 0.
+    fn where_positive(h: Self::R, a: Self::R) -> Self::R;
+}
+
+/// Any CPU: lane loops, separate multiply and add.
+#[derive(Debug, Clone, Copy)]
+pub struct Plain;
+
+impl Isa for Plain {
+    type R = V;
+    #[inline(always)]
+    fn load(v: &V) -> V {
+        *v
+    }
+    #[inline(always)]
+    fn store(v: &mut V, r: V) {
+        *v = r;
+    }
+    #[inline(always)]
+    fn splat(a: f32) -> V {
+        [a; LANES]
+    }
+    #[inline(always)]
+    fn madd(a: V, b: V, c: V) -> V {
+        std::array::from_fn(|l| a[l] * b[l] + c[l])
+    }
+    #[inline(always)]
+    fn add(a: V, b: V) -> V {
+        std::array::from_fn(|l| a[l] + b[l])
+    }
+    #[inline(always)]
+    fn max(a: V, b: V) -> V {
+        std::array::from_fn(|l| a[l].max(b[l]))
+    }
+    #[inline(always)]
+    fn where_positive(h: V, a: V) -> V {
+        std::array::from_fn(|l| if h[l] > 0.0 { a[l] } else { 0.0 })
+    }
+}
+
+/// x86-64 with AVX2 and FMA: one register per lane vector. Only reached through
+/// [`simd_kernel!`], whose wrapper enables the features these intrinsics need.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy)]
+pub struct Fused;
+
+#[cfg(target_arch = "x86_64")]
+mod fused {
+    use super::{Fused, Isa, V};
+    use std::arch::x86_64::*;
+
+    // SAFETY (every block below): `Fused` kernels run only inside `simd_kernel!`'s
+    // `#[target_feature(enable = "avx2,fma")]` wrapper, entered after the CPU was checked;
+    // loads and stores are unaligned ones on whole `[f32; 8]`s.
+    impl Isa for Fused {
+        type R = __m256;
+        #[inline(always)]
+        fn load(v: &V) -> __m256 {
+            unsafe { _mm256_loadu_ps(v.as_ptr()) }
+        }
+        #[inline(always)]
+        fn store(v: &mut V, r: __m256) {
+            unsafe { _mm256_storeu_ps(v.as_mut_ptr(), r) }
+        }
+        #[inline(always)]
+        fn splat(a: f32) -> __m256 {
+            unsafe { _mm256_set1_ps(a) }
+        }
+        #[inline(always)]
+        fn madd(a: __m256, b: __m256, c: __m256) -> __m256 {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn add(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn max(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_max_ps(a, b) }
+        }
+        #[inline(always)]
+        fn where_positive(h: __m256, a: __m256) -> __m256 {
+            unsafe { _mm256_and_ps(a, _mm256_cmp_ps::<_CMP_GT_OQ>(h, _mm256_setzero_ps())) }
+        }
+    }
+}
+
+/// Defines `fn $name(args) -> R` that runs `$kernel::<Fused>` compiled for AVX2 + FMA when
+/// the CPU has them, and `$kernel::<Plain>` otherwise. The kernel must be `#[inline(always)]`
+/// (so it is compiled inside the feature-enabled wrapper) and must not spawn work.
+macro_rules! simd_kernel {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $kernel:ident) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn fused($($arg: $ty),*) $(-> $ret)? {
+                    $kernel::<$crate::overfit::lanes::Fused>($($arg),*)
+                }
+                if $crate::overfit::lanes::has_avx2_fma() {
+                    // SAFETY: the CPU has the features `fused` is compiled for.
+                    return unsafe { fused($($arg),*) };
+                }
+            }
+            $kernel::<$crate::overfit::lanes::Plain>($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_kernel;
+
+/// Whether this CPU runs the fused kernels (checked once, then cached by the standard library).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[inline(always)]
+pub fn sum(x: &V) -> f32 {
+    x.iter().sum()
+}
+
+/// A dense layer on lanes: `out[j] = b[j] + Σ_i wt[i][j]·x[i]` (weights transposed, a row of
+/// outputs per input), then ReLU if asked.
+#[inline(always)]
+pub fn dense<I: Isa>(out: &mut [V], bias: &[f32], wt: &[f32], x: &[V], relu: bool) {
+    let n = out.len();
+    let mut j = 0;
+    while j + 4 <= n {
+        dense_block::<I, 4>(&mut out[j..j + 4], &bias[j..j + 4], wt, n, j, x, relu);
+        j += 4;
+    }
+    while j < n {
+        dense_block::<I, 1>(&mut out[j..j + 1], &bias[j..j + 1], wt, n, j, x, relu);
+        j += 1;
+    }
+}
+
+/// `K` outputs of [`dense`] from `j` on, accumulated in registers (a fixed `K` keeps them there).
+#[inline(always)]
+fn dense_block<I: Isa, const K: usize>(out: &mut [V], bias: &[f32], wt: &[f32], n: usize, j: usize, x: &[V], relu: bool) {
+    let mut acc: [I::R; K] = std::array::from_fn(|k| I::splat(bias[k]));
+    for (i, xi) in x.iter().enumerate() {
+        let xv = I::load(xi);
+        let row = &wt[i * n + j..][..K];
+        for k in 0..K {
+            acc[k] = I::madd(I::splat(row[k]), xv, acc[k]);
+        }
+    }
+    for k in 0..K {
+        I::store(&mut out[k], if relu { I::max(acc[k], I::splat(0.0)) } else { acc[k] });
+    }
+}
+
+/// A dense layer's backward on lanes, given `d` = ∂loss/∂out (already through the ReLU):
+/// weight and bias gradients accumulated per lane into `gw` (`[out][in]`) and `gb`, and
+/// `dx = Σ_j w[j]·d[j]` (weights in their own `[out][in]` layout).
+#[inline(always)]
+pub fn dense_backward<I: Isa>(d: &[V], x: &[V], w: &[f32], gw: &mut [V], gb: &mut [V], dx: &mut [V]) {
+    let n_in = x.len();
+    for (j, dj) in d.iter().enumerate() {
+        let dv = I::load(dj);
+        let b = I::add(I::load(&gb[j]), dv);
+        I::store(&mut gb[j], b);
+        for (g, xi) in gw[j * n_in..(j + 1) * n_in].iter_mut().zip(x) {
+            let v = I::madd(dv, I::load(xi), I::load(g));
+            I::store(g, v);
+        }
+    }
+    let mut i = 0;
+    while i + 4 <= n_in {
+        transposed_block::<I, 4>(&mut dx[i..i + 4], w, n_in, i, d);
+        i += 4;
+    }
+    while i < n_in {
+        transposed_block::<I, 1>(&mut dx[i..i + 1], w, n_in, i, d);
+        i += 1;
+    }
+}
+
+/// `dx[i + k] = Σ_j w[j][i + k]·d[j]` for `k < K`, in registers.
+#[inline(always)]
+fn transposed_block<I: Isa, const K: usize>(dx: &mut [V], w: &[f32], n_in: usize, i: usize, d: &[V]) {
+    let mut acc: [I::R; K] = [I::splat(0.0); K];
+    for (j, dj) in d.iter().enumerate() {
+        let dv = I::load(dj);
+        let row = &w[j * n_in + i..][..K];
+        for k in 0..K {
+            acc[k] = I::madd(I::splat(row[k]), dv, acc[k]);
+        }
+    }
+    for k in 0..K {
+        I::store(&mut dx[k], acc[k]);
+    }
+}
+
+/// `d` through a ReLU whose output was `h`.
+#[inline(always)]
+pub fn relu_backward<I: Isa>(d: &mut [V], h: &[V]) {
+    for (dj, hj) in d.iter_mut().zip(h) {
+        I::store(dj, I::where_positive(I::load(hj), I::load(dj)));
+    }
+}
+
+/// `e^x` (Cephes' polynomial; relative error about 1e-7; inputs clamped to [−87, 88]).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    // Round to nearest by the 1.5·2^23 trick (no rounding instruction needed).
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// `erfc(z)` for `z ≥ 0` (Numerical Recipes' Chebyshev fit, relative error 1.2e-7 in exact
+/// arithmetic; in f32 about 1e-6, growing to 1e-5 at z = 9). Relative accuracy holds in the
+/// tails, which the rate of far-off latents needs.
+#[inline(always)]
+pub fn erfc(z: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -1.265_512_2
+        + t * (1.000_023_7 + t * (0.374_091_96 + t * (0.096_784_18 + t * (-0.186_288_06 + t * (0.278_868_07 + t * (-1.135_204 + t * (1.488_515_9 + t * (-0.822_152_2 + t * 0.170_872_77))))))));
+    t * exp(-z * z + poly)
+}
+
+/// The standard normal's upper tail `P(X > x)` for `x ≥ 0`.
+#[inline(always)]
+pub fn upper_tail(x: f32) -> f32 {
+    0.5 * erfc(x * std::f32::consts::FRAC_1_SQRT_2)
+}
+
+/// The standard normal density.
+#[inline(always)]
+pub fn normal_pdf(x: f32) -> f32 {
+    0.398_942_3 * exp(-0.5 * x * x)
+}
+
+/// `log₂ x` for positive normal `x` (Cephes' logf polynomial; absolute error below 1e-6).
+#[inline(always)]
+pub fn log2(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - 126;
+    // The mantissa in [0.5, 1), then moved to [√½, √2) so the polynomial stays accurate.
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
+    let small = m < std::f32::consts::FRAC_1_SQRT_2;
+    e -= small as i32;
+    let f = if small { m + m - 1.0 } else { m - 1.0 };
+    let z = f * f;
+    let p = ((((((((7.037_683_6e-2 * f - 1.151_461e-1) * f + 1.167_699_9e-1) * f - 1.242_014_1e-1) * f + 1.424_932_3e-1) * f - 1.666_805_8e-1) * f + 2.000_071_4e-1) * f - 2.499_999_4e-1) * f
+        + 3.333_333e-1)
+        * f
+        * z;
+    let ln = f - 0.5 * z + p;
+    ln * std::f32::consts::LOG2_E + e as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worst_relative(f: impl Fn(f32) -> f32, reference: impl Fn(f64) -> f64, xs: impl Iterator<Item = f32>) -> f64 {
+        xs.map(|x| {
+            let r = reference(x as f64);
+            ((f(x) as f64 - r) / r.abs().max(1e-300)).abs()
+        })
+        .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn the_lane_functions_match_libm() {
+        let grid = |a: f32, b: f32, n: usize| (0..=n).map(move |i| a + (b - a) * i as f32 / n as f32);
+        assert!(worst_relative(exp, libm::exp, grid(-87.0, 88.0, 20000)) < 3e-7);
+        // Tails stay accurate in relative terms: erfc(9) is about 4e-37. (The f32 rounding
+        // of −z², about z²·6e-8, is what grows there.)
+        let tail = worst_relative(erfc, libm::erfc, grid(0.0, 9.0, 20000));
+        assert!(tail < 1.5e-5, "erfc off by {tail} (relative)");
+        let body = worst_relative(erfc, libm::erfc, grid(0.0, 3.0, 20000));
+        assert!(body < 2e-6, "erfc off by {body} (relative) below 3");
+        let log_err = grid(1e-9, 100.0, 20000).chain(grid(0.5, 2.0, 20000)).map(|x| (log2(x) as f64 - libm::log2(x as f64)).abs()).fold(0.0, f64::max);
+        assert!(log_err < 1e-6, "log2 off by {log_err}");
+        assert!((upper_tail(0.0) - 0.5).abs() < 1e-7 && (normal_pdf(0.0) - 0.398_942_3).abs() < 1e-7);
+    }
+
+    simd_kernel!(
+        /// A dense layer through both instruction paths (whichever this CPU runs).
+        fn dense_any(out: &mut [V], bias: &[f32], wt: &[f32], x: &[V]) => dense_kernel
+    );
+
+    #[inline(always)]
+    fn dense_kernel<I: Isa>(out: &mut [V], bias: &[f32], wt: &[f32], x: &[V]) {
+        dense::<I>(out, bias, wt, x, true)
+    }
+
+    #[test]
+    fn a_dense_layer_on_lanes_is_the_scalar_layer_on_each_lane() {
+        let (n_in, n_out) = (5, 3);
+        let w: Vec<f32> = (0..n_in * n_out).map(|i| (i as f32 * 0.37).sin()).collect();
+        let wt: Vec<f32> = (0..n_in).flat_map(|i| (0..n_out).map(move |j| (j, i))).map(|(j, i)| w[j * n_in + i]).collect();
+        let b = [0.1, -0.2, 0.3];
+        let x: Vec<V> = (0..n_in).map(|i| std::array::from_fn(|l| ((i * LANES + l) as f32 * 0.71).cos())).collect();
+        let mut out = vec![[0f32; LANES]; n_out];
+        dense_any(&mut out, &b, &wt, &x);
+        for l in 0..LANES {
+            for j in 0..n_out {
+                let want = (b[j] + (0..n_in).map(|i| w[j * n_in + i] * x[i][l]).sum::<f32>()).max(0.0);
+                assert!((out[j][l] - want).abs() < 1e-5, "lane {l} output {j}: {} vs {want}", out[j][l]);
+            }
+        }
+    }
+}
