@@ -20,7 +20,7 @@ use std::sync::Mutex;
 
 use super::arm::CONTEXT;
 use super::lanes::{self, Isa, LANES, V, simd_kernel};
-use super::model::{ARM_LAYERS, Architecture, Layer, Params, Quantization};
+use super::model::{ARM_LAYERS, Architecture, Layer, Params, Quantization, soft_round};
 use super::prior::{SCALE_MAX, SCALE_MIN};
 
 /// Bilinear taps (PyTorch's `align_corners = false`) from `inp` samples to `out`.
@@ -366,42 +366,80 @@ impl Problem {
     /// Loss terms and the gradient of `mse + λ·bits/pixels` for latents quantized as `q`
     /// (`noise` draws the uniform noise of [`Quantization::Noise`]).
     pub fn loss_and_grads(&self, p: &Params, lambda: f64, q: Quantization, noise: &mut StdRng) -> (StepLoss, Params) {
-        // Noise in parallel chunks, each seeded from one draw of `noise` (the same every run).
-        let seed: u64 = noise.r#gen();
-        let y_hat: Vec<Vec<f32>> = p
-            .latents
-            .iter()
-            .enumerate()
-            .map(|(l, lat)| {
-                let mut out = self.zeros(lat.len());
-                out.par_chunks_mut(NOISE_CHUNK).zip(lat.par_chunks(NOISE_CHUNK)).enumerate().for_each(|(i, (o, v))| match q {
-                    Quantization::Noise => {
-                        let mut rng = StdRng::seed_from_u64(seed ^ ((l as u64) << 48) ^ i as u64);
-                        o.iter_mut().zip(v).for_each(|(o, &v)| *o = v + rng.gen_range(-0.5f32..0.5));
-                    }
-                    Quantization::Round => o.iter_mut().zip(v).for_each(|(o, &v)| *o = v.round()),
-                });
-                out
-            })
-            .collect();
+        let (y_rate, y_syn, chain) = self.quantize(p, q, noise);
         let mut grads = p.zeros_like();
         let pixels = (self.height * self.width) as f64;
-        let (mse, dy_syn) = self.synthesis(p, &y_hat, &mut grads);
+        let (mse, dy_syn) = self.synthesis(p, y_syn.as_ref().unwrap_or(&y_rate), &mut grads);
         let arm = Mlp::new(&p.layers[..ARM_LAYERS], CONTEXT.len());
         let mut arm_grads = LaneGrads::zeros(&arm);
         let mut bits = 0.0;
-        for (l, y) in y_hat.iter().enumerate() {
+        for (l, y) in y_rate.iter().enumerate() {
             let (b, dy) = self.rate(&arm, y, self.sizes[l], (lambda / pixels) as f32, &mut arm_grads);
             bits += b;
             grads.latents[l].iter_mut().zip(&dy).for_each(|(g, d)| *g += d);
             self.recycle([dy]);
         }
         arm_grads.add_to(&mut grads.layers[..ARM_LAYERS]);
-        for (g, d) in grads.latents.iter_mut().zip(&dy_syn) {
-            g.iter_mut().zip(d).for_each(|(a, b)| *a += b);
+        match &chain {
+            // ∂ŷ_rate/∂y and ∂ŷ_syn/∂y of soft rounding.
+            Some((d_rate, d_syn)) => {
+                for (((g, ds), dr), dsy) in grads.latents.iter_mut().zip(&dy_syn).zip(d_rate).zip(d_syn) {
+                    g.par_iter_mut().zip(ds).zip(dr).zip(dsy).for_each(|(((g, ds), dr), dsy)| *g = *g * dr + ds * dsy);
+                }
+            }
+            None => {
+                for (g, d) in grads.latents.iter_mut().zip(&dy_syn) {
+                    g.iter_mut().zip(d).for_each(|(a, b)| *a += b);
+                }
+            }
         }
-        self.recycle(y_hat.into_iter().chain(dy_syn));
+        let chain = chain.into_iter().flat_map(|(a, b)| a.into_iter().chain(b));
+        self.recycle(y_rate.into_iter().chain(y_syn.into_iter().flatten()).chain(dy_syn).chain(chain));
         (StepLoss { mse, bits }, grads)
+    }
+
+    /// The latents as the rate sees them and, where they differ, as the synthesis sees them;
+    /// for soft rounding also the derivatives of both with respect to the latents.
+    #[allow(clippy::type_complexity)]
+    fn quantize(&self, p: &Params, q: Quantization, noise: &mut StdRng) -> (Vec<Vec<f32>>, Option<Vec<Vec<f32>>>, Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>) {
+        // Noise in parallel chunks, each seeded from one draw of `noise` (the same every run).
+        let seed: u64 = noise.r#gen();
+        let soft = matches!(q, Quantization::SoftRound { .. });
+        let (mut rate, mut syn, mut d_rate, mut d_syn) = (vec![], vec![], vec![], vec![]);
+        for (l, lat) in p.latents.iter().enumerate() {
+            let n = lat.len();
+            let (mut r, mut s, mut dr, mut ds) = (self.zeros(n), self.zeros(if soft { n } else { 0 }), self.zeros(if soft { n } else { 0 }), self.zeros(if soft { n } else { 0 }));
+            let chunk = NOISE_CHUNK;
+            let parts = r.par_chunks_mut(chunk).zip(lat.par_chunks(chunk)).enumerate();
+            match q {
+                Quantization::Noise => parts.for_each(|(i, (o, v))| {
+                    let mut rng = StdRng::seed_from_u64(seed ^ ((l as u64) << 48) ^ i as u64);
+                    o.iter_mut().zip(v).for_each(|(o, &v)| *o = v + rng.gen_range(-0.5f32..0.5));
+                }),
+                Quantization::Round => parts.for_each(|(_, (o, v))| o.iter_mut().zip(v).for_each(|(o, &v)| *o = v.round())),
+                Quantization::SoftRound { temperature } => {
+                    parts.zip(s.par_chunks_mut(chunk).zip(dr.par_chunks_mut(chunk).zip(ds.par_chunks_mut(chunk)))).for_each(|((i, (o, v)), (so, (dro, dso)))| {
+                        let mut rng = StdRng::seed_from_u64(seed ^ ((l as u64) << 48) ^ i as u64);
+                        for ((((o, &v), so), dro), dso) in o.iter_mut().zip(v).zip(so).zip(dro).zip(dso) {
+                            let (sy, dsy) = soft_round(v, temperature);
+                            *o = sy + rng.gen_range(-0.5f32..0.5);
+                            let (ss, dss) = soft_round(*o, temperature);
+                            (*so, *dro, *dso) = (ss, dsy, dss * dsy);
+                        }
+                    })
+                }
+            }
+            rate.push(r);
+            syn.push(s);
+            d_rate.push(dr);
+            d_syn.push(ds);
+        }
+        if soft {
+            (rate, Some(syn), Some((d_rate, d_syn)))
+        } else {
+            self.recycle(syn.into_iter().chain(d_rate).chain(d_syn));
+            (rate, None, None)
+        }
     }
 
     /// Every level bilinearly upsampled to full resolution, `[row][level][wp]`.
@@ -697,6 +735,40 @@ mod tests {
     use crate::overfit::fit::image_tensor;
     use crate::overfit::model::OverfitNet;
     use burn::prelude::*;
+
+    /// Soft rounding's gradient through both paths (rate and synthesis) against central
+    /// differences of the loss, with the same noise for every evaluation.
+    #[test]
+    fn soft_rounding_gradients_match_finite_differences() {
+        let arch = Architecture { levels: 2, arm_hidden: 4, synthesis_width: 4 };
+        let (h, w) = (6usize, 7usize);
+        let img = crate::synthetic::scene(w as u32, h as u32);
+        let mut params = OverfitNet::new(&arch, h, w, 2, &Device::flex()).to_params();
+        let mut rng = StdRng::seed_from_u64(9);
+        for l in &mut params.latents {
+            l.iter_mut().for_each(|v| *v = rng.gen_range(-2.0f32..2.0));
+        }
+        let problem = Problem::new(arch, h, w, crate::nn::to_host(image_tensor(&img, &Device::flex())));
+        let (lambda, q) = (0.05, Quantization::SoftRound { temperature: 0.3 });
+        let loss = |p: &Params| {
+            let (l, g) = problem.loss_and_grads(p, lambda, q, &mut noise_rng(4));
+            (l.mse + lambda * l.bits / (h * w) as f64, g)
+        };
+        let (_, grads) = loss(&params);
+        let eps = 1e-2f32;
+        let mut checked = 0;
+        for (level, i) in [(0, 3), (0, 20), (1, 2), (1, 5)] {
+            let mut plus = params.clone();
+            plus.latents[level][i] += eps;
+            let mut minus = params.clone();
+            minus.latents[level][i] -= eps;
+            let numeric = (loss(&plus).0 - loss(&minus).0) / (2.0 * eps as f64);
+            let analytic = grads.latents[level][i] as f64;
+            assert!((numeric - analytic).abs() <= 0.05 * analytic.abs().max(numeric.abs()) + 1e-6, "latent {level}/{i}: {analytic} vs {numeric}");
+            checked += (analytic.abs() > 1e-5) as usize;
+        }
+        assert!(checked >= 3, "the gradients checked are not all zero");
+    }
 
     /// The hand-written pass against burn's autodiff on the same parameters: loss terms and
     /// every gradient (rounded latents, so both see the same ŷ).

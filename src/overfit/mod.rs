@@ -3,7 +3,7 @@
 //! a few hundred to a few thousand multiplications per pixel.
 //!
 //! ```text
-//!  encode: image ──fit (Adam, noisy then rounded latents, loss MSE + λ·bpp)──► net
+//!  encode: image ──fit (Adam, soft-rounded noisy then rounded latents, MSE + λ·bpp)──► net
 //!          net ──weights × 2^8, rounded──► section 1 (Laplace tables)
 //!          latents ──rounded──► integer ARM + lattice-Gaussian tables ──► section 2
 //!  decode: section 1 ──► integer ARM ──► section 2 ──► latents (bit-exact everywhere)

@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::arm::{CONTEXT, IntLayer, IntegerArm, first_layer};
+use super::lanes;
 use super::prior::{ARM_FRAC, SCALE_MAX, SCALE_MIN};
 use crate::entropy::gaussian_likelihood;
 use crate::error::{Error, Result};
@@ -112,12 +113,33 @@ pub const MAX_WEIGHT: i32 = 1 << 20;
 pub const ARM_LAYERS: usize = 3;
 
 /// How latents are quantized in a forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Quantization {
     /// Additive uniform noise (the first phase of fitting).
     Noise,
     /// Rounding with a straight-through gradient (the last phase, and what decoding sees).
     Round,
+    /// Soft rounding with noise (Agustsson & Theis 2020, as C3 uses it): the rate sees
+    /// `s(y) + u`, the synthesis `s(s(y) + u)`, where `s` tends to rounding as the
+    /// temperature falls; gradients flow through `s`.
+    SoftRound { temperature: f32 },
+}
+
+/// The soft rounding `s(y) = ⌊y⌋ + ½ + ½·tanh(r/T)/tanh(1/(2T))`, `r = y − ⌊y⌋ − ½`, and its
+/// derivative.
+#[inline(always)]
+pub fn soft_round(y: f32, temperature: f32) -> (f32, f32) {
+    let m = lanes::floor(y) + 0.5;
+    let t = lanes::tanh((y - m) / temperature);
+    let norm = lanes::tanh(0.5 / temperature);
+    (m + 0.5 * t / norm, 0.5 * (1.0 - t * t) / (temperature * norm))
+}
+
+/// [`soft_round`] on a tensor (⌊y⌋ carries no gradient).
+fn soft_round_tensor(y: Tensor<4>, temperature: f32) -> Tensor<4> {
+    let m = y.clone().floor().detach().add_scalar(0.5);
+    let norm = (0.5 / temperature).tanh() as f64;
+    m.clone() + (y - m).div_scalar(temperature as f64).tanh().mul_scalar(0.5 / norm)
 }
 
 #[derive(Module, Debug)]
@@ -179,15 +201,27 @@ impl OverfitNet {
         let mut levels = Vec::with_capacity(self.latents.len());
         for y in &self.latents {
             let y = y.val();
-            let y_hat = match quantization {
-                Quantization::Noise => y.clone() + Tensor::random(y.shape(), burn::tensor::Distribution::Uniform(-0.5, 0.5), &device),
-                Quantization::Round => ste_round(y),
+            let noise = || Tensor::random(y.shape(), burn::tensor::Distribution::Uniform(-0.5, 0.5), &device);
+            // What the rate sees, and what the synthesis sees.
+            let (y_rate, y_syn) = match quantization {
+                Quantization::Noise => {
+                    let n = y.clone() + noise();
+                    (n.clone(), n)
+                }
+                Quantization::Round => {
+                    let r = ste_round(y);
+                    (r.clone(), r)
+                }
+                Quantization::SoftRound { temperature } => {
+                    let n = soft_round_tensor(y.clone(), temperature) + noise();
+                    (n.clone(), soft_round_tensor(n, temperature))
+                }
             };
-            let (mu, log_scale) = self.arm(y_hat.clone());
+            let (mu, log_scale) = self.arm(y_rate.clone());
             let scale = log_scale.exp().clamp(SCALE_MIN, SCALE_MAX);
-            let lik = gaussian_likelihood(y_hat.clone(), scale, Some(mu));
+            let lik = gaussian_likelihood(y_rate, scale, Some(mu));
             bits = bits + lik.log().sum().neg().div_scalar(std::f64::consts::LN_2);
-            levels.push(y_hat);
+            levels.push(y_syn);
         }
         Output { x_hat: self.synthesize(levels, [height, width]), bits }
     }
@@ -247,4 +281,29 @@ pub fn weight_step() -> f32 {
 /// Latents (integers) as the synthesis's input tensors.
 pub fn latent_tensors(latents: &[Vec<i32>], sizes: &[[usize; 2]], device: &Device) -> Vec<Tensor<4>> {
     latents.iter().zip(sizes).map(|(y, &[h, w])| from_host(y.iter().map(|&v| v as f32).collect(), [1, 1, h, w], device)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tensor soft rounding (GPU fitting) computes the host one (CPU fitting), values and
+    /// derivatives, and tends to rounding as the temperature falls.
+    #[test]
+    fn soft_rounding_is_the_same_on_tensors_and_tends_to_rounding() {
+        let ys: Vec<f32> = (0..40).map(|i| -3.1 + i as f32 * 0.157).collect();
+        let device = Device::flex().autodiff();
+        let y = from_host(ys.clone(), [1, 1, 1, ys.len()], &device).require_grad();
+        let s = soft_round_tensor(y.clone(), 0.2);
+        let grads = s.clone().sum().backward();
+        let (values, slopes) = (to_host(s), to_host(y.grad(&grads).expect("a gradient")));
+        for (i, &v) in ys.iter().enumerate() {
+            let (want, slope) = soft_round(v, 0.2);
+            assert!((values[i] - want).abs() < 1e-5 && (slopes[i] - slope).abs() < 1e-4, "at {v}: {} {} vs {want} {slope}", values[i], slopes[i]);
+            // Away from the half-way points, where even a cold soft rounding is steep.
+            if (v - v.floor() - 0.5).abs() > 0.05 {
+                assert!((soft_round(v, 0.01).0 - v.round()).abs() < 1e-3, "at {v}");
+            }
+        }
+    }
 }
