@@ -19,6 +19,8 @@ use super::prior::ARM_FRAC;
 
 /// Causal neighbours (dy, dx): two rows above (5 wide) and two to the left.
 pub const CONTEXT: [(isize, isize); 12] = [(-2, -2), (-2, -1), (-2, 0), (-2, 1), (-2, 2), (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2), (0, -2), (0, -1)];
+/// Widest layer a stream may declare (the ARM's and the synthesis's; checked by the parser).
+pub const MAX_WIDTH: usize = 64;
 /// Rows above and columns either side the context reaches.
 const REACH: usize = 2;
 /// The window holding the context: (rows, columns).
@@ -59,29 +61,43 @@ const ACT_LIMIT: i64 = 1 << 30;
 
 impl IntegerArm {
     /// (μ, log σ) in Q8 for one latent from its context values (integers).
-    pub fn predict(&self, ctx: &[i32; CONTEXT.len()], scratch: &mut [Vec<i64>; 2]) -> (i32, i32) {
-        let [a, b] = scratch;
-        a.clear();
+    pub fn predict(&self, ctx: &[i32; CONTEXT.len()]) -> (i32, i32) {
+        // Fixed buffers (widths are bounded by the parser): this runs once per latent.
+        let (mut a, mut b) = ([0i64; MAX_WIDTH], [0i64; MAX_WIDTH]);
         // Inputs are integers: the first layer's Q8 weights make Q8 activations directly.
-        a.extend(ctx.iter().map(|&v| (v as i64) << ARM_FRAC));
+        for (x, &v) in a.iter_mut().zip(ctx) {
+            *x = (v as i64) << ARM_FRAC;
+        }
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
-            b.clear();
-            for o in 0..layer.outputs {
+            let x = &a[..layer.inputs];
+            for (o, out) in b[..layer.outputs].iter_mut().enumerate() {
                 let row = &layer.weight[o * layer.inputs..(o + 1) * layer.inputs];
-                let mut acc: i64 = (layer.bias[o] as i64) << ARM_FRAC;
-                for (x, &w) in a.iter().zip(row) {
-                    acc += x * w as i64;
-                }
-                let mut v = (acc >> ARM_FRAC).clamp(-ACT_LIMIT, ACT_LIMIT);
-                if l < last {
-                    v = v.max(0);
-                }
-                b.push(v);
+                let acc = row.iter().zip(x).fold((layer.bias[o] as i64) << ARM_FRAC, |acc, (&w, &x)| acc + x * w as i64);
+                let v = (acc >> ARM_FRAC).clamp(-ACT_LIMIT, ACT_LIMIT);
+                *out = if l < last { v.max(0) } else { v };
             }
-            std::mem::swap(a, b);
+            std::mem::swap(&mut a, &mut b);
         }
         (a[0] as i32, a[1] as i32)
+    }
+}
+
+/// [`IntegerArm::predict`] with the answer for an all-zero context kept: at low rates most
+/// contexts are all zero, and the answer is the same every time.
+pub struct Predictor<'a> {
+    arm: &'a IntegerArm,
+    at_zero: (i32, i32),
+}
+
+impl<'a> Predictor<'a> {
+    pub fn new(arm: &'a IntegerArm) -> Self {
+        Self { arm, at_zero: arm.predict(&[0; CONTEXT.len()]) }
+    }
+
+    #[inline]
+    pub fn predict(&self, ctx: &[i32; CONTEXT.len()]) -> (i32, i32) {
+        if ctx.iter().all(|&v| v == 0) { self.at_zero } else { self.arm.predict(ctx) }
     }
 }
 
@@ -133,10 +149,14 @@ mod tests {
         let mut ctx = [0; 12];
         ctx[11] = 3;
         ctx[0] = 2;
-        let mut s = [vec![], vec![]];
-        assert_eq!(arm.predict(&ctx, &mut s), (5 * one, -4 * one));
+        assert_eq!(arm.predict(&ctx), (5 * one, -4 * one));
         // ReLU on the hidden layer.
         ctx[0] = -10;
-        assert_eq!(arm.predict(&ctx, &mut s), (0, one));
+        assert_eq!(arm.predict(&ctx), (0, one));
+        // The cached all-zero answer is the computed one.
+        let bias =
+            IntegerArm { layers: vec![IntLayer { inputs: k, outputs: 1, weight: vec![one; k], bias: vec![3 * one] }, IntLayer { inputs: 1, outputs: 2, weight: vec![one, -one], bias: vec![0, one] }] };
+        assert_eq!(Predictor::new(&bias).predict(&[0; 12]), bias.predict(&[0; 12]));
+        assert_eq!(bias.predict(&[0; 12]), (3 * one, -2 * one));
     }
 }

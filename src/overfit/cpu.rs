@@ -240,14 +240,23 @@ struct PaddedLevel {
 const REACH: usize = 2;
 
 impl PaddedLevel {
-    fn new(y: &[f32], [lh, lw]: [usize; 2]) -> Self {
-        let lwp = lane_ceil(lw);
-        let pw = lwp + 2 * REACH;
-        let mut padded = vec![0f32; (lh + REACH) * pw];
+    /// The level `y`, in `padded` (zeros, as long as [`PaddedLevel::len`] says).
+    fn new(y: &[f32], [lh, lw]: [usize; 2], mut padded: Vec<f32>) -> Self {
+        let (lwp, pw) = Self::widths(lw);
+        debug_assert_eq!(padded.len(), Self::len([lh, lw]));
         for r in 0..lh {
             padded[(r + REACH) * pw + REACH..][..lw].copy_from_slice(&y[r * lw..(r + 1) * lw]);
         }
         Self { y: padded, pw, lw, lwp, lh }
+    }
+
+    fn widths(lw: usize) -> (usize, usize) {
+        let lwp = lane_ceil(lw);
+        (lwp, lwp + 2 * REACH)
+    }
+
+    fn len([lh, lw]: [usize; 2]) -> usize {
+        (lh + REACH) * Self::widths(lw).1
     }
 
     /// Index of the latent at `(r, c)` offset by `(dy, dx)`.
@@ -360,7 +369,10 @@ impl Problem {
     }
 
     fn recycle(&self, buffers: impl IntoIterator<Item = Vec<f32>>) {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).extend(buffers);
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.extend(buffers);
+        // A step takes back what it gives; the bound only guards against a buffer that is not.
+        pool.truncate(64);
     }
 
     /// Loss terms and the gradient of `mse + λ·bits/pixels` for latents quantized as `q`
@@ -618,7 +630,7 @@ impl Problem {
     /// One level's rate under the ARM: bits, ARM gradients (scaled by `scale`) into `grads`,
     /// and the scaled gradient with respect to the level's ŷ.
     fn rate(&self, arm: &Mlp, y: &[f32], size: [usize; 2], scale: f32, grads: &mut LaneGrads) -> (f64, Vec<f32>) {
-        let level = PaddedLevel::new(y, size);
+        let level = PaddedLevel::new(y, size, self.zeros(PaddedLevel::len(size)));
         let (lh, lw, lwp, k) = (level.lh, level.lw, level.lwp, CONTEXT.len());
         // Per row: bits, the direct ∂/∂ŷ, ∂/∂context (`[row][tap][lwp]`) and the ARM's gradients.
         let mut dy = self.zeros(lh * lwp);
@@ -709,7 +721,7 @@ mod tests {
         let arm = Mlp::new(&layers, CONTEXT.len());
         let size = [5, 19];
         let y: Vec<f32> = (0..size[0] * size[1]).map(|_| rng.gen_range(-3.0f32..3.0).round()).collect();
-        let level = PaddedLevel::new(&y, size);
+        let level = PaddedLevel::new(&y, size, vec![0.0; PaddedLevel::len(size)]);
         let run = |plain: bool| {
             let (mut dy, mut dctx, mut bits) = (vec![0f32; level.lwp], vec![0f32; CONTEXT.len() * level.lwp], 0.0);
             let (mut g, mut s) = (LaneGrads::zeros(&arm), Scratch::new(&arm));

@@ -72,9 +72,10 @@ fn quantization_at(opts: &FitOptions, step: usize) -> Quantization {
     Quantization::SoftRound { temperature: 0.3 - 0.2 * t }
 }
 
-/// Whether step `step` reports its progress (every 10th, and the last).
+/// Whether step `step` (counted from 0) reports its progress: the first, every 10th (so the
+/// reported counts are 1, 10, 20, …), and the last.
 fn reports(opts: &FitOptions, step: usize) -> bool {
-    step.is_multiple_of(10) || step + 1 == opts.steps
+    step == 0 || (step + 1).is_multiple_of(10) || step + 1 == opts.steps
 }
 
 impl FitProgress {
@@ -125,6 +126,26 @@ fn fit_cpu(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dy
         }
     }
     params
+}
+
+/// The distortion (MSE of [0, 1] samples) and the ARM's estimate of the latents' bits of
+/// each candidate network, latents rounded: what a decoder of those parameters reconstructs.
+pub fn measure(img: &RgbImage, arch: &Architecture, candidates: &[Params], device: &Device) -> Result<Vec<(f64, f64)>> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if runs_on_cpu(device) {
+        let problem = Problem::new(*arch, h, w, planar(img));
+        return Ok(candidates.iter().map(|p| problem.loss_and_grads(p, 0.0, Quantization::Round, &mut noise_rng(0)).0).map(|l| (l.mse, l.bits)).collect());
+    }
+    let x = image_tensor(img, device);
+    let sizes = arch.level_sizes(h, w);
+    candidates
+        .iter()
+        .map(|p| {
+            let out = OverfitNet::from_params(arch, &sizes, p, device).forward(Quantization::Round);
+            let mse = to_host((out.x_hat - x.clone()).powi_scalar(2).mean())[0] as f64;
+            Ok((mse, to_host(out.bits)[0] as f64))
+        })
+        .collect()
 }
 
 fn fit_tensors(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<Params> {

@@ -91,14 +91,54 @@ pub fn encode(img: &RgbImage, q: u8, opts: &FitOptions, device: &Device, progres
     let net = fit::fit(img, opts, device, progress)?;
     let (h, w) = (img.height() as usize, img.width() as usize);
     let sizes = opts.arch.level_sizes(h, w);
-    let layers = model::quantized_layers(&net, weight_step());
+    let exponents = weight_exponents(img, opts, &net, device)?;
+    let layers = model::quantized_layers(&net, &exponents);
     let latents = model::integer_latents(&net);
-    let sections = vec![stream::header_bytes(&opts.arch), stream::encode_weights(&layers)?, stream::encode_latents(&integer_arm(&opts.arch, &layers), &latents, &sizes)?];
+    let sections = vec![stream::header_bytes(&opts.arch), stream::encode_weights(&layers, &exponents)?, stream::encode_latents(&integer_arm(&opts.arch, &layers), &latents, &sizes)?];
     let header = Header { kind: Kind::Image, codec: CODEC_NAME.into(), weights_digest: [0; 8], quality: q, width: img.width(), height: img.height() };
     let bytes = Container { header, sections }.to_bytes();
     // Measure what a decoder gets from these bytes.
     let decoded = decode(&Container::parse(&bytes)?, device)?;
     Ok(Encoded { psnr: crate::metrics::psnr(img, &decoded), bytes })
+}
+
+/// Tensors sharing a quantization step: the ARM's weights, its biases, the synthesis's
+/// weights, its biases (indices as in [`Architecture::tensor_shapes`], weight then bias).
+fn step_groups(tensors: usize) -> [Vec<usize>; 4] {
+    let arm = 2 * model::ARM_LAYERS;
+    let pick = |range: std::ops::Range<usize>, bias: usize| range.filter(|t| t % 2 == bias).collect();
+    [pick(0..arm, 0), pick(0..arm, 1), pick(arm..tensors, 0), pick(arm..tensors, 1)]
+}
+
+/// Each tensor group's quantization step 2^−e, chosen by rate-distortion (Cool-chic does the
+/// same): one pass over the groups, each trying e = 8 … 3 with the others fixed, keeping the
+/// lowest `MSE + λ·(latent bits + weight bits)/pixels`.
+fn weight_exponents(img: &RgbImage, opts: &FitOptions, net: &model::Params, device: &Device) -> Result<Vec<u8>> {
+    let tensors = 2 * net.layers.len();
+    let pixels = (img.width() * img.height()) as f64;
+    let mut best = vec![prior::ARM_FRAC as u8; tensors];
+    let cost = |exps: &[u8], (mse, bits): (f64, f64)| -> Result<f64> {
+        let weight_bits = 8.0 * stream::encode_weights(&model::quantized_layers(net, exps), exps)?.len() as f64;
+        Ok(mse + opts.lambda * (bits + weight_bits) / pixels)
+    };
+    let mut best_cost = cost(&best, fit::measure(img, &opts.arch, &[model::dequantized(net, &model::quantized_layers(net, &best))], device)?[0])?;
+    for group in step_groups(tensors) {
+        let trials: Vec<Vec<u8>> = (3..prior::ARM_FRAC as u8)
+            .map(|e| {
+                let mut exps = best.clone();
+                group.iter().for_each(|&t| exps[t] = e);
+                exps
+            })
+            .collect();
+        let candidates: Vec<_> = trials.iter().map(|e| model::dequantized(net, &model::quantized_layers(net, e))).collect();
+        for (exps, m) in trials.iter().zip(fit::measure(img, &opts.arch, &candidates, device)?) {
+            let c = cost(exps, m)?;
+            if c < best_cost {
+                (best, best_cost) = (exps.clone(), c);
+            }
+        }
+    }
+    Ok(best)
 }
 
 /// The integer part of a decoded stream.

@@ -35,7 +35,7 @@ pub struct Architecture {
 
 /// Largest values a stream may declare (checked before anything is allocated).
 pub const MAX_LEVELS: usize = 8;
-pub const MAX_WIDTH: usize = 64;
+pub use super::arm::MAX_WIDTH;
 
 impl Architecture {
     pub fn check(&self) -> Result<()> {
@@ -260,11 +260,23 @@ pub fn integer_latents(p: &Params) -> Vec<Vec<i32>> {
     p.latents.iter().map(|y| y.iter().map(|&v| v.round().clamp(-max, max) as i32).collect()).collect()
 }
 
-/// Every layer's weights and biases as integer multiples of `step`.
-pub fn quantized_layers(p: &Params, step: f32) -> QuantizedLayers {
-    let max = MAX_WEIGHT as f32;
-    let q = |t: &[f32]| t.iter().map(|&v| (v / step).round().clamp(-max, max) as i32).collect();
-    p.layers.iter().map(|(w, b)| (q(w), q(b))).collect()
+/// Every layer's weights and biases in units of [`weight_step`], each tensor rounded to a
+/// multiple of its own step 2^−e (`exponents[t]` ≤ `ARM_FRAC`, weight then bias per layer).
+pub fn quantized_layers(p: &Params, exponents: &[u8]) -> QuantizedLayers {
+    let q = |t: &[f32], e: u8| {
+        let unit = 1i32 << (ARM_FRAC - e as u32);
+        // The largest multiple of the step within the bound.
+        let max = (MAX_WEIGHT / unit) as f32;
+        t.iter().map(|&v| ((v * (e as f32).exp2()).round().clamp(-max, max) as i32) * unit).collect()
+    };
+    p.layers.iter().enumerate().map(|(i, (w, b))| (q(w, exponents[2 * i]), q(b, exponents[2 * i + 1]))).collect()
+}
+
+/// The host parameters a decoder sees for these quantized layers (latents unchanged).
+pub fn dequantized(p: &Params, layers: &QuantizedLayers) -> Params {
+    let step = weight_step();
+    let f = |t: &[i32]| t.iter().map(|&v| v as f32 * step).collect();
+    Params { latents: p.latents.clone(), layers: layers.iter().map(|(w, b)| (f(w), f(b))).collect() }
 }
 
 /// The ARM layers of quantized weights, in fixed point (step 2^−[`ARM_FRAC`]).
