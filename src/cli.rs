@@ -34,6 +34,28 @@ impl BackendArgs {
     }
 }
 
+/// Options of the image codec `overfit` (ncenc, `ncodec bench`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct OverfitArgs {
+    /// overfit: effort (fast, medium, slow): network size and fitting steps.
+    #[arg(long, default_value = "medium")]
+    pub preset: String,
+    /// overfit: fitting steps instead of the preset's.
+    #[arg(long)]
+    pub steps: Option<usize>,
+}
+
+impl OverfitArgs {
+    /// The fitting options of quality `q`.
+    pub fn options(&self, q: u8) -> crate::Result<crate::overfit::FitOptions> {
+        let mut opts = self.preset.parse::<crate::overfit::Preset>()?.options(q)?;
+        if let Some(s) = self.steps {
+            opts.steps = s.max(1);
+        }
+        Ok(opts)
+    }
+}
+
 /// Options of the video codec `nerv` (ncenc, `ncodec transcode`, `ncodec bench`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct NervArgs {

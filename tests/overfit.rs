@@ -34,3 +34,24 @@ fn overfit_streams_round_trip_through_the_binaries() {
     assert_eq!(dec.status.code(), Some(1));
     assert!(!dir.path().join("cut.png").exists());
 }
+
+/// `ncodec bench --codec overfit` fits every image at every quality asked for and reports
+/// real bytes and encode times, labelled with the preset.
+#[test]
+fn bench_runs_the_overfitted_codec() {
+    let dir = common::tempdir();
+    let imgs = dir.path().join("imgs");
+    std::fs::create_dir(&imgs).unwrap();
+    // Large enough for MS-SSIM's five scales, which the report plots.
+    ncodec::synthetic::scene(168, 164).save(imgs.join("a.png")).unwrap();
+    let out = dir.path().join("out");
+    let args = ["bench", "--dataset", "folder", "--data-dir", imgs.to_str().unwrap(), "--codec", "overfit", "--preset", "fast", "--steps", "120", "--quality", "1,8"];
+    let run = common::run_bin("ncodec", &[&args[..], &["--anchors", "none", "--backend", "cpu", "--out", out.to_str().unwrap()]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("ncodec-overfit-fast-120steps.json")).unwrap()).unwrap();
+    let bpp: Vec<f64> = j["results"]["bpp"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(bpp.len(), 2);
+    assert!(bpp[1] > bpp[0], "quality 8 spends more than quality 1: {bpp:?}");
+    assert!(j["results"]["encoding_time"][0].as_f64().unwrap() > 0.0);
+    assert!(j["description"].as_str().unwrap_or_default().contains("120 fitting steps"), "{j}");
+}

@@ -78,6 +78,43 @@ impl RdCodec for Ncodec {
     }
 }
 
+/// The overfitted codec: every encode fits a network to the image (minutes per image).
+pub struct Overfit {
+    pub preset: String,
+    pub opts: crate::overfit::FitOptions,
+    pub device: burn::prelude::Device,
+}
+
+impl RdCodec for Overfit {
+    fn name(&self) -> String {
+        format!("ncodec-overfit-{}", self.preset)
+    }
+    fn description(&self) -> String {
+        let a = &self.opts.arch;
+        format!(
+            "ncodec overfit, preset {} ({} fitting steps, {} levels, ARM {} / synthesis {} wide, {:.0} MAC/pixel), quality 1..{}",
+            self.preset,
+            self.opts.steps,
+            a.levels,
+            a.arm_hidden,
+            a.synthesis_width,
+            a.macs_per_pixel(),
+            crate::overfit::LAMBDAS.len()
+        )
+    }
+    fn settings(&self) -> Vec<u32> {
+        (1..=crate::overfit::LAMBDAS.len() as u32).collect()
+    }
+    fn encode(&self, img: &RgbImage, setting: u32) -> Result<Vec<u8>> {
+        let q = u8::try_from(setting).map_err(|_| crate::Error::Unsupported(format!("quality {setting}")))?;
+        let opts = crate::overfit::FitOptions { lambda: crate::overfit::Preset::lambda(q)?, ..self.opts.clone() };
+        Ok(crate::overfit::encode(img, q, &opts, &self.device, &mut |_| {})?.bytes)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
+        crate::overfit::decode(&Container::parse(bytes)?, &self.device)
+    }
+}
+
 /// Measurement only: a gain-unit codec pushed below its lowest trained rate, quality 1's gain
 /// scaled by one factor per setting (setting i uses `codecs[i - 1]`).
 pub struct Extrapolated {

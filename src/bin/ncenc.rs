@@ -48,12 +48,8 @@ struct Args {
     backend: ncodec::cli::BackendArgs,
     #[command(flatten)]
     limits: ncodec::cli::LimitArgs,
-    /// overfit: effort (fast, medium, slow): network size and fitting steps.
-    #[arg(long, default_value = "medium")]
-    preset: String,
-    /// overfit: fitting steps instead of the preset's.
-    #[arg(long)]
-    steps: Option<usize>,
+    #[command(flatten)]
+    overfit: ncodec::cli::OverfitArgs,
     /// Print nothing on success.
     #[arg(long)]
     quiet: bool,
@@ -111,10 +107,7 @@ fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::
     if args.weights.is_some() || args.refine > 0 || args.nerv.bpp.is_some() {
         return Err(ncodec::Error::Unsupported("overfit fits its own network: --weights, --refine and --bpp do not apply (pick -q and --preset)".into()));
     }
-    let mut opts = args.preset.parse::<ncodec::overfit::Preset>()?.options(args.quality)?;
-    if let Some(s) = args.steps {
-        opts.steps = s.max(1);
-    }
+    let opts = args.overfit.options(args.quality)?;
     let bar = ncodec::cli::encode_bar(opts.steps, "step {pos}/{len}", args.quiet);
     let start = Instant::now();
     let enc = ncodec::overfit::encode(img, args.quality, &opts, &backend.device, &mut |p| {

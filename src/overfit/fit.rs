@@ -4,8 +4,9 @@
 //! ```text
 //!  zero latents, seeded network ──Adam, warm-up then cosine lr──►
 //!      first 80 % of steps: soft-rounded noisy latents, temperature 0.3 → 0.1
-//!      last 20 %:           rounded latents, straight-through gradients
-//!  ──weights to multiples of 2^−8, latents rounded──► stream (see `stream`)
+//!      last 20 %:           rounded latents, straight-through gradients; the parameters
+//!                           of the lowest rounded loss seen are the ones kept
+//!  ──weights to steps chosen by rate-distortion, latents rounded──► stream (see `stream`)
 //! ```
 
 use std::time::Instant;
@@ -118,14 +119,36 @@ fn fit_cpu(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dy
     let mut adam = Adam::new(&params);
     let mut noise = noise_rng(opts.seed);
     let start = Instant::now();
+    let mut best = KeepBest::default();
     for step in 0..opts.steps {
-        let (loss, grads) = problem.loss_and_grads(&params, opts.lambda, quantization_at(opts, step), &mut noise);
+        let q = quantization_at(opts, step);
+        let (loss, grads) = problem.loss_and_grads(&params, opts.lambda, q, &mut noise);
+        best.offer(q, loss.mse + opts.lambda * loss.bits / (w * h) as f64, &params);
         adam.step(&mut params, &grads, learning_rate(opts, step));
         if reports(opts, step) {
             progress(FitProgress::after(step, opts, loss.mse, loss.bits / (w * h) as f64, start));
         }
     }
-    params
+    best.or(params)
+}
+
+/// The parameters of the lowest loss seen with rounded latents (the loss a decoder gets):
+/// straight-through steps do not always lower it, and C3 and Cool-chic keep the best too.
+#[derive(Default)]
+struct KeepBest {
+    best: Option<(f64, Params)>,
+}
+
+impl KeepBest {
+    fn offer(&mut self, q: Quantization, loss: f64, params: &Params) {
+        if q == Quantization::Round && self.best.as_ref().is_none_or(|(b, _)| loss < *b) {
+            self.best = Some((loss, params.clone()));
+        }
+    }
+
+    fn or(self, last: Params) -> Params {
+        self.best.map_or(last, |(_, p)| p)
+    }
 }
 
 /// The distortion (MSE of [0, 1] samples) and the ARM's estimate of the latents' bits of
@@ -156,17 +179,26 @@ fn fit_tensors(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mu
     let mut optim: ModuleOptimizer = AdamConfig::new().with_epsilon(1e-8).init();
     let pixels = (w * h) as f64;
     let start = Instant::now();
+    // As `KeepBest`, holding the module (its tensors stay on the device).
+    let mut best: Option<(f64, OverfitNet)> = None;
     for step in 0..opts.steps {
-        let out = model.forward(quantization_at(opts, step));
+        let q = quantization_at(opts, step);
+        let out = model.forward(q);
         let mse = (out.x_hat - x.clone()).powi_scalar(2).mean();
         let bpp = out.bits.div_scalar(pixels);
         let loss = mse.clone() + bpp.clone().mul_scalar(opts.lambda);
         let measured = reports(opts, step).then(|| (to_host(mse.clone().detach())[0] as f64, to_host(bpp.clone().detach())[0] as f64));
+        if q == Quantization::Round {
+            let l = to_host(loss.clone().detach())[0] as f64;
+            if best.as_ref().is_none_or(|(b, _)| l < *b) {
+                best = Some((l, model.clone()));
+            }
+        }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(learning_rate(opts, step), model, grads);
         if let Some((mse, bpp)) = measured {
             progress(FitProgress::after(step, opts, mse, bpp, start));
         }
     }
-    Ok(model.to_params())
+    Ok(best.map_or(model, |(_, m)| m).to_params())
 }

@@ -72,8 +72,12 @@ impl Preset {
 
     /// The fitting options of quality `q` (1..=8).
     pub fn options(self, q: u8) -> Result<FitOptions> {
-        let lambda = *LAMBDAS.get((q as usize).wrapping_sub(1)).ok_or_else(|| Error::Unsupported(format!("overfit quality {q} (1..={})", LAMBDAS.len())))?;
-        Ok(FitOptions { arch: self.architecture(), lambda, steps: self.steps(), lr: 1e-2, seed: 1 })
+        Ok(FitOptions { arch: self.architecture(), lambda: Self::lambda(q)?, steps: self.steps(), lr: 1e-2, seed: 1 })
+    }
+
+    /// λ of quality `q` (1..=8).
+    pub fn lambda(q: u8) -> Result<f64> {
+        LAMBDAS.get((q as usize).wrapping_sub(1)).copied().ok_or_else(|| Error::Unsupported(format!("overfit quality {q} (1..={})", LAMBDAS.len())))
     }
 }
 

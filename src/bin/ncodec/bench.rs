@@ -27,6 +27,8 @@ pub struct Args {
     /// Video mode: options of the video codecs (stem: --gop, -q default all; nerv: -q default 2,4).
     #[command(flatten)]
     pub nerv: ncodec::cli::NervArgs,
+    #[command(flatten)]
+    pub overfit: ncodec::cli::OverfitArgs,
     /// Curves that BD-rates are computed against, comma-separated: one table each
     /// (default: jpeg for images, x264 for video).
     #[arg(long, value_delimiter = ',')]
@@ -87,6 +89,14 @@ pub fn run(a: Args) -> ncodec::Result<()> {
     }
     let backend = a.backend.select()?;
     for name in ncodecs {
+        if ncodec::registry::family_of_name(name) == ncodec::registry::Family::Overfit {
+            if a.weights.is_some() {
+                return Err(ncodec::Error::Unsupported("overfit fits its own network: --weights does not apply".into()));
+            }
+            let opts = a.overfit.options(1)?;
+            codecs.push(Box::new(bench::Overfit { preset: a.overfit.steps.map_or(a.overfit.preset.clone(), |s| format!("{}-{s}steps", a.overfit.preset)), opts, device: backend.device.clone() }));
+            continue;
+        }
         let codec = ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
         codecs.push(Box::new(bench::Ncodec { name: name.clone(), codec, refine: 0 }));
         if a.float_hyper {
