@@ -351,6 +351,8 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// `target`: the image as planar [0, 1] samples; empty when only [`Problem::reconstruct`]
+    /// is called (decoding).
     pub fn new(arch: Architecture, height: usize, width: usize, target: Vec<f32>) -> Self {
         let sizes = arch.level_sizes(height, width);
         let taps = sizes.iter().map(|&[h, w]| (Taps::new(h, height), Taps::new(w, width))).collect();
@@ -519,18 +521,14 @@ impl Problem {
         dy
     }
 
-    /// Synthesis forward and backward: the MSE, weight gradients into `grads`, and the
-    /// gradient of the MSE with respect to every level's ŷ.
-    fn synthesis(&self, p: &Params, y_hat: &[Vec<f32>], grads: &mut Params) -> (f64, Vec<Vec<f32>>) {
+    /// The upsampled latents (`[row][level][wp]`) and the synthesis MLP's output planes,
+    /// `[3][H+2][W+2]`, zero-padded by one for the 3x3 convolution.
+    fn mlp_planes(&self, mlp: &Mlp, y_hat: &[Vec<f32>], wp: usize) -> (Vec<f32>, Vec<f32>) {
         let (h, w, levels) = (self.height, self.width, self.sizes.len());
-        let wp = lane_ceil(w);
-        let mlp = Mlp::new(&p.layers[ARM_LAYERS..ARM_LAYERS + 3], levels);
-        let (wr, br) = &p.layers[ARM_LAYERS + 3];
         let u = self.upsample(y_hat, wp);
-        // Forward: the MLP's output planes o, zero-padded by one for the 3x3 convolution.
         let (ph, pw) = (h + 2, w + 2);
         let mut rows = self.zeros(h * 3 * wp);
-        rows.par_chunks_mut(3 * wp).enumerate().for_each_init(|| Scratch::new(&mlp), |s, (r, out)| synthesis_forward_row(&mlp, &u[r * levels * wp..][..levels * wp], out, s));
+        rows.par_chunks_mut(3 * wp).enumerate().for_each_init(|| Scratch::new(mlp), |s, (r, out)| synthesis_forward_row(mlp, &u[r * levels * wp..][..levels * wp], out, s));
         let mut o = self.zeros(3 * ph * pw);
         o.par_chunks_mut(pw).enumerate().for_each(|(row, out)| {
             let (k, pr) = (row / ph, row % ph);
@@ -539,8 +537,43 @@ impl Problem {
             }
         });
         self.recycle([rows]);
-        // Taps of the 3x3 convolution as offsets into a padded plane, `[ic][ky][kx]`.
-        let taps: Vec<usize> = (0..27).map(|t| (t / 9) * ph * pw + (t / 3 % 3) * pw + t % 3).collect();
+        (u, o)
+    }
+
+    /// Taps of the 3x3 convolution as offsets into a padded plane, `[ic][ky][kx]`.
+    fn conv_taps(ph: usize, pw: usize) -> Vec<usize> {
+        (0..27).map(|t| (t / 9) * ph * pw + (t / 3 % 3) * pw + t % 3).collect()
+    }
+
+    /// Decoding on the CPU: the synthesis of `p`'s layers on latents `y` (integers as f32),
+    /// planar `[3][H][W]` samples (unclamped; [0, 1] is the image's range). Needs no target.
+    pub fn reconstruct(&self, p: &Params, y: &[Vec<f32>]) -> Vec<f32> {
+        let (h, w) = (self.height, self.width);
+        let mlp = Mlp::new(&p.layers[ARM_LAYERS..ARM_LAYERS + 3], self.sizes.len());
+        let (wr, br) = &p.layers[ARM_LAYERS + 3];
+        let (ph, pw) = (h + 2, w + 2);
+        let (u, o) = self.mlp_planes(&mlp, y, lane_ceil(w));
+        let taps = Self::conv_taps(ph, pw);
+        let mut out = vec![0f32; 3 * h * w];
+        out.par_chunks_mut(w).enumerate().for_each(|(row, v)| {
+            let (k, r) = (row / h, row % h);
+            v.iter_mut().zip(&o[k * ph * pw + (r + 1) * pw + 1..][..w]).for_each(|(v, x)| *v = x + br[k]);
+            conv_row(v, &wr[k * 27..(k + 1) * 27], &o[r * pw..], &taps);
+        });
+        self.recycle([u, o]);
+        out
+    }
+
+    /// Synthesis forward and backward: the MSE, weight gradients into `grads`, and the
+    /// gradient of the MSE with respect to every level's ŷ.
+    fn synthesis(&self, p: &Params, y_hat: &[Vec<f32>], grads: &mut Params) -> (f64, Vec<Vec<f32>>) {
+        let (h, w, levels) = (self.height, self.width, self.sizes.len());
+        let wp = lane_ceil(w);
+        let mlp = Mlp::new(&p.layers[ARM_LAYERS..ARM_LAYERS + 3], levels);
+        let (wr, br) = &p.layers[ARM_LAYERS + 3];
+        let (ph, pw) = (h + 2, w + 2);
+        let (u, o) = self.mlp_planes(&mlp, y_hat, wp);
+        let taps = Self::conv_taps(ph, pw);
         // x̃ = o + conv3x3(o) + bias; the loss and d = ∂MSE/∂x̃ (zero-padded too).
         let n = (3 * h * w) as f64;
         let mut d = self.zeros(3 * ph * pw);

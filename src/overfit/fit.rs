@@ -101,7 +101,7 @@ pub fn fit(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dy
 }
 
 /// Whether `device` is the CPU backend (where the hand-written pass is the faster one).
-fn runs_on_cpu(device: &Device) -> bool {
+pub(crate) fn runs_on_cpu(device: &Device) -> bool {
     #[cfg(feature = "flex")]
     return *device == Device::flex();
     #[cfg(not(feature = "flex"))]

@@ -168,13 +168,29 @@ pub fn decode_latents(c: &Container) -> Result<Decoded> {
     Ok(Decoded { arch, layers, latents })
 }
 
-/// Decodes a stream to an image: integer work for the latents, then the synthesis on `device`.
+/// Decodes a stream to an image: integer work for the latents, then the synthesis on `device`
+/// (on the CPU backend, the fitting pass's own lanes; elsewhere burn's tensors).
 pub fn decode(c: &Container, device: &Device) -> Result<RgbImage> {
     let Decoded { arch, layers, latents } = decode_latents(c)?;
     let (h, w) = (c.header.height as usize, c.header.width as usize);
-    let net = OverfitNet::decoder(&arch, &layers, weight_step(), device);
-    let x = net.synthesize(latent_tensors(&latents, &arch.level_sizes(h, w), device), [h, w]);
-    Ok(crate::codec::tensor_to_image(x, c.header.width, c.header.height))
+    if fit::runs_on_cpu(device) {
+        let params = model::dequantized(&model::Params { latents: vec![], layers: vec![] }, &layers);
+        let y: Vec<Vec<f32>> = latents.iter().map(|l| l.iter().map(|&v| v as f32).collect()).collect();
+        let x = cpu::Problem::new(arch, h, w, vec![]).reconstruct(&params, &y);
+        let px = |i: usize| (x[i] * 255.0).round().clamp(0.0, 255.0) as u8;
+        return Ok(RgbImage::from_fn(c.header.width, c.header.height, |col, row| {
+            let i = row as usize * w + col as usize;
+            image::Rgb([px(i), px(h * w + i), px(2 * h * w + i)])
+        }));
+    }
+    decode_with_tensors(&arch, &layers, &latents, [h, w], device)
+}
+
+/// The synthesis through burn's tensors on `device` (any backend).
+fn decode_with_tensors(arch: &Architecture, layers: &QuantizedLayers, latents: &[Vec<i32>], [h, w]: [usize; 2], device: &Device) -> Result<RgbImage> {
+    let net = OverfitNet::decoder(arch, layers, weight_step(), device);
+    let x = net.synthesize(latent_tensors(latents, &arch.level_sizes(h, w), device), [h, w]);
+    Ok(crate::codec::tensor_to_image(x, w as u32, h as u32))
 }
 
 #[cfg(test)]
@@ -194,6 +210,12 @@ mod tests {
         assert_eq!(crate::metrics::psnr(&img, &dec), enc.psnr);
         // The fit learned something: the decoded image beats the first step's reconstruction.
         assert!(enc.psnr > curve[0].psnr + 2.0, "{} dB after {} dB", enc.psnr, curve[0].psnr);
+        // The CPU's own synthesis and burn's tensors give the same pixels, within one level.
+        let d = decode_latents(&c).unwrap();
+        let tensors = decode_with_tensors(&d.arch, &d.layers, &d.latents, [23, 37], &Device::flex()).unwrap();
+        let cpu = decode(&c, &Device::flex()).unwrap();
+        assert!(cpu.as_raw().iter().zip(tensors.as_raw()).all(|(a, b)| a.abs_diff(*b) <= 1));
+        assert!(crate::metrics::psnr(&cpu, &tensors) > 60.0);
         // Damaged latents are an error or another image, never a panic.
         let mut bad = c.clone();
         let n = bad.sections[2].len();
