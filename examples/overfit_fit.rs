@@ -1,5 +1,5 @@
 //! Fits the overfit codec to one image and reports the fitting curve, the stream's size and
-//! the decoded PSNR: `cargo run --release --example overfit_fit -- IMAGE Q STEPS [LEVELS ARM SYN LR]`.
+//! the decoded PSNR: `cargo run --release --example overfit_fit -- IMAGE Q STEPS [LEVELS ARM SYN LR SEED]` (defaults: the medium preset).
 
 fn main() -> ncodec::Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -8,8 +8,11 @@ fn main() -> ncodec::Result<()> {
     let arg = |i: usize, d: f64| a.get(i).map_or(d, |s| s.parse().unwrap());
     let mut opts = ncodec::overfit::Preset::Medium.options(q)?;
     opts.steps = arg(2, 1000.0) as usize;
-    opts.arch = ncodec::overfit::Architecture { levels: arg(3, 7.0) as usize, arm_hidden: arg(4, 16.0) as usize, synthesis_width: arg(5, 16.0) as usize };
+    let a0 = opts.arch;
+    opts.arch =
+        ncodec::overfit::Architecture { levels: arg(3, a0.levels as f64) as usize, arm_hidden: arg(4, a0.arm_hidden as f64) as usize, synthesis_width: arg(5, a0.synthesis_width as f64) as usize };
     opts.lr = arg(6, 1e-2);
+    opts.seed = arg(7, 1.0) as u64;
     let device = ncodec::backend::device();
     println!("{:?}, {:.0} MAC/pixel", opts, opts.arch.macs_per_pixel());
     let enc = ncodec::overfit::encode(&img, q, &opts, &device, &mut |p| {

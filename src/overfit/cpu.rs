@@ -819,7 +819,13 @@ mod tests {
     /// every gradient (rounded latents, so both see the same ŷ).
     #[test]
     fn the_cpu_pass_matches_burns_autodiff() {
-        let arch = Architecture { levels: 3, arm_hidden: 4, synthesis_width: 5 };
+        // Narrow layers (remainder blocks) and the presets' widths (whole blocks of four).
+        for arch in [Architecture { levels: 3, arm_hidden: 4, synthesis_width: 5 }, Architecture { levels: 3, arm_hidden: 16, synthesis_width: 16 }] {
+            matches_burns_autodiff(arch);
+        }
+    }
+
+    fn matches_burns_autodiff(arch: Architecture) {
         let (h, w) = (11usize, 13usize);
         let img = crate::synthetic::scene(w as u32, h as u32);
         let plain = Device::flex();
