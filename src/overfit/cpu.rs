@@ -1,8 +1,9 @@
 //! Fitting on the CPU without a tensor library: the whole network's forward and backward pass
-//! written out for these tiny layers, one pixel (or latent) at a time, rows in parallel.
-//! A general backend runs every layer as a separate pass over full-resolution tensors (and
-//! stores each activation for its backward); here a pixel's few dozen activations stay in
-//! registers, which is where the time goes for networks this small.
+//! written out for these tiny layers, eight pixels (or latents) at a time in vector lanes
+//! (see `lanes`), rows in parallel. A general backend runs every layer as a separate pass over
+//! full-resolution tensors (and stores each activation for its backward); here a pixel
+//! block's few dozen activations stay in registers, which is where the time goes for networks
+//! this small.
 //!
 //! ```text
 //!  forward   θ ──noise or round──► ŷ ──bilinear up──► u[L] ──MLP──► o[3] ──+3x3──► x̃ ── MSE
@@ -103,7 +104,7 @@ impl LaneGrads {
         Self { w: std::array::from_fn(|i| vec![[0.0; LANES]; m.w[i].len()]), b: std::array::from_fn(|i| vec![[0.0; LANES]; m.b[i].len()]) }
     }
 
-    fn merge(mut self, other: Self) -> Self {
+    fn add(&mut self, other: &Self) {
         for (a, b) in self.w.iter_mut().chain(self.b.iter_mut()).zip(other.w.iter().chain(other.b.iter())) {
             for (x, y) in a.iter_mut().zip(b) {
                 for (p, q) in x.iter_mut().zip(y) {
@@ -111,6 +112,10 @@ impl LaneGrads {
                 }
             }
         }
+    }
+
+    fn merge(mut self, other: Self) -> Self {
+        self.add(&other);
         self
     }
 
@@ -422,18 +427,21 @@ impl Problem {
         let (mut rate, mut syn, mut d_rate, mut d_syn) = (vec![], vec![], vec![], vec![]);
         for (l, lat) in p.latents.iter().enumerate() {
             let n = lat.len();
-            let (mut r, mut s, mut dr, mut ds) = (self.zeros(n), self.zeros(if soft { n } else { 0 }), self.zeros(if soft { n } else { 0 }), self.zeros(if soft { n } else { 0 }));
+            // Soft rounding's extra planes; the other quantizers need none.
+            let extra = || if soft { self.zeros(n) } else { Vec::new() };
+            let (mut r, mut s, mut dr, mut ds) = (self.zeros(n), extra(), extra(), extra());
             let chunk = NOISE_CHUNK;
+            let chunk_rng = |i: usize| StdRng::seed_from_u64(seed ^ ((l as u64) << 48) ^ i as u64);
             let parts = r.par_chunks_mut(chunk).zip(lat.par_chunks(chunk)).enumerate();
             match q {
                 Quantization::Noise => parts.for_each(|(i, (o, v))| {
-                    let mut rng = StdRng::seed_from_u64(seed ^ ((l as u64) << 48) ^ i as u64);
+                    let mut rng = chunk_rng(i);
                     o.iter_mut().zip(v).for_each(|(o, &v)| *o = v + rng.gen_range(-0.5f32..0.5));
                 }),
                 Quantization::Round => parts.for_each(|(_, (o, v))| o.iter_mut().zip(v).for_each(|(o, &v)| *o = v.round())),
                 Quantization::SoftRound { temperature } => {
                     parts.zip(s.par_chunks_mut(chunk).zip(dr.par_chunks_mut(chunk).zip(ds.par_chunks_mut(chunk)))).for_each(|((i, (o, v)), (so, (dro, dso)))| {
-                        let mut rng = StdRng::seed_from_u64(seed ^ ((l as u64) << 48) ^ i as u64);
+                        let mut rng = chunk_rng(i);
                         for ((((o, &v), so), dro), dso) in o.iter_mut().zip(v).zip(so).zip(dro).zip(dso) {
                             let (sy, dsy) = soft_round(v, temperature);
                             *o = sy + rng.gen_range(-0.5f32..0.5);
@@ -448,12 +456,7 @@ impl Problem {
             d_rate.push(dr);
             d_syn.push(ds);
         }
-        if soft {
-            (rate, Some(syn), Some((d_rate, d_syn)))
-        } else {
-            self.recycle(syn.into_iter().chain(d_rate).chain(d_syn));
-            (rate, None, None)
-        }
+        if soft { (rate, Some(syn), Some((d_rate, d_syn))) } else { (rate, None, None) }
     }
 
     /// Every level bilinearly upsampled to full resolution, `[row][level][wp]`.
@@ -681,8 +684,7 @@ impl Problem {
             )
             .map(|(b, g, _)| (b, g))
             .reduce(|| (0.0, LaneGrads::zeros(arm)), |(a, x), (b, y)| (a + b, x.merge(y)));
-        let taken = std::mem::replace(grads, LaneGrads::zeros(arm));
-        *grads = taken.merge(g);
+        grads.add(&g);
         // Gather: latent (r, c) is neighbour j of position (r − oy, c − ox).
         let mut out = self.zeros(lh * lw);
         out.par_chunks_mut(lw).enumerate().for_each(|(r, row)| {

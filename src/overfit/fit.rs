@@ -123,7 +123,9 @@ fn fit_cpu(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dy
     for step in 0..opts.steps {
         let q = quantization_at(opts, step);
         let (loss, grads) = problem.loss_and_grads(&params, opts.lambda, q, &mut noise);
-        best.offer(q, loss.mse + opts.lambda * loss.bits / (w * h) as f64, &params);
+        if q == Quantization::Round {
+            best.offer(loss.mse + opts.lambda * loss.bits / (w * h) as f64, &params);
+        }
         adam.step(&mut params, &grads, learning_rate(opts, step));
         if reports(opts, step) {
             progress(FitProgress::after(step, opts, loss.mse, loss.bits / (w * h) as f64, start));
@@ -132,21 +134,27 @@ fn fit_cpu(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dy
     best.or(params)
 }
 
-/// The parameters of the lowest loss seen with rounded latents (the loss a decoder gets):
-/// straight-through steps do not always lower it, and C3 and Cool-chic keep the best too.
-#[derive(Default)]
-struct KeepBest {
-    best: Option<(f64, Params)>,
+/// The parameters (host ones, or a module on its device) of the lowest loss offered: the
+/// fits offer the rounded loss a decoder gets, which straight-through steps do not always
+/// lower (C3 and Cool-chic keep the best too).
+struct KeepBest<T> {
+    best: Option<(f64, T)>,
 }
 
-impl KeepBest {
-    fn offer(&mut self, q: Quantization, loss: f64, params: &Params) {
-        if q == Quantization::Round && self.best.as_ref().is_none_or(|(b, _)| loss < *b) {
+impl<T: Clone> Default for KeepBest<T> {
+    fn default() -> Self {
+        Self { best: None }
+    }
+}
+
+impl<T: Clone> KeepBest<T> {
+    fn offer(&mut self, loss: f64, params: &T) {
+        if self.best.as_ref().is_none_or(|(b, _)| loss < *b) {
             self.best = Some((loss, params.clone()));
         }
     }
 
-    fn or(self, last: Params) -> Params {
+    fn or(self, last: T) -> T {
         self.best.map_or(last, |(_, p)| p)
     }
 }
@@ -179,8 +187,7 @@ fn fit_tensors(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mu
     let mut optim: ModuleOptimizer = AdamConfig::new().with_epsilon(1e-8).init();
     let pixels = (w * h) as f64;
     let start = Instant::now();
-    // As `KeepBest`, holding the module (its tensors stay on the device).
-    let mut best: Option<(f64, OverfitNet)> = None;
+    let mut best = KeepBest::default();
     for step in 0..opts.steps {
         let q = quantization_at(opts, step);
         let out = model.forward(q);
@@ -189,10 +196,7 @@ fn fit_tensors(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mu
         let loss = mse.clone() + bpp.clone().mul_scalar(opts.lambda);
         let measured = reports(opts, step).then(|| (to_host(mse.clone().detach())[0] as f64, to_host(bpp.clone().detach())[0] as f64));
         if q == Quantization::Round {
-            let l = to_host(loss.clone().detach())[0] as f64;
-            if best.as_ref().is_none_or(|(b, _)| l < *b) {
-                best = Some((l, model.clone()));
-            }
+            best.offer(to_host(loss.clone().detach())[0] as f64, &model);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(learning_rate(opts, step), model, grads);
@@ -200,5 +204,5 @@ fn fit_tensors(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mu
             progress(FitProgress::after(step, opts, mse, bpp, start));
         }
     }
-    Ok(best.map_or(model, |(_, m)| m).to_params())
+    Ok(best.or(model).to_params())
 }

@@ -152,27 +152,34 @@ pub fn sum(x: &V) -> f32 {
 /// outputs per input), then ReLU if asked.
 #[inline(always)]
 pub fn dense<I: Isa>(out: &mut [V], bias: &[f32], wt: &[f32], x: &[V], relu: bool) {
+    columns::<I>(out, Some(bias), wt, x, relu);
+}
+
+/// `out[j] = b[j] + Σ_r m[r][j]·v[r]` (`m` row-major, as wide as `out`; no bias: 0), then
+/// ReLU if asked: outputs four at a time in registers, then one at a time.
+#[inline(always)]
+fn columns<I: Isa>(out: &mut [V], bias: Option<&[f32]>, m: &[f32], v: &[V], relu: bool) {
     let n = out.len();
     let mut j = 0;
     while j + 4 <= n {
-        dense_block::<I, 4>(&mut out[j..j + 4], &bias[j..j + 4], wt, n, j, x, relu);
+        column_block::<I, 4>(&mut out[j..j + 4], bias.map(|b| &b[j..j + 4]), m, n, j, v, relu);
         j += 4;
     }
     while j < n {
-        dense_block::<I, 1>(&mut out[j..j + 1], &bias[j..j + 1], wt, n, j, x, relu);
+        column_block::<I, 1>(&mut out[j..j + 1], bias.map(|b| &b[j..j + 1]), m, n, j, v, relu);
         j += 1;
     }
 }
 
-/// `K` outputs of [`dense`] from `j` on, accumulated in registers (a fixed `K` keeps them there).
+/// `K` outputs of [`columns`] from column `j` on (a fixed `K` keeps the sums in registers).
 #[inline(always)]
-fn dense_block<I: Isa, const K: usize>(out: &mut [V], bias: &[f32], wt: &[f32], n: usize, j: usize, x: &[V], relu: bool) {
-    let mut acc: [I::R; K] = std::array::from_fn(|k| I::splat(bias[k]));
-    for (i, xi) in x.iter().enumerate() {
-        let xv = I::load(xi);
-        let row = &wt[i * n + j..][..K];
+fn column_block<I: Isa, const K: usize>(out: &mut [V], bias: Option<&[f32]>, m: &[f32], n: usize, j: usize, v: &[V], relu: bool) {
+    let mut acc: [I::R; K] = std::array::from_fn(|k| I::splat(bias.map_or(0.0, |b| b[k])));
+    for (r, vr) in v.iter().enumerate() {
+        let x = I::load(vr);
+        let row = &m[r * n + j..][..K];
         for k in 0..K {
-            acc[k] = I::madd(I::splat(row[k]), xv, acc[k]);
+            acc[k] = I::madd(I::splat(row[k]), x, acc[k]);
         }
     }
     for k in 0..K {
@@ -195,31 +202,7 @@ pub fn dense_backward<I: Isa>(d: &[V], x: &[V], w: &[f32], gw: &mut [V], gb: &mu
             I::store(g, v);
         }
     }
-    let mut i = 0;
-    while i + 4 <= n_in {
-        transposed_block::<I, 4>(&mut dx[i..i + 4], w, n_in, i, d);
-        i += 4;
-    }
-    while i < n_in {
-        transposed_block::<I, 1>(&mut dx[i..i + 1], w, n_in, i, d);
-        i += 1;
-    }
-}
-
-/// `dx[i + k] = Σ_j w[j][i + k]·d[j]` for `k < K`, in registers.
-#[inline(always)]
-fn transposed_block<I: Isa, const K: usize>(dx: &mut [V], w: &[f32], n_in: usize, i: usize, d: &[V]) {
-    let mut acc: [I::R; K] = [I::splat(0.0); K];
-    for (j, dj) in d.iter().enumerate() {
-        let dv = I::load(dj);
-        let row = &w[j * n_in + i..][..K];
-        for k in 0..K {
-            acc[k] = I::madd(I::splat(row[k]), dv, acc[k]);
-        }
-    }
-    for k in 0..K {
-        I::store(&mut dx[k], acc[k]);
-    }
+    columns::<I>(dx, None, w, d, false);
 }
 
 /// `d` through a ReLU whose output was `h`.

@@ -27,7 +27,7 @@ pub use model::Architecture;
 
 use crate::container::{Container, Header, Kind};
 use crate::error::{Error, Result};
-use model::{OverfitNet, QuantizedLayers, integer_arm, latent_tensors, weight_step};
+use model::{OverfitNet, QuantizedLayers, integer_arm, latent_tensors};
 
 pub const CODEC_NAME: &str = "overfit";
 /// λ of quality 1 (smallest files) … 8 (best quality).
@@ -128,7 +128,9 @@ fn weight_exponents(img: &RgbImage, opts: &FitOptions, net: &model::Params, devi
         let weight_bits = 8.0 * stream::encode_weights(&model::quantized_layers(net, exps), exps)?.len() as f64;
         Ok(mse + opts.lambda * (bits + weight_bits) / pixels)
     };
-    let mut best_cost = cost(&best, fit::measure(img, &opts.arch, &[model::dequantized(net, &model::quantized_layers(net, &best))], device)?[0])?;
+    // The network a decoder gets with these step exponents (the fitted latents).
+    let decoded = |exps: &[u8]| model::Params { latents: net.latents.clone(), layers: model::dequantized(&model::quantized_layers(net, exps)) };
+    let mut best_cost = cost(&best, fit::measure(img, &opts.arch, &[decoded(&best)], device)?[0])?;
     for group in step_groups(tensors) {
         let trials: Vec<Vec<u8>> = (3..prior::ARM_FRAC as u8)
             .map(|e| {
@@ -137,7 +139,7 @@ fn weight_exponents(img: &RgbImage, opts: &FitOptions, net: &model::Params, devi
                 exps
             })
             .collect();
-        let candidates: Vec<_> = trials.iter().map(|e| model::dequantized(net, &model::quantized_layers(net, e))).collect();
+        let candidates: Vec<_> = trials.iter().map(|e| decoded(e)).collect();
         for (exps, m) in trials.iter().zip(fit::measure(img, &opts.arch, &candidates, device)?) {
             let c = cost(exps, m)?;
             if c < best_cost {
@@ -177,7 +179,7 @@ pub fn decode(c: &Container, device: &Device) -> Result<RgbImage> {
     let Decoded { arch, layers, latents } = decode_latents(c)?;
     let (h, w) = (c.header.height as usize, c.header.width as usize);
     if fit::runs_on_cpu(device) {
-        let params = model::dequantized(&model::Params { latents: vec![], layers: vec![] }, &layers);
+        let params = model::Params { latents: vec![], layers: model::dequantized(&layers) };
         let y: Vec<Vec<f32>> = latents.iter().map(|l| l.iter().map(|&v| v as f32).collect()).collect();
         let x = cpu::Problem::new(arch, h, w, vec![]).reconstruct(&params, &y);
         let px = |i: usize| (x[i] * 255.0).round().clamp(0.0, 255.0) as u8;
@@ -191,7 +193,7 @@ pub fn decode(c: &Container, device: &Device) -> Result<RgbImage> {
 
 /// The synthesis through burn's tensors on `device` (any backend).
 fn decode_with_tensors(arch: &Architecture, layers: &QuantizedLayers, latents: &[Vec<i32>], [h, w]: [usize; 2], device: &Device) -> Result<RgbImage> {
-    let net = OverfitNet::decoder(arch, layers, weight_step(), device);
+    let net = OverfitNet::decoder(arch, layers, device);
     let x = net.synthesize(latent_tensors(latents, &arch.level_sizes(h, w), device), [h, w]);
     Ok(crate::codec::tensor_to_image(x, w as u32, h as u32))
 }

@@ -247,10 +247,8 @@ impl OverfitNet {
     }
 
     /// The float network a decoder builds from quantized layers (the latents are separate).
-    pub fn decoder(arch: &Architecture, layers: &[(Vec<i32>, Vec<i32>)], step: f32, device: &Device) -> Self {
-        let dequantize = |t: &[i32]| t.iter().map(|&v| v as f32 * step).collect();
-        let params = Params { latents: vec![], layers: layers.iter().map(|(w, b)| (dequantize(w), dequantize(b))).collect() };
-        Self::from_params(arch, &[], &params, device)
+    pub fn decoder(arch: &Architecture, layers: &[(Vec<i32>, Vec<i32>)], device: &Device) -> Self {
+        Self::from_params(arch, &[], &Params { latents: vec![], layers: dequantized(layers) }, device)
     }
 }
 
@@ -272,11 +270,11 @@ pub fn quantized_layers(p: &Params, exponents: &[u8]) -> QuantizedLayers {
     p.layers.iter().enumerate().map(|(i, (w, b))| (q(w, exponents[2 * i]), q(b, exponents[2 * i + 1]))).collect()
 }
 
-/// The host parameters a decoder sees for these quantized layers (latents unchanged).
-pub fn dequantized(p: &Params, layers: &QuantizedLayers) -> Params {
+/// The float layers a decoder computes with, from quantized ones.
+pub fn dequantized(layers: &[(Vec<i32>, Vec<i32>)]) -> Vec<Layer> {
     let step = weight_step();
     let f = |t: &[i32]| t.iter().map(|&v| v as f32 * step).collect();
-    Params { latents: p.latents.clone(), layers: layers.iter().map(|(w, b)| (f(w), f(b))).collect() }
+    layers.iter().map(|(w, b)| (f(w), f(b))).collect()
 }
 
 /// The ARM layers of quantized weights, in fixed point (step 2^−[`ARM_FRAC`]).
