@@ -1,5 +1,6 @@
 //! Criterion benchmarks: every shipped image codec on a 768x512 image (side by side), the
-//! fixed-point entropy-parameter networks, and range-coder throughput.
+//! overfitted codec's decoder beside mlic's on kodim01, the fixed-point entropy-parameter
+//! networks, and range-coder throughput.
 //!
 //! `cargo bench --bench codec`
 
@@ -28,6 +29,38 @@ fn codec_bench(c: &mut Criterion) {
         g.bench_function("decode", |b| b.iter(|| codec.decode(&Container::parse(&bytes).unwrap()).unwrap()));
         g.finish();
     }
+}
+
+/// Decoding kodim01 (768x512), the overfitted codec's medium preset (732 MAC/pixel) beside
+/// the flagship, both at q4. The overfit stream takes minutes to fit, so it is fitted once and
+/// kept in `target/` (delete it to refit). Without Kodak a
+/// synthetic image stands in and the network is fitted for 200 steps (same decoder size).
+fn overfit_decode_bench(c: &mut Criterion) {
+    use ncodec::overfit::{self, Preset};
+    let kodak = ncodec::data::kodak_dir(None).ok().map(|d| d.join("kodim01.png")).filter(|p| p.is_file());
+    let (img, label, steps) = match &kodak {
+        Some(p) => (ncodec::io::load_image(p).unwrap(), "kodim01", Preset::Medium.steps()),
+        None => (photo(768, 512), "synthetic 768x512", 200),
+    };
+    let device = ncodec::backend::device();
+    let cache = std::path::PathBuf::from(format!("target/bench-overfit-v{}-medium-q4-{}-{steps}.ncod", overfit::stream::STREAM_VERSION, label.replace(' ', "-")));
+    let bytes = std::fs::read(&cache).unwrap_or_else(|_| {
+        eprintln!("fitting the overfit stream once ({steps} steps), kept in {}", cache.display());
+        let mut opts = Preset::Medium.options(4).unwrap();
+        opts.steps = steps;
+        let bytes = overfit::encode(&img, 4, &opts, &device, &mut |_| {}).unwrap().bytes;
+        let _ = std::fs::write(&cache, &bytes);
+        bytes
+    });
+    let mlic = Codec::load("mlic").unwrap();
+    let mlic_bytes = mlic.encode(&img, 4).unwrap();
+    let mut g = c.benchmark_group(format!("decode {label}"));
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(img.width() as u64 * img.height() as u64));
+    g.bench_function("overfit medium q4", |b| b.iter(|| overfit::decode(&Container::parse(&bytes).unwrap(), &device).unwrap()));
+    g.bench_function("overfit medium q4, latents only", |b| b.iter(|| overfit::decode_latents(&Container::parse(&bytes).unwrap()).unwrap().latents));
+    g.bench_function("mlic q4", |b| b.iter(|| mlic.decode(&Container::parse(&mlic_bytes).unwrap()).unwrap()));
+    g.finish();
 }
 
 /// The multi-reference context model in fixed point (all slices, both passes) for a Kodak-size
@@ -95,5 +128,5 @@ fn range_coder_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec_bench, context_bench, hyper_synthesis_bench, range_coder_bench);
+criterion_group!(benches, codec_bench, overfit_decode_bench, context_bench, hyper_synthesis_bench, range_coder_bench);
 criterion_main!(benches);

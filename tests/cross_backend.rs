@@ -138,3 +138,25 @@ fn stem_gop_decodes_identically_across_backends() {
         }
     }
 }
+
+/// overfit: streams fitted on either backend decode on both; the latents and network come from
+/// integer work (the same everywhere), the pixels of the float synthesis agree within one level.
+#[test]
+fn overfit_decodes_identically_across_backends() {
+    use ncodec::container::Container;
+    use ncodec::overfit::{self, Architecture, FitOptions};
+    let Some(gpu) = second_backend() else { return };
+    let img = test_image(41, 27, 5);
+    let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.002, steps: 40, lr: 1e-2, seed: 3 };
+    for fit_on in [cpu().device, gpu.device.clone()] {
+        let enc = overfit::encode(&img, 4, &opts, &fit_on, &mut |_| {}).unwrap();
+        let c = Container::parse(&enc.bytes).unwrap();
+        let (a, b) = (overfit::decode(&c, &cpu().device).unwrap(), overfit::decode(&c, &gpu.device).unwrap());
+        let diff = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+        assert!(diff <= 1, "fitted on {fit_on:?}: the backends' pixels differ by {diff}");
+        assert!(ncodec::metrics::psnr(&a, &b) > MIN_PSNR_BETWEEN);
+        // What the encoder measured is what a decoder on its own backend reconstructs.
+        let own = if fit_on == cpu().device { &a } else { &b };
+        assert_eq!(ncodec::metrics::psnr(&img, own), enc.psnr);
+    }
+}

@@ -26,14 +26,14 @@ use super::prior::{SCALE_MAX, SCALE_MIN};
 
 /// Bilinear taps (PyTorch's `align_corners = false`) from `inp` samples to `out`.
 #[derive(Debug, Clone)]
-struct Taps {
-    i0: Vec<usize>,
-    i1: Vec<usize>,
-    w1: Vec<f32>,
+pub(crate) struct Taps {
+    pub i0: Vec<usize>,
+    pub i1: Vec<usize>,
+    pub w1: Vec<f32>,
 }
 
 impl Taps {
-    fn new(inp: usize, out: usize) -> Self {
+    pub fn new(inp: usize, out: usize) -> Self {
         let scale = inp as f32 / out as f32;
         let (mut i0, mut i1, mut w1) = (vec![], vec![], vec![]);
         for d in 0..out {

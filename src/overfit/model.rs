@@ -9,8 +9,6 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -179,14 +177,7 @@ impl OverfitNet {
 
     /// The synthesis of an image from its (quantized) latents.
     pub fn synthesize(&self, levels: Vec<Tensor<4>>, [height, width]: [usize; 2]) -> Tensor<4> {
-        let up: Vec<Tensor<4>> = levels
-            .into_iter()
-            .map(|y| {
-                let [_, _, h, w] = y.dims();
-                if [h, w] == [height, width] { y } else { interpolate(y, InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([height, width])) }
-            })
-            .collect();
-        let x = Tensor::cat(up, 1);
+        let x = Tensor::cat(levels.into_iter().map(|y| upsample(y, [height, width])).collect(), 1);
         let h = self.conv(ARM_LAYERS, x).clamp_min(0.0);
         let h = self.conv(ARM_LAYERS + 1, h).clamp_min(0.0);
         let x = self.conv(ARM_LAYERS + 2, h);
@@ -250,6 +241,27 @@ impl OverfitNet {
     pub fn decoder(arch: &Architecture, layers: &[(Vec<i32>, Vec<i32>)], device: &Device) -> Self {
         Self::from_params(arch, &[], &Params { latents: vec![], layers: dequantized(layers) }, device)
     }
+}
+
+/// Bilinear upsampling of a level to `[height, width]` (PyTorch's `align_corners = false`):
+/// rows, then columns, each output `a + (b − a)·f` from the CPU pass's taps. Gathers and
+/// sums rather than burn's `interpolate`, whose backward the GPU backends lack.
+fn upsample(y: Tensor<4>, [height, width]: [usize; 2]) -> Tensor<4> {
+    let [_, _, h, w] = y.dims();
+    let device = y.device();
+    // Along dimension `dim` (2: rows, 3: columns), to `out` samples.
+    let blend = |y: Tensor<4>, dim: usize, inp: usize, out: usize| {
+        if inp == out {
+            return y;
+        }
+        let taps = super::cpu::Taps::new(inp, out);
+        let index = |v: &[usize]| Tensor::<1, Int>::from_ints(v.iter().map(|&i| i as i64).collect::<Vec<_>>().as_slice(), &device);
+        let mut shape = [1; 4];
+        shape[dim] = out;
+        let (a, b) = (y.clone().select(dim, index(&taps.i0)), y.select(dim, index(&taps.i1)));
+        a.clone() + (b - a) * from_host(taps.w1, shape, &device)
+    };
+    blend(blend(y, 2, h, height), 3, w, width)
 }
 
 /// The latents rounded to integers, level by level (row-major).

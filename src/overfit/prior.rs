@@ -23,8 +23,13 @@ pub const SCALE_MAX: f64 = 64.0;
 const FRACTIONS: usize = 8;
 
 struct Tables {
-    tables: Vec<CdfTable>,
-    /// ln(SCALE_MIN) in Q16 and 1/Δ in Q16 (Δ: the log-scale step between tables).
+    /// Built on first use: a decode needs a few dozen of the tables, and the wide ones cost
+    /// milliseconds each.
+    tables: Vec<OnceLock<CdfTable>>,
+    /// ln(SCALE_MIN) and the log-scale step Δ between tables.
+    log_min: f64,
+    step: f64,
+    /// ln(SCALE_MIN) in Q16 and 1/Δ in Q16.
     log_min_q16: i64,
     inv_step_q16: i64,
 }
@@ -34,21 +39,28 @@ fn tables() -> &'static Tables {
     T.get_or_init(|| {
         let (lo, hi) = (libm::log(SCALE_MIN), libm::log(SCALE_MAX));
         let step = (hi - lo) / (SCALES - 1) as f64;
-        let cdf = |x: f64| 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2);
-        let mut tables = Vec::with_capacity(SCALES * FRACTIONS);
-        for i in 0..SCALES {
-            let s = libm::exp(lo + step * i as f64);
-            // ±5.5σ (+1): the rest of the mass goes to the escape symbol.
-            let r = libm::ceil(s * 5.5) as i32 + 1;
-            for k in 0..FRACTIONS {
-                // The centre of fraction bin k, in [-0.5, 0.5).
-                let f = (k as f64 + 0.5) / FRACTIONS as f64 - 0.5;
-                let pmf: Vec<f64> = (-r..=r).map(|v| cdf((v as f64 + 0.5 - f) / s) - cdf((v as f64 - 0.5 - f) / s)).collect();
-                tables.push(CdfTable::from_pmf(-r, &pmf).expect("lattice gaussian tables are valid"));
-            }
+        Tables {
+            tables: (0..SCALES * FRACTIONS).map(|_| OnceLock::new()).collect(),
+            log_min: lo,
+            step,
+            log_min_q16: libm::round(lo * 65536.0) as i64,
+            inv_step_q16: libm::round(65536.0 / step) as i64,
         }
-        Tables { tables, log_min_q16: libm::round(lo * 65536.0) as i64, inv_step_q16: libm::round(65536.0 / step) as i64 }
     })
+}
+
+/// Table `index` = scale i · `FRACTIONS` + fraction bin k: the lattice Gaussian of that scale
+/// centred on bin k's centre.
+fn build(t: &Tables, index: usize) -> CdfTable {
+    let (i, k) = (index / FRACTIONS, index % FRACTIONS);
+    let cdf = |x: f64| 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2);
+    let s = libm::exp(t.log_min + t.step * i as f64);
+    // ±5.5σ (+1): the rest of the mass goes to the escape symbol.
+    let r = libm::ceil(s * 5.5) as i32 + 1;
+    // The centre of fraction bin k, in [-0.5, 0.5).
+    let f = (k as f64 + 0.5) / FRACTIONS as f64 - 0.5;
+    let pmf: Vec<f64> = (-r..=r).map(|v| cdf((v as f64 + 0.5 - f) / s) - cdf((v as f64 - 0.5 - f) / s)).collect();
+    CdfTable::from_pmf(-r, &pmf).expect("lattice gaussian tables are valid")
 }
 
 /// Where a latent's symbol comes from: its table and the integer the symbol is relative to.
@@ -74,7 +86,8 @@ pub fn choose(mu: i32, log_scale: i32) -> Choice {
 
 /// The integer table of a choice.
 pub fn table(c: Choice) -> &'static CdfTable {
-    &tables().tables[c.table]
+    let t = tables();
+    t.tables[c.table].get_or_init(|| build(t, c.table))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! Declared sizes are checked before anything is allocated; a latent or weight beyond the
 //! bounds an encoder can produce is a format error.
 
-use super::arm::{IntegerArm, Predictor, gather};
+use super::arm::{IntegerArm, Predictor, Raster};
 use super::model::{Architecture, MAX_LATENT, MAX_WEIGHT, QuantizedLayers};
 use super::prior::{self, ARM_FRAC};
 use crate::bytes::{Reader, put_varint};
@@ -97,13 +97,14 @@ pub fn decode_weights(arch: &Architecture, bytes: &[u8]) -> Result<QuantizedLaye
 /// Codes the latents with the tables the integer ARM picks from their decoded neighbours.
 pub fn encode_latents(arm: &IntegerArm, latents: &[Vec<i32>], sizes: &[[usize; 2]]) -> Result<Vec<u8>> {
     let mut enc = SymbolEncoder::new();
-    let arm = Predictor::new(arm);
+    let mut arm = Predictor::new(arm);
     for (y, &[h, w]) in latents.iter().zip(sizes) {
+        let y = Raster::from_level(y, [h, w]);
         for r in 0..h {
             for c in 0..w {
-                let (mu, log_scale) = arm.predict(&gather(y, w, r, c));
+                let (mu, log_scale) = arm.predict(&y.context(r, c));
                 let choice = prior::choose(mu, log_scale);
-                enc.encode(y[r * w + c] - choice.centre, prior::table(choice))?;
+                enc.encode(y.get(r, c) - choice.centre, prior::table(choice))?;
             }
         }
     }
@@ -112,22 +113,22 @@ pub fn encode_latents(arm: &IntegerArm, latents: &[Vec<i32>], sizes: &[[usize; 2
 
 pub fn decode_latents(arm: &IntegerArm, sizes: &[[usize; 2]], bytes: &[u8]) -> Result<Vec<Vec<i32>>> {
     let mut dec = SymbolDecoder::new(bytes)?;
-    let arm = Predictor::new(arm);
+    let mut arm = Predictor::new(arm);
     let mut out = Vec::with_capacity(sizes.len());
     for &[h, w] in sizes {
-        let mut y = vec![0i32; h * w];
+        let mut y = Raster::new([h, w]);
         for r in 0..h {
             for c in 0..w {
-                let (mu, log_scale) = arm.predict(&gather(&y, w, r, c));
+                let (mu, log_scale) = arm.predict(&y.context(r, c));
                 let choice = prior::choose(mu, log_scale);
                 let v = (dec.decode(prior::table(choice))? as i64) + choice.centre as i64;
                 if v.abs() > MAX_LATENT as i64 {
                     return Err(Error::Format("overfit latent out of range (corrupt stream)".into()));
                 }
-                y[r * w + c] = v as i32;
+                y.set(r, c, v as i32);
             }
         }
-        out.push(y);
+        out.push(y.level());
     }
     Ok(out)
 }
