@@ -366,11 +366,19 @@ impl Problem {
 
     /// `n` zeros, in a recycled buffer when one is large enough (the smallest such).
     fn zeros(&self, n: usize) -> Vec<f32> {
+        let mut v = self.scratch(n);
+        v.par_chunks_mut(NOISE_CHUNK).for_each(|c| c.fill(0.0));
+        v
+    }
+
+    /// A buffer of `n` values from the pool, holding whatever it held: for callers that
+    /// write every element before reading any (zeroing tens of megabytes a step showed up).
+    fn scratch(&self, n: usize) -> Vec<f32> {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let fit = pool.iter().enumerate().filter(|(_, v)| v.capacity() >= n).min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i);
         let mut v = fit.map(|i| pool.swap_remove(i)).unwrap_or_else(|| Vec::with_capacity(n));
         drop(pool);
-        v.clear();
+        v.truncate(n);
         v.resize(n, 0.0);
         v
     }
@@ -530,7 +538,8 @@ impl Problem {
         let (h, w, levels) = (self.height, self.width, self.sizes.len());
         let u = self.upsample(y_hat, wp);
         let (ph, pw) = (h + 2, w + 2);
-        let mut rows = self.zeros(h * 3 * wp);
+        // Every element written: each row's 3 planes, whole lane vectors.
+        let mut rows = self.scratch(h * 3 * wp);
         rows.par_chunks_mut(3 * wp).enumerate().for_each_init(|| Scratch::new(mlp), |s, (r, out)| synthesis_forward_row(mlp, &u[r * levels * wp..][..levels * wp], out, s));
         let mut o = self.zeros(3 * ph * pw);
         o.par_chunks_mut(pw).enumerate().for_each(|(row, out)| {
@@ -644,7 +653,8 @@ impl Problem {
             }
         });
         // MLP backward, rows in parallel; ∂/∂u kept per pixel.
-        let mut du = self.zeros(h * levels * wp);
+        // Every element written: each row's planes, whole lane vectors.
+        let mut du = self.scratch(h * levels * wp);
         let lane_grads = du
             .par_chunks_mut(levels * wp)
             .enumerate()
@@ -669,8 +679,9 @@ impl Problem {
         let level = PaddedLevel::new(y, size, self.zeros(PaddedLevel::len(size)));
         let (lh, lw, lwp, k) = (level.lh, level.lw, level.lwp, CONTEXT.len());
         // Per row: bits, the direct ∂/∂ŷ, ∂/∂context (`[row][tap][lwp]`) and the ARM's gradients.
-        let mut dy = self.zeros(lh * lwp);
-        let mut dctx = self.zeros(lh * k * lwp);
+        // Every element written by `rate_row` (whole lane vectors, every tap).
+        let mut dy = self.scratch(lh * lwp);
+        let mut dctx = self.scratch(lh * k * lwp);
         let (bits, g) = dy
             .par_chunks_mut(lwp)
             .zip(dctx.par_chunks_mut(k * lwp))
@@ -719,12 +730,14 @@ impl Adam {
         Self { m: p.zeros_like(), v: p.zeros_like(), t: 0 }
     }
 
-    pub fn step(&mut self, p: &mut Params, g: &Params, lr: f64) {
+    /// One step: the latents at `latent_lr`, the networks at `lr`.
+    pub fn step(&mut self, p: &mut Params, g: &Params, lr: f64, latent_lr: f64) {
         self.t += 1;
         let (b1, b2) = (0.9f32, 0.999f32);
         let (c1, c2) = (1.0 - b1.powi(self.t), 1.0 - b2.powi(self.t));
-        let lr = lr as f32;
-        for (((x, g), m), v) in p.slices_mut().into_iter().zip(g.slices()).zip(self.m.slices_mut()).zip(self.v.slices_mut()) {
+        let levels = p.latents.len();
+        for (i, (((x, g), m), v)) in p.slices_mut().into_iter().zip(g.slices()).zip(self.m.slices_mut()).zip(self.v.slices_mut()).enumerate() {
+            let lr = if i < levels { latent_lr as f32 } else { lr as f32 };
             x.par_chunks_mut(NOISE_CHUNK).zip(g.par_chunks(NOISE_CHUNK)).zip(m.par_chunks_mut(NOISE_CHUNK)).zip(v.par_chunks_mut(NOISE_CHUNK)).for_each(|(((x, g), m), v)| {
                 for (((x, &g), m), v) in x.iter_mut().zip(g).zip(m).zip(v) {
                     *m = b1 * *m + (1.0 - b1) * g;

@@ -217,6 +217,11 @@ impl OverfitNet {
         Output { x_hat: self.synthesize(levels, [height, width]), bits }
     }
 
+    /// The ids of the latent grids (optimised at their own learning rate).
+    pub fn latent_ids(&self) -> Vec<burn::module::ParamId> {
+        self.latents.iter().map(|y| y.id).collect()
+    }
+
     /// Every parameter on the host (latents level by level, layers as in
     /// [`Architecture::tensor_shapes`]).
     pub fn to_params(&self) -> Params {
