@@ -21,31 +21,8 @@ use std::sync::Mutex;
 
 use super::arm::CONTEXT;
 use super::lanes::{self, Isa, LANES, V, simd_kernel};
-use super::model::{ARM_LAYERS, Architecture, Layer, Params, Quantization, soft_round};
+use super::model::{ARM_LAYERS, Architecture, Layer, Params, Quantization, Taps, soft_round};
 use super::prior::{SCALE_MAX, SCALE_MIN};
-
-/// Bilinear taps (PyTorch's `align_corners = false`) from `inp` samples to `out`.
-#[derive(Debug, Clone)]
-pub(crate) struct Taps {
-    pub i0: Vec<usize>,
-    pub i1: Vec<usize>,
-    pub w1: Vec<f32>,
-}
-
-impl Taps {
-    pub fn new(inp: usize, out: usize) -> Self {
-        let scale = inp as f32 / out as f32;
-        let (mut i0, mut i1, mut w1) = (vec![], vec![], vec![]);
-        for d in 0..out {
-            let src = (scale * (d as f32 + 0.5) - 0.5).max(0.0);
-            let a = (src.floor() as usize).min(inp - 1);
-            i0.push(a);
-            i1.push((a + 1).min(inp - 1));
-            w1.push(src - a as f32);
-        }
-        Self { i0, i1, w1 }
-    }
-}
 
 /// `[rows][cols]` → `[cols][rows]`.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {

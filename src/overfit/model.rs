@@ -248,6 +248,29 @@ impl OverfitNet {
     }
 }
 
+/// Bilinear taps (PyTorch's `align_corners = false`) from `inp` samples to `out`.
+#[derive(Debug, Clone)]
+pub(crate) struct Taps {
+    pub i0: Vec<usize>,
+    pub i1: Vec<usize>,
+    pub w1: Vec<f32>,
+}
+
+impl Taps {
+    pub fn new(inp: usize, out: usize) -> Self {
+        let scale = inp as f32 / out as f32;
+        let (mut i0, mut i1, mut w1) = (vec![], vec![], vec![]);
+        for d in 0..out {
+            let src = (scale * (d as f32 + 0.5) - 0.5).max(0.0);
+            let a = (src.floor() as usize).min(inp - 1);
+            i0.push(a);
+            i1.push((a + 1).min(inp - 1));
+            w1.push(src - a as f32);
+        }
+        Self { i0, i1, w1 }
+    }
+}
+
 /// Bilinear upsampling of a level to `[height, width]` (PyTorch's `align_corners = false`):
 /// rows, then columns, each output `a + (b − a)·f` from the CPU pass's taps. Gathers and
 /// sums rather than burn's `interpolate`, whose backward the GPU backends lack.
@@ -259,7 +282,7 @@ fn upsample(y: Tensor<4>, [height, width]: [usize; 2]) -> Tensor<4> {
         if inp == out {
             return y;
         }
-        let taps = super::cpu::Taps::new(inp, out);
+        let taps = Taps::new(inp, out);
         let index = |v: &[usize]| Tensor::<1, Int>::from_ints(v.iter().map(|&i| i as i64).collect::<Vec<_>>().as_slice(), &device);
         let mut shape = [1; 4];
         shape[dim] = out;
