@@ -432,14 +432,23 @@ pub fn image_to_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {
 /// Crops the top-left `width`x`height` and rounds to 8-bit.
 pub fn tensor_to_image(x: Tensor<4>, width: u32, height: u32) -> RgbImage {
     let [_, _, ph, pw] = x.dims();
-    let v = to_host(x);
-    RgbImage::from_fn(width, height, |x, y| {
-        let px = |c: usize| {
-            let f = v[(c * ph + y as usize) * pw + x as usize];
-            (f * 255.0).round().clamp(0.0, 255.0) as u8
-        };
-        image::Rgb([px(0), px(1), px(2)])
-    })
+    planar_to_image(&to_host(x), [ph, pw], width, height)
+}
+
+/// Planar `[3][ph][pw]` samples in [0, 1]: the top-left `width`x`height`, rounded to 8-bit
+/// (rows in parallel).
+pub fn planar_to_image(v: &[f32], [ph, pw]: [usize; 2], width: u32, height: u32) -> RgbImage {
+    use rayon::prelude::*;
+    let w = width as usize;
+    let mut rgb = vec![0u8; 3 * w * height as usize];
+    rgb.par_chunks_mut(3 * w.max(1)).enumerate().for_each(|(y, out)| {
+        for c in 0..3 {
+            for (o, &f) in out[c..].iter_mut().step_by(3).zip(&v[(c * ph + y) * pw..][..w]) {
+                *o = (f * 255.0).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    });
+    RgbImage::from_raw(width, height, rgb).expect("three bytes per pixel")
 }
 
 pub fn hex(b: &[u8]) -> String {

@@ -22,7 +22,7 @@ pub const CONTEXT: [(isize, isize); 12] = [(-2, -2), (-2, -1), (-2, 0), (-2, 1),
 /// Widest layer a stream may declare (the ARM's and the synthesis's; checked by the parser).
 pub const MAX_WIDTH: usize = 64;
 /// Rows above and columns either side the context reaches.
-const REACH: usize = 2;
+pub(crate) const REACH: usize = 2;
 /// The window holding the context: (rows, columns).
 const WINDOW: [usize; 2] = [REACH + 1, 2 * REACH + 1];
 

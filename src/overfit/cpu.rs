@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
-use super::arm::CONTEXT;
+use super::arm::{CONTEXT, REACH};
 use super::lanes::{self, Isa, LANES, V, simd_kernel};
 use super::model::{ARM_LAYERS, Architecture, Layer, Params, Quantization, Taps, soft_round};
 use super::prior::{SCALE_MAX, SCALE_MIN};
@@ -217,9 +217,6 @@ struct PaddedLevel {
     lwp: usize,
     lh: usize,
 }
-
-/// How far the causal context reaches (rows up, columns either way).
-const REACH: usize = 2;
 
 impl PaddedLevel {
     /// The level `y`, in `padded` (zeros, as long as [`PaddedLevel::len`] says).

@@ -21,7 +21,6 @@ pub mod stream;
 
 use burn::prelude::*;
 use image::RgbImage;
-use rayon::prelude::*;
 
 pub use fit::{FitOptions, FitProgress};
 pub use model::Architecture;
@@ -183,16 +182,7 @@ pub fn decode(c: &Container, device: &Device) -> Result<RgbImage> {
         let params = model::Params { latents: vec![], layers: model::dequantized(&layers) };
         let y: Vec<Vec<f32>> = latents.iter().map(|l| l.iter().map(|&v| v as f32).collect()).collect();
         let x = cpu::Problem::new(arch, h, w, vec![]).reconstruct(&params, &y);
-        // Planar [0, 1] to interleaved bytes, a row per task.
-        let mut rgb = vec![0u8; 3 * h * w];
-        rgb.par_chunks_mut(3 * w).enumerate().for_each(|(row, out)| {
-            for (c, plane) in x.chunks_exact(h * w).enumerate() {
-                for (o, &v) in out[c..].iter_mut().step_by(3).zip(&plane[row * w..(row + 1) * w]) {
-                    *o = (v * 255.0).round().clamp(0.0, 255.0) as u8;
-                }
-            }
-        });
-        return RgbImage::from_raw(c.header.width, c.header.height, rgb).ok_or_else(|| Error::Format("overfit: reconstruction size".into()));
+        return Ok(crate::codec::planar_to_image(&x, [h, w], c.header.width, c.header.height));
     }
     decode_with_tensors(&arch, &layers, &latents, [h, w], device)
 }
