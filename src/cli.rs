@@ -60,8 +60,9 @@ impl OverfitArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct NervArgs {
     /// Target bits per pixel; overrides -q. Images: the best quality level whose real stream
-    /// fits the target (the smallest level if none does). Video: picks the network size (the
-    /// reported rate is measured from the stream's bytes).
+    /// fits the target (the smallest level if none does); overfit: a search over λ, one whole
+    /// fit per λ tried (at most 5). Video: picks the network size (the reported rate is
+    /// measured from the stream's bytes).
     #[arg(long)]
     pub bpp: Option<f64>,
     /// Video: encode only the first N frames.

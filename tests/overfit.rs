@@ -35,6 +35,26 @@ fn overfit_streams_round_trip_through_the_binaries() {
     assert!(!dir.path().join("cut.png").exists());
 }
 
+/// `ncenc --codec overfit --bpp`: a search over λ on real stream sizes, reported probe by
+/// probe; the stream written is within the target.
+#[test]
+fn a_rate_target_picks_lambda_from_real_bytes() {
+    let dir = common::tempdir();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let img = ncodec::synthetic::scene(160, 128);
+    img.save(p("in.png")).unwrap();
+    let target = 1.0;
+    let enc = common::run_bin("ncenc", &[&p("in.png"), "-o", &p("a.ncod"), "--codec", "overfit", "--bpp", "1", "--preset", "fast", "--steps", "60", "--backend", "cpu"]);
+    let err = String::from_utf8_lossy(&enc.stderr);
+    assert!(enc.status.success(), "{err}");
+    let fits: usize = err.split(" fits: ").next().and_then(|s| s.rsplit('(').next()).and_then(|s| s.parse().ok()).unwrap_or(0);
+    assert!(err.contains("fits 1 bpp") && (1..=5).contains(&fits) && err.matches("bpp,").count() == fits, "{err}");
+    let bytes = std::fs::read(p("a.ncod")).unwrap();
+    assert!(bytes.len() as f64 * 8.0 <= target * 160.0 * 128.0, "{} bytes: {err}", bytes.len());
+    let dec = common::run_bin("ncdec", &[&p("a.ncod"), "-o", &p("out.png"), "--backend", "cpu"]);
+    assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
+}
+
 /// `ncodec bench --codec overfit` fits every image at every quality asked for and reports
 /// real bytes and encode times, labelled with the preset.
 #[test]

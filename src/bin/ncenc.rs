@@ -102,27 +102,58 @@ fn run(args: &Args) -> ncodec::Result<()> {
     Ok(())
 }
 
-/// The overfitted codec: fit the image (minutes), write the stream, report what it decodes to.
+/// The overfitted codec: fit the image (minutes; with --bpp, one fit per λ tried), write the
+/// stream, report what it decodes to.
 fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::Selected) -> ncodec::Result<()> {
-    if args.weights.is_some() || args.refine > 0 || args.nerv.bpp.is_some() {
-        return Err(ncodec::Error::Unsupported("overfit fits its own network: --weights, --refine and --bpp do not apply (pick -q and --preset)".into()));
+    if args.weights.is_some() || args.refine > 0 {
+        return Err(ncodec::Error::Unsupported("overfit fits its own network: --weights and --refine do not apply (pick -q or --bpp, and --preset)".into()));
     }
     let opts = args.overfit.options(args.quality)?;
-    let bar = ncodec::cli::encode_bar(opts.steps, "step {pos}/{len}", args.quiet);
     let start = Instant::now();
-    let enc = ncodec::overfit::encode(img, args.quality, &opts, &backend.device, &mut |p| {
-        bar.set_position(p.step as u64);
-        bar.set_message(format!("{:.2} dB, {:.3} bpp (latents)", p.psnr, p.bpp));
-    })?;
-    bar.finish_and_clear();
+    let (enc, quality, searched) = match args.nerv.bpp {
+        Some(target) => {
+            let mut bar: Option<(usize, indicatif::ProgressBar)> = None;
+            let found = ncodec::overfit::encode_at_bpp(img, target, &opts, &backend.device, &mut |probe, p| {
+                if bar.as_ref().is_none_or(|(b, _)| *b != probe) {
+                    if let Some((_, b)) = bar.take() {
+                        b.finish_and_clear();
+                    }
+                    let label = format!("fit {}/{} {{pos}}/{{len}}", probe + 1, ncodec::overfit::MAX_RATE_PROBES);
+                    bar = Some((probe, ncodec::cli::encode_bar(opts.steps, &label, args.quiet)));
+                }
+                let (_, b) = bar.as_ref().expect("bar just made");
+                b.set_position(p.step as u64);
+                b.set_message(format!("{:.2} dB, {:.3} bpp (latents)", p.psnr, p.bpp));
+            })?;
+            if let Some((_, b)) = bar {
+                b.finish_and_clear();
+            }
+            let probes: Vec<String> = found.probes.iter().map(|(l, b)| format!("λ {l:.5}: {b:.4} bpp")).collect();
+            let within = found.encoded.bytes.len() as f64 * 8.0 <= target * img.width() as f64 * img.height() as f64;
+            let verdict = if within { format!("λ {:.5} fits {target} bpp", found.lambda) } else { format!("no fit reached {target} bpp; the smallest stream is kept") };
+            (found.encoded, found.quality, Some(format!("{verdict} ({} fits: {})", found.probes.len(), probes.join(", "))))
+        }
+        None => {
+            let bar = ncodec::cli::encode_bar(opts.steps, "step {pos}/{len}", args.quiet);
+            let enc = ncodec::overfit::encode(img, args.quality, &opts, &backend.device, &mut |p| {
+                bar.set_position(p.step as u64);
+                bar.set_message(format!("{:.2} dB, {:.3} bpp (latents)", p.psnr, p.bpp));
+            })?;
+            bar.finish_and_clear();
+            (enc, args.quality, None)
+        }
+    };
     ncodec::io::write_atomic(&args.output, &enc.bytes)?;
     if !args.quiet {
         let px = img.width() as f64 * img.height() as f64;
+        if let Some(s) = searched {
+            eprintln!("{s}");
+        }
         eprintln!(
             "{}x{} overfit q{} ({:.0} MAC/pixel, {} steps): {} bytes, {:.4} bpp, RGB PSNR {:.2} dB, encoded in {:.1} s on {}",
             img.width(),
             img.height(),
-            args.quality,
+            quality,
             opts.arch.macs_per_pixel(),
             opts.steps,
             enc.bytes.len(),

@@ -109,6 +109,84 @@ pub fn encode(img: &RgbImage, q: u8, opts: &FitOptions, device: &Device, progres
     Ok(Encoded { psnr: crate::metrics::psnr(img, &decoded), bytes })
 }
 
+/// Most fits a `--bpp` search makes (each is a whole encode).
+pub const MAX_RATE_PROBES: usize = 5;
+
+/// What [`encode_at_bpp`] found.
+#[derive(Debug, Clone)]
+pub struct RateSearch {
+    /// The largest stream within the target (the smallest one made if none is).
+    pub encoded: Encoded,
+    /// λ and quality (the level whose λ is nearest; it goes in the header) of that stream.
+    pub lambda: f64,
+    pub quality: u8,
+    /// Every fit made: (λ, bpp of its real bytes).
+    pub probes: Vec<(f64, f64)>,
+}
+
+/// The level whose λ is nearest `lambda` (in log scale).
+pub fn nearest_quality(lambda: f64) -> u8 {
+    let distance = |l: &f64| (l.ln() - lambda.ln()).abs();
+    (LAMBDAS.iter().enumerate().min_by(|a, b| distance(a.1).total_cmp(&distance(b.1))).map_or(0, |(i, _)| i) + 1) as u8
+}
+
+/// Fits `img` at λs chosen to reach `target_bpp` from real stream sizes: a first guess from
+/// a typical rate curve, then secants in log λ / log bpp between the fits so far (a fit's
+/// rate is not exactly monotone in λ: the search keeps the best stream seen, not the last).
+/// Stops at a stream within 3 % under the target or after [`MAX_RATE_PROBES`] fits.
+/// `progress` gets the probe's index with each fit's progress.
+pub fn encode_at_bpp(img: &RgbImage, target_bpp: f64, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(usize, FitProgress)) -> Result<RateSearch> {
+    if !(target_bpp.is_finite() && target_bpp > 0.0) {
+        return Err(Error::Unsupported(format!("target rate {target_bpp} bpp is not a positive number")));
+    }
+    let pixels = img.width() as f64 * img.height() as f64;
+    // bpp ∝ λ^−SLOPE near quality 4 (the fast preset on six Kodak images: 0.32 bpp at q4,
+    // ×1.8 per halving of λ).
+    const SLOPE: f64 = 0.85;
+    let (lambda_min, lambda_max) = (LAMBDAS[LAMBDAS.len() - 1] / 16.0, LAMBDAS[0] * 16.0);
+    let aim = 0.985 * target_bpp;
+    let mut lambda = (LAMBDAS[3] * (0.32 / aim).powf(1.0 / SLOPE)).clamp(lambda_min, lambda_max);
+    let mut found: Vec<(f64, f64, Encoded)> = vec![];
+    for probe in 0..MAX_RATE_PROBES {
+        let q = nearest_quality(lambda);
+        let enc = encode(img, q, &FitOptions { lambda, ..opts.clone() }, device, &mut |p| progress(probe, p))?;
+        let bpp = enc.bytes.len() as f64 * 8.0 / pixels;
+        found.push((lambda, bpp, enc));
+        if bpp <= target_bpp && bpp >= 0.97 * target_bpp {
+            break;
+        }
+        // The nearest fits on either side of the target (by rate), or the last two.
+        let under = found.iter().filter(|f| f.1 <= target_bpp).max_by(|a, b| a.1.total_cmp(&b.1));
+        let over = found.iter().filter(|f| f.1 > target_bpp).min_by(|a, b| a.1.total_cmp(&b.1));
+        let next = match (under, over) {
+            (Some(a), Some(b)) if a.0 != b.0 && a.1 != b.1 => {
+                // Secant between the two, in log-log.
+                let t = (aim.ln() - a.1.ln()) / (b.1.ln() - a.1.ln());
+                (a.0.ln() + t * (b.0.ln() - a.0.ln())).exp()
+            }
+            _ => {
+                let slope = match found.as_slice() {
+                    [.., a, b] if a.0 != b.0 && a.1 != b.1 => (-(b.1.ln() - a.1.ln()) / (b.0.ln() - a.0.ln())).clamp(0.3, 2.0),
+                    _ => SLOPE,
+                };
+                lambda * (bpp / aim).powf(1.0 / slope)
+            }
+        };
+        lambda = next.clamp(lambda_min, lambda_max);
+        if found.iter().any(|f| (f.0 / lambda - 1.0).abs() < 1e-3) {
+            break;
+        }
+    }
+    let probes = found.iter().map(|f| (f.0, f.1)).collect();
+    let fits = |f: &&(f64, f64, Encoded)| f.1 <= target_bpp;
+    let best = match found.iter().filter(fits).max_by(|a, b| a.1.total_cmp(&b.1)) {
+        Some(b) => b,
+        None => found.iter().min_by(|a, b| a.1.total_cmp(&b.1)).expect("at least one probe"),
+    };
+    let (lambda, _, encoded) = best.clone();
+    Ok(RateSearch { encoded, lambda, quality: nearest_quality(lambda), probes })
+}
+
 /// Tensors sharing a quantization step: the ARM's weights, its biases, the synthesis's
 /// weights, its biases (indices as in [`Architecture::tensor_shapes`], weight then bias).
 fn step_groups(tensors: usize) -> [Vec<usize>; 4] {
@@ -197,6 +275,31 @@ fn decode_with_tensors(arch: &Architecture, layers: &QuantizedLayers, latents: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--bpp`: the search lands within the target, above the smallest level's rate, from
+    /// real bytes.
+    #[test]
+    fn a_rate_target_is_met_from_real_bytes() {
+        let device = Device::flex();
+        let img = crate::synthetic::scene(160, 128);
+        let pixels = 160.0 * 128.0;
+        let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.0, steps: 150, lr: 1e-2, seed: 1 };
+        let rate = |q: u8| encode(&img, q, &FitOptions { lambda: Preset::lambda(q).unwrap(), ..opts.clone() }, &device, &mut |_| {}).unwrap().bytes.len() as f64 * 8.0 / pixels;
+        let (low, high) = (rate(1), rate(8));
+        assert!(high > 1.5 * low, "q1 {low} bpp, q8 {high} bpp");
+        let target = (low * high).sqrt();
+        let mut fits = vec![];
+        let found = encode_at_bpp(&img, target, &opts, &device, &mut |probe, p| fits.push((probe, p.step))).unwrap();
+        let bpp = found.encoded.bytes.len() as f64 * 8.0 / pixels;
+        assert!(bpp <= target && bpp > low, "{bpp} bpp for a target of {target} (q1 {low}, q8 {high}); probes {:?}", found.probes);
+        assert!((1..=MAX_RATE_PROBES).contains(&found.probes.len()));
+        assert_eq!(fits.iter().filter(|f| f.1 == 150).count(), found.probes.len(), "every probe is a whole fit");
+        let c = Container::parse(&found.encoded.bytes).unwrap();
+        assert_eq!(c.header.quality, nearest_quality(found.lambda));
+        assert_eq!(crate::metrics::psnr(&img, &decode(&c, &device).unwrap()), found.encoded.psnr);
+        assert!(encode_at_bpp(&img, f64::NAN, &opts, &device, &mut |_, _| {}).is_err());
+        assert!(encode_at_bpp(&img, 0.0, &opts, &device, &mut |_, _| {}).is_err());
+    }
 
     #[test]
     fn a_small_image_round_trips_through_bytes() {
