@@ -1,5 +1,5 @@
 //! Fits the overfit codec to one image and reports the fitting curve, the stream's size and
-//! the decoded PSNR: `cargo run --release --example overfit_fit -- IMAGE Q STEPS [LEVELS ARM SYN LR SEED]` (defaults: the medium preset).
+//! the decoded PSNR: `cargo run --release --example overfit_fit -- IMAGE Q STEPS [LEVELS ARM SYN LR SEED CANDIDATES]` (defaults: the medium preset).
 
 fn main() -> ncodec::Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -13,6 +13,7 @@ fn main() -> ncodec::Result<()> {
         ncodec::overfit::Architecture { levels: arg(3, a0.levels as f64) as usize, arm_hidden: arg(4, a0.arm_hidden as f64) as usize, synthesis_width: arg(5, a0.synthesis_width as f64) as usize };
     opts.lr = arg(6, 1e-2);
     opts.seed = arg(7, 1.0) as u64;
+    opts.candidates = arg(8, opts.candidates as f64) as usize;
     let device = ncodec::backend::device();
     println!("{:?}, {:.0} MAC/pixel", opts, opts.arch.macs_per_pixel());
     let enc = ncodec::overfit::encode(&img, q, &opts, &device, &mut |p| {

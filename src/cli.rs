@@ -43,6 +43,9 @@ pub struct OverfitArgs {
     /// overfit: fitting steps instead of the preset's.
     #[arg(long)]
     pub steps: Option<usize>,
+    /// overfit: initialisations tried for a tenth of the steps each; the best continues.
+    #[arg(long, default_value_t = 1)]
+    pub candidates: usize,
 }
 
 impl OverfitArgs {
@@ -52,6 +55,10 @@ impl OverfitArgs {
         if let Some(s) = self.steps {
             opts.steps = s.max(1);
         }
+        if !(1..=16).contains(&self.candidates) {
+            return Err(crate::Error::Unsupported(format!("--candidates {} (1..=16)", self.candidates)));
+        }
+        opts.candidates = self.candidates;
         Ok(opts)
     }
 }

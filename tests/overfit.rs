@@ -9,10 +9,10 @@ fn overfit_streams_round_trip_through_the_binaries() {
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let img = ncodec::synthetic::scene(45, 31);
     img.save(p("in.png")).unwrap();
-    let enc = common::run_bin("ncenc", &[&p("in.png"), "-o", &p("a.ncod"), "--codec", "overfit", "-q", "3", "--preset", "fast", "--steps", "40", "--backend", "cpu"]);
+    let enc = common::run_bin("ncenc", &[&p("in.png"), "-o", &p("a.ncod"), "--codec", "overfit", "-q", "3", "--preset", "fast", "--steps", "40", "--candidates", "2", "--backend", "cpu"]);
     let err = String::from_utf8_lossy(&enc.stderr);
     assert!(enc.status.success(), "{err}");
-    assert!(err.contains("45x31 overfit q3") && err.contains("40 steps"), "{err}");
+    assert!(err.contains("45x31 overfit q3") && err.contains("40 steps, best of 2 initialisations"), "{err}");
     let reported: f64 = err.split("RGB PSNR ").nth(1).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
 
     // ncdec needs nothing but the stream, and gets what the encoder measured.
@@ -27,6 +27,8 @@ fn overfit_streams_round_trip_through_the_binaries() {
     // Options that do not apply, and a truncated stream: errors, no output.
     let bad = common::run_bin("ncenc", &[&p("in.png"), "-o", &p("b.ncod"), "--codec", "overfit", "--preset", "fastest"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown preset"));
+    let bad = common::run_bin("ncenc", &[&p("in.png"), "-o", &p("b.ncod"), "--codec", "overfit", "--candidates", "0"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--candidates 0"));
     assert!(!dir.path().join("b.ncod").exists());
     let bytes = std::fs::read(p("a.ncod")).unwrap();
     std::fs::write(p("cut.ncod"), &bytes[..bytes.len() - 9]).unwrap();

@@ -119,7 +119,7 @@ fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::
                         b.finish_and_clear();
                     }
                     let label = format!("fit {}/{} {{pos}}/{{len}}", probe + 1, ncodec::overfit::MAX_RATE_PROBES);
-                    bar = Some((probe, ncodec::cli::encode_bar(opts.steps, &label, args.quiet)));
+                    bar = Some((probe, ncodec::cli::encode_bar(ncodec::overfit::fit::total_steps(&opts), &label, args.quiet)));
                 }
                 let (_, b) = bar.as_ref().expect("bar just made");
                 b.set_position(p.step as u64);
@@ -134,7 +134,7 @@ fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::
             (found.encoded, found.quality, Some(format!("{verdict} ({} fits: {})", found.probes.len(), probes.join(", "))))
         }
         None => {
-            let bar = ncodec::cli::encode_bar(opts.steps, "step {pos}/{len}", args.quiet);
+            let bar = ncodec::cli::encode_bar(ncodec::overfit::fit::total_steps(&opts), "step {pos}/{len}", args.quiet);
             let enc = ncodec::overfit::encode(img, args.quality, &opts, &backend.device, &mut |p| {
                 bar.set_position(p.step as u64);
                 bar.set_message(format!("{:.2} dB, {:.3} bpp (latents)", p.psnr, p.bpp));
@@ -150,12 +150,13 @@ fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::
             eprintln!("{s}");
         }
         eprintln!(
-            "{}x{} overfit q{} ({:.0} MAC/pixel, {} steps): {} bytes, {:.4} bpp, RGB PSNR {:.2} dB, encoded in {:.1} s on {}",
+            "{}x{} overfit q{} ({:.0} MAC/pixel, {} steps{}): {} bytes, {:.4} bpp, RGB PSNR {:.2} dB, encoded in {:.1} s on {}",
             img.width(),
             img.height(),
             quality,
             opts.arch.macs_per_pixel(),
             opts.steps,
+            if opts.candidates > 1 { format!(", best of {} initialisations", opts.candidates) } else { String::new() },
             enc.bytes.len(),
             enc.bytes.len() as f64 * 8.0 / px,
             enc.psnr,

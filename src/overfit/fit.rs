@@ -28,6 +28,43 @@ pub struct FitOptions {
     pub steps: usize,
     pub lr: f64,
     pub seed: u64,
+    /// Initialisations tried (seeds `seed`, `seed + 1`, …): each runs the first
+    /// [`warmup_steps`] and only the best continues (Cool-chic's warm-up).
+    pub candidates: usize,
+}
+
+/// Steps each candidate initialisation runs before one is kept: a tenth of the fit (none
+/// with a single candidate). Short fits are a lottery: on a 256x256 crop of kodim01 at q4 and
+/// 400 steps, seeds 1-4 gave 27.06, 24.17, 27.14 and 26.50 dB, and the loss after 40 steps
+/// already told seed 2 apart. Three candidates cut the mean J of 8 seeds by 10 % on two crops
+/// at 1.2× the time, but 20 % more steps of one fit did as well (README).
+pub fn warmup_steps(opts: &FitOptions) -> usize {
+    if opts.candidates > 1 { (opts.steps / 10).max(1) } else { 0 }
+}
+
+/// Steps a fit makes in all (its progress counts to this).
+pub fn total_steps(opts: &FitOptions) -> usize {
+    opts.steps + warmup_steps(opts) * opts.candidates.saturating_sub(1)
+}
+
+/// Runs every candidate through the warm-up (`step(state, step index)` returns that step's
+/// loss) and returns the one with the lowest loss summed over the warm-up's last quarter,
+/// and the index of the step it continues from.
+fn best_candidate<S>(opts: &FitOptions, mut init: impl FnMut(u64) -> S, mut step: impl FnMut(&mut S, usize) -> f64) -> (S, usize) {
+    let warm = warmup_steps(opts);
+    if warm == 0 {
+        return (init(opts.seed), 0);
+    }
+    let tail = (warm / 4).max(1);
+    let mut best: Option<(f64, S)> = None;
+    for c in 0..opts.candidates as u64 {
+        let mut state = init(opts.seed + c);
+        let score: f64 = (0..warm).map(|k| step(&mut state, k)).skip(warm - tail).sum();
+        if best.as_ref().is_none_or(|(b, _)| score < *b) {
+            best = Some((score, state));
+        }
+    }
+    (best.expect("two or more candidates").1, warm)
 }
 
 /// Progress of a fit, for a progress bar.
@@ -73,15 +110,15 @@ fn quantization_at(opts: &FitOptions, step: usize) -> Quantization {
     Quantization::SoftRound { temperature: 0.3 - 0.2 * t }
 }
 
-/// Whether step `step` (counted from 0) reports its progress: the first, every 10th (so the
-/// reported counts are 1, 10, 20, …), and the last.
-fn reports(opts: &FitOptions, step: usize) -> bool {
-    step == 0 || (step + 1).is_multiple_of(10) || step + 1 == opts.steps
+/// Whether the `done`-th step of a fit (counted from 0, over all candidates) reports its
+/// progress: the first, every 10th (so the reported counts are 1, 10, 20, …), and the last.
+fn reports(opts: &FitOptions, done: usize) -> bool {
+    done == 0 || (done + 1).is_multiple_of(10) || done + 1 == total_steps(opts)
 }
 
 impl FitProgress {
-    fn after(step: usize, opts: &FitOptions, mse: f64, bpp: f64, start: Instant) -> Self {
-        Self { step: step + 1, steps: opts.steps, psnr: -10.0 * mse.max(1e-12).log10(), bpp, seconds: start.elapsed().as_secs_f64() }
+    fn after(done: usize, opts: &FitOptions, mse: f64, bpp: f64, start: Instant) -> Self {
+        Self { step: done + 1, steps: total_steps(opts), psnr: -10.0 * mse.max(1e-12).log10(), bpp, seconds: start.elapsed().as_secs_f64() }
     }
 }
 
@@ -126,28 +163,40 @@ pub(crate) fn runs_on_cpu(device: &Device) -> bool {
     }
 }
 
-/// The hand-written pass; `device` only builds the initial network.
+/// The hand-written pass; `device` only builds the initial networks.
 fn fit_cpu(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Params {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut params = OverfitNet::new(&opts.arch, h, w, opts.seed, device).to_params();
+    let pixels = (w * h) as f64;
     let problem = Problem::new(opts.arch, h, w, planar(img));
-    let mut adam = Adam::new(&params);
-    let mut noise = noise_rng(opts.seed);
     let start = Instant::now();
+    let mut done = 0;
     let mut best = KeepBest::default();
-    for step in 0..opts.steps {
+    let init = |seed: u64| {
+        let params = OverfitNet::new(&opts.arch, h, w, seed, device).to_params();
+        let adam = Adam::new(&params);
+        (params, adam, noise_rng(seed))
+    };
+    // One step of a run; offers the parameters to `best` when `keep` (after the warm-up).
+    let mut step = |(params, adam, noise): &mut (Params, Adam, rand::rngs::StdRng), step: usize, best: Option<&mut KeepBest<Params>>| {
         let q = quantization_at(opts, step);
-        let (loss, grads) = problem.loss_and_grads(&params, opts.lambda, q, &mut noise);
-        if q == Quantization::Round {
-            best.offer(loss.mse + opts.lambda * loss.bits / (w * h) as f64, &params);
+        let (loss, grads) = problem.loss_and_grads(params, opts.lambda, q, noise);
+        let j = loss.mse + opts.lambda * loss.bits / pixels;
+        if let (Quantization::Round, Some(best)) = (q, best) {
+            best.offer(j, params);
         }
         let (lr, latent_lr) = learning_rates(opts, step);
-        adam.step(&mut params, &grads, lr, latent_lr);
-        if reports(opts, step) {
-            progress(FitProgress::after(step, opts, loss.mse, loss.bits / (w * h) as f64, start));
+        adam.step(params, &grads, lr, latent_lr);
+        if reports(opts, done) {
+            progress(FitProgress::after(done, opts, loss.mse, loss.bits / pixels, start));
         }
+        done += 1;
+        j
+    };
+    let (mut run, first) = best_candidate(opts, init, |run, k| step(run, k, None));
+    for k in first..opts.steps {
+        step(&mut run, k, Some(&mut best));
     }
-    best.or(params)
+    best.or(run.0)
 }
 
 /// The parameters (host ones, or a module on its device) of the lowest loss offered: the
@@ -199,31 +248,74 @@ fn fit_tensors(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mu
     let (w, h) = (img.width() as usize, img.height() as usize);
     let train_device = device.clone().autodiff();
     let x = image_tensor(img, &train_device);
-    let mut model = OverfitNet::new(&opts.arch, h, w, opts.seed, &train_device);
-    let mut optim: ModuleOptimizer = AdamConfig::new().with_epsilon(1e-8).init();
     let pixels = (w * h) as f64;
     let start = Instant::now();
+    let mut done = 0;
     let mut best = KeepBest::default();
-    for step in 0..opts.steps {
+    let init = |seed: u64| {
+        let optim: ModuleOptimizer = AdamConfig::new().with_epsilon(1e-8).init();
+        (Some(OverfitNet::new(&opts.arch, h, w, seed, &train_device)), optim)
+    };
+    let mut step = |(model, optim): &mut (Option<OverfitNet>, ModuleOptimizer), step: usize, best: Option<&mut KeepBest<OverfitNet>>| {
+        let net = model.take().expect("a model between steps");
         let q = quantization_at(opts, step);
-        let out = model.forward(q);
+        let out = net.forward(q);
         let mse = (out.x_hat - x.clone()).powi_scalar(2).mean();
         let bpp = out.bits.div_scalar(pixels);
         let loss = mse.clone() + bpp.clone().mul_scalar(opts.lambda);
-        let measured = reports(opts, step).then(|| (to_host(mse.clone().detach())[0] as f64, to_host(bpp.clone().detach())[0] as f64));
-        if q == Quantization::Round {
-            best.offer(to_host(loss.clone().detach())[0] as f64, &model);
+        let measured = reports(opts, done).then(|| (to_host(mse.clone().detach())[0] as f64, to_host(bpp.clone().detach())[0] as f64));
+        let j = to_host(loss.clone().detach())[0] as f64;
+        if let (Quantization::Round, Some(best)) = (q, best) {
+            best.offer(j, &net);
         }
         let mut grads = loss.backward();
         // Two steps of one optimiser (its state is per parameter): latents, then networks.
-        let latents = GradientsParams::from_params(&mut grads, &model, &model.latent_ids());
-        let networks = GradientsParams::from_grads(grads, &model);
+        let latents = GradientsParams::from_params(&mut grads, &net, &net.latent_ids());
+        let networks = GradientsParams::from_grads(grads, &net);
         let (lr, latent_lr) = learning_rates(opts, step);
-        model = optim.step(latent_lr, model, latents);
-        model = optim.step(lr, model, networks);
+        let net = optim.step(latent_lr, net, latents);
+        *model = Some(optim.step(lr, net, networks));
         if let Some((mse, bpp)) = measured {
-            progress(FitProgress::after(step, opts, mse, bpp, start));
+            progress(FitProgress::after(done, opts, mse, bpp, start));
         }
+        done += 1;
+        j
+    };
+    let (mut run, first) = best_candidate(opts, init, |run, k| step(run, k, None));
+    for k in first..opts.steps {
+        step(&mut run, k, Some(&mut best));
     }
-    Ok(best.or(model).to_params())
+    Ok(best.or(run.0.expect("a model after the last step")).to_params())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The warm-up keeps the candidate whose loss is lowest at its end, not on average, and
+    /// the kept one continues from where it stopped.
+    #[test]
+    fn the_candidate_lowest_at_the_end_of_the_warmup_continues() {
+        let arch = Architecture { levels: 2, arm_hidden: 2, synthesis_width: 2 };
+        let opts = FitOptions { arch, lambda: 0.0, steps: 40, lr: 0.0, seed: 10, candidates: 3 };
+        let loss = |seed: u64, k: usize| match seed {
+            10 => 3.0,
+            11 if k < 3 => 9.0,
+            11 => 0.5,
+            _ => 1.0,
+        };
+        let (state, first) = best_candidate(
+            &opts,
+            |seed| (seed, 0usize),
+            |s, k| {
+                s.1 += 1;
+                loss(s.0, k)
+            },
+        );
+        assert_eq!((state, first), ((11, 4), 4));
+        assert_eq!(total_steps(&opts), 48);
+        let single = FitOptions { candidates: 1, ..opts };
+        let (state, first) = best_candidate(&single, |seed| (seed, 0usize), |_, _| unreachable!("no warm-up with one candidate"));
+        assert_eq!((state, first, total_steps(&single)), ((10, 0), 0, 40));
+    }
 }

@@ -75,7 +75,7 @@ impl Preset {
 
     /// The fitting options of quality `q` (1..=8).
     pub fn options(self, q: u8) -> Result<FitOptions> {
-        Ok(FitOptions { arch: self.architecture(), lambda: Self::lambda(q)?, steps: self.steps(), lr: 1e-2, seed: 1 })
+        Ok(FitOptions { arch: self.architecture(), lambda: Self::lambda(q)?, steps: self.steps(), lr: 1e-2, seed: 1, candidates: 1 })
     }
 
     /// λ of quality `q` (1..=8).
@@ -283,7 +283,7 @@ mod tests {
         let device = Device::flex();
         let img = crate::synthetic::scene(160, 128);
         let pixels = 160.0 * 128.0;
-        let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.0, steps: 150, lr: 1e-2, seed: 1 };
+        let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.0, steps: 150, lr: 1e-2, seed: 1, candidates: 1 };
         let rate = |q: u8| encode(&img, q, &FitOptions { lambda: Preset::lambda(q).unwrap(), ..opts.clone() }, &device, &mut |_| {}).unwrap().bytes.len() as f64 * 8.0 / pixels;
         let (low, high) = (rate(1), rate(8));
         assert!(high > 1.5 * low, "q1 {low} bpp, q8 {high} bpp");
@@ -305,10 +305,12 @@ mod tests {
     fn a_small_image_round_trips_through_bytes() {
         let device = crate::backend::device();
         let img = crate::synthetic::scene(37, 23);
-        let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.002, steps: 60, lr: 1e-2, seed: 1 };
+        let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.002, steps: 60, lr: 1e-2, seed: 1, candidates: 2 };
         let mut curve = vec![];
         let enc = encode(&img, 4, &opts, &device, &mut |p| curve.push(p)).unwrap();
-        assert_eq!(curve.last().unwrap().step, 60);
+        // Two candidates for 6 steps each, then 54 more for the one kept.
+        assert_eq!(curve.last().unwrap().step, 66);
+        assert!(curve.iter().all(|p| p.steps == 66));
         let c = Container::parse(&enc.bytes).unwrap();
         let dec = decode(&c, &device).unwrap();
         assert_eq!(crate::metrics::psnr(&img, &dec), enc.psnr);

@@ -94,7 +94,12 @@ pub fn run(a: Args) -> ncodec::Result<()> {
                 return Err(ncodec::Error::Unsupported("overfit fits its own network: --weights does not apply".into()));
             }
             let opts = a.overfit.options(1)?;
-            codecs.push(Box::new(bench::Overfit { preset: a.overfit.steps.map_or(a.overfit.preset.clone(), |s| format!("{}-{s}steps", a.overfit.preset)), opts, device: backend.device.clone() }));
+            // The label names what differs from the preset (results are cached by it).
+            let mut preset = a.overfit.steps.map_or(a.overfit.preset.clone(), |s| format!("{}-{s}steps", a.overfit.preset));
+            if opts.candidates > 1 {
+                preset += &format!("-{}candidates", opts.candidates);
+            }
+            codecs.push(Box::new(bench::Overfit { preset, opts, device: backend.device.clone() }));
             continue;
         }
         let codec = ncodec::codec::Codec::open_on(name, a.weights.as_deref(), backend.device.clone())?;
