@@ -2,7 +2,8 @@
 //! λ·MSE-free Cool-chic loss `MSE + λ·bpp`, then quantized and coded.
 //!
 //! ```text
-//!  zero latents, seeded network ──Adam, warm-up then cosine lr (latents 4× → 1×)──►
+//!  zero latents, seeded network ──Adam: warm-up, lr held for half the steps, then cosine
+//!      (latents 4× → 1×); with N candidates, N seeds for a tenth of the steps, best kept──►
 //!      first 80 % of steps: soft-rounded noisy latents, temperature 0.3 → 0.1
 //!      last 20 %:           rounded latents, straight-through gradients; the parameters
 //!                           of the lowest rounded loss seen are the ones kept
@@ -137,12 +138,18 @@ fn learning_rates(opts: &FitOptions, step: usize) -> (f64, f64) {
     (lr, lr * boost)
 }
 
+/// Share of the steps after the warm-up at the full learning rate before the cosine decay.
+/// Short fits gain most: on 256x256 crops at q4 and 400 steps, mean J of 8 seeds 0.003589 →
+/// 0.003301 (kodim01) and 0.002720 → 0.002191 (kodim03), every seed better; all of kodim03
+/// 0.002115 → 0.001917; at 1800 steps −0.2 % and −2.7 % (2 seeds). 0.7 did as well as 0.5.
+const LR_HOLD: f64 = 0.5;
+
 fn learning_rate(opts: &FitOptions, step: usize) -> f64 {
     let warmup = (opts.steps / 50).max(1);
     if step < warmup {
         return opts.lr * (step + 1) as f64 / warmup as f64;
     }
-    let t = (step - warmup) as f64 / (opts.steps - warmup).max(1) as f64;
+    let t = ((step - warmup) as f64 / (opts.steps - warmup).max(1) as f64 - LR_HOLD).max(0.0) / (1.0 - LR_HOLD);
     opts.lr * (0.5 * (1.0 + (std::f64::consts::PI * t).cos())).max(0.01)
 }
 
