@@ -121,9 +121,7 @@ fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::
                     let label = format!("fit {}/{} {{pos}}/{{len}}", probe + 1, ncodec::overfit::MAX_RATE_PROBES);
                     bar = Some((probe, ncodec::cli::encode_bar(ncodec::overfit::fit::total_steps(&opts), &label, args.quiet)));
                 }
-                let (_, b) = bar.as_ref().expect("bar just made");
-                b.set_position(p.step as u64);
-                b.set_message(format!("{:.2} dB, {:.3} bpp (latents)", p.psnr, p.bpp));
+                show_fit(&bar.as_ref().expect("bar just made").1, p);
             })?;
             if let Some((_, b)) = bar {
                 b.finish_and_clear();
@@ -131,14 +129,11 @@ fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::
             let probes: Vec<String> = found.probes.iter().map(|(l, b)| format!("λ {l:.5}: {b:.4} bpp")).collect();
             let within = found.encoded.bytes.len() as f64 * 8.0 <= target * img.width() as f64 * img.height() as f64;
             let verdict = if within { format!("λ {:.5} fits {target} bpp", found.lambda) } else { format!("no fit reached {target} bpp; the smallest stream is kept") };
-            (found.encoded, found.quality, Some(format!("{verdict} ({} fits: {})", found.probes.len(), probes.join(", "))))
+            (found.encoded, ncodec::overfit::nearest_quality(found.lambda), Some(format!("{verdict} ({} fits: {})", found.probes.len(), probes.join(", "))))
         }
         None => {
             let bar = ncodec::cli::encode_bar(ncodec::overfit::fit::total_steps(&opts), "step {pos}/{len}", args.quiet);
-            let enc = ncodec::overfit::encode(img, args.quality, &opts, &backend.device, &mut |p| {
-                bar.set_position(p.step as u64);
-                bar.set_message(format!("{:.2} dB, {:.3} bpp (latents)", p.psnr, p.bpp));
-            })?;
+            let enc = ncodec::overfit::encode(img, args.quality, &opts, &backend.device, &mut |p| show_fit(&bar, p))?;
             bar.finish_and_clear();
             (enc, args.quality, None)
         }
@@ -165,6 +160,12 @@ fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::
         );
     }
     Ok(())
+}
+
+/// A fit's progress on its bar.
+fn show_fit(bar: &indicatif::ProgressBar, p: ncodec::overfit::FitProgress) {
+    bar.set_position(p.step as u64);
+    bar.set_message(format!("{:.2} dB, {:.3} bpp (latents)", p.psnr, p.bpp));
 }
 
 /// A video through the registry's video codec (nerv when no --codec names one).

@@ -38,7 +38,8 @@ pub struct FitOptions {
 /// with a single candidate). Short fits are a lottery: on a 256x256 crop of kodim01 at q4 and
 /// 400 steps, seeds 1-4 gave 27.06, 24.17, 27.14 and 26.50 dB, and the loss after 40 steps
 /// already told seed 2 apart. Three candidates cut the mean J of 8 seeds by 10 % on two crops
-/// at 1.2× the time, but 20 % more steps of one fit did as well (README).
+/// at 1.2× the time; 20 % more steps of one fit, the same time, did worse on one crop and
+/// better on the other (README).
 pub fn warmup_steps(opts: &FitOptions) -> usize {
     if opts.candidates > 1 { (opts.steps / 10).max(1) } else { 0 }
 }

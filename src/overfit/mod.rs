@@ -117,9 +117,9 @@ pub const MAX_RATE_PROBES: usize = 5;
 pub struct RateSearch {
     /// The largest stream within the target (the smallest one made if none is).
     pub encoded: Encoded,
-    /// λ and quality (the level whose λ is nearest; it goes in the header) of that stream.
+    /// λ of that stream (its header carries the level whose λ is nearest, see
+    /// [`nearest_quality`]).
     pub lambda: f64,
-    pub quality: u8,
     /// Every fit made: (λ, bpp of its real bytes).
     pub probes: Vec<(f64, f64)>,
 }
@@ -184,7 +184,7 @@ pub fn encode_at_bpp(img: &RgbImage, target_bpp: f64, opts: &FitOptions, device:
         None => found.iter().min_by(|a, b| a.1.total_cmp(&b.1)).expect("at least one probe"),
     };
     let (lambda, _, encoded) = best.clone();
-    Ok(RateSearch { encoded, lambda, quality: nearest_quality(lambda), probes })
+    Ok(RateSearch { encoded, lambda, probes })
 }
 
 /// Tensors sharing a quantization step: the ARM's weights, its biases, the synthesis's
