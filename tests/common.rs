@@ -59,6 +59,7 @@ pub fn quick_train_options(config: ModelConfig, data: PathBuf, ckpt_dir: PathBuf
         progress: false,
         vq: Default::default(),
         sequences: 4,
+        ema: vec![],
     }
 }
 

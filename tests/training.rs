@@ -29,9 +29,14 @@ fn train_checkpoint_resume_export() {
         common::test_image(80, 72, i).save(data.join("sub").join(format!("{i}.png"))).unwrap();
     }
     let config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 8, lambdas: vec![0.01, 0.05], vq: None, transforms: Default::default() };
-    let mut opts = quick_options(config.clone(), data, dir.path().join("ckpt"));
+    let mut opts = TrainOptions { ema: vec![0.9], ..quick_options(config.clone(), data, dir.path().join("ckpt")) };
     let s = train(&opts).unwrap();
     assert_eq!(s.step, 3);
+    let device = ncodec::backend::device();
+    let ema_dir = dir.path().join("ckpt/ema-0.9");
+    let params = |m: &ncodec::models::ImageModel| ncodec::weights::to_bytes(&config, m, &m.export_tables(), ncodec::weights::Precision::F32);
+    // Read now: the resumed run rewrites this folder.
+    let earlier = params(&load_checkpoint(&ema_dir, &device).unwrap().1);
     opts.steps = 5;
     opts.resume = true;
     let s = train(&opts).unwrap();
@@ -39,9 +44,17 @@ fn train_checkpoint_resume_export() {
     let log = std::fs::read_to_string(dir.path().join("ckpt/log.csv")).unwrap();
     assert!(log.starts_with("step,"));
 
-    let device = ncodec::backend::device();
+    // The weight average is a checkpoint of its own, at the run's step, between where the
+    // weights were and where they are.
+    let (ema_state, ema_model) = load_checkpoint(&ema_dir, &device).unwrap();
+    assert_eq!(ema_state.step, 5);
+    assert!(!ema_dir.join("optim.bpk").exists(), "an average has no optimizer state");
+    export_and_round_trip(&ema_model, &ema_state, "mean-scale-ema", &ema_dir);
     let (state, model) = load_checkpoint(&dir.path().join("ckpt"), &device).unwrap();
     assert_eq!(state.step, 5);
+    let (raw, averaged) = (params(&model), params(&ema_model));
+    assert!(averaged != earlier, "the average moved on the resumed steps");
+    assert!(averaged != raw, "the average trails the weights");
     let out = export_and_round_trip(&model, &state, "mean-scale", dir.path());
 
     // Training from the exported weights continues their step count (fresh optimizer).

@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use super::ema::Ema;
 use super::session::{self, TrainOptions, TrainState, Trainer, checkpoint, optimizer, resume_run, start_run};
 use crate::data::{LatentSet, TrainSet};
 use crate::error::{Error, Result};
@@ -114,7 +115,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     let (set, mut state) = start_run(opts)?;
     let mut optim = optimizer();
     let model;
-    if let Some((m, o)) = resume_run(opts, &mut state, &device)? {
+    let resumed = resume_run(opts, &mut state, &device)?;
+    let was_resumed = resumed.is_some();
+    if let Some((m, o)) = resumed {
         (model, optim) = (m, o);
     } else if let Some(init) = &opts.init_from {
         let loaded = weights::load(init, &device)?;
@@ -137,6 +140,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     }
     device.seed(opts.seed.wrapping_add(state.step as u64));
     let rng = StdRng::seed_from_u64(opts.seed.wrapping_add(state.step as u64));
+    let emas = opts.ema.iter().map(|&d| if was_resumed { Ema::resume(&opts.ckpt_dir, &opts.config, &model, d, &device) } else { Ema::new(&model, d) }).collect();
 
     let source = if opts.freeze_transforms {
         if model.context().is_none() {
@@ -153,7 +157,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     } else {
         Source::Images(set)
     };
-    let mut trainer = ImageTrainer { opts, model: Some(model), optim, source, rng, device, sums: Sums::default() };
+    let mut trainer = ImageTrainer { opts, model: Some(model), optim, emas, source, rng, device, sums: Sums::default() };
     session::run(opts, state, &mut trainer)
 }
 
@@ -173,6 +177,8 @@ struct ImageTrainer<'a> {
     /// Taken by each step (burn's optimizer consumes the model) and put back.
     model: Option<ImageModel>,
     optim: ModuleOptimizer,
+    /// The weight averages (`--ema`), updated after every step.
+    emas: Vec<Ema>,
     source: Source,
     rng: StdRng,
     device: Device,
@@ -204,6 +210,9 @@ impl Trainer for ImageTrainer<'_> {
                 context_step(model, &mut self.optim, targets, x.to_device(&self.device), &q, &opts.config.lambdas, opts.lr)
             }
         };
+        for ema in &mut self.emas {
+            ema.update(&model);
+        }
         self.model = Some(model);
         let s = &mut self.sums;
         (s.loss, s.bpp, s.mse, s.reference_bpp, s.steps) = (s.loss + stats.loss, s.bpp + stats.bpp, s.mse + stats.mse, s.reference_bpp + stats.reference_bpp, s.steps + 1);
@@ -225,7 +234,11 @@ impl Trainer for ImageTrainer<'_> {
     }
 
     fn checkpoint(&mut self, state: &TrainState) -> Result<()> {
-        checkpoint(self.model.as_ref().expect("the model is put back after every step"), &self.optim, state, &self.opts.ckpt_dir)
+        let model = self.model.as_ref().expect("the model is put back after every step");
+        for ema in &self.emas {
+            ema.checkpoint(model, state, &self.opts.ckpt_dir)?;
+        }
+        checkpoint(model, &self.optim, state, &self.opts.ckpt_dir)
     }
 }
 

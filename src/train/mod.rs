@@ -8,10 +8,12 @@
 //!                           │ each builds a Trainer (model, optimizer, batches) ...
 //!                           ▼
 //!                    session::run   ... that one loop drives: time limit, log.csv, progress,
-//!                                   checkpoints (model.bpk, optim.bpk, state.json)
+//!                                   checkpoints (model.bpk, optim.bpk, state.json;
+//!                                   ema-<d>/: weight averages, see `ema`)
 //!  load_checkpoint / export ──► weights file (fp16 or fp32, integer tables, provenance)
 //! ```
 
+pub mod ema;
 pub mod image;
 pub mod session;
 pub mod stem;
@@ -32,6 +34,9 @@ use crate::weights::{self, Precision};
 /// Trains the model `opts` describes, by its architecture; returns the state at the last
 /// checkpoint.
 pub fn train(opts: &TrainOptions) -> Result<TrainState> {
+    if !opts.ema.is_empty() && matches!(opts.config.architecture, Architecture::Vq | Architecture::Stem) {
+        return Err(Error::Unsupported("--ema averages the weights of image-codec training (factorized, hyperprior, mean-scale, mlic)".into()));
+    }
     match opts.config.architecture {
         Architecture::Vq => vq::train(opts),
         Architecture::Stem => stem::train(opts),

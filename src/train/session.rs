@@ -60,6 +60,9 @@ pub struct TrainOptions {
     pub vq: VqTrainOptions,
     /// Stem models only: synthetic training sequences to render (see [`super::stem`]).
     pub sequences: usize,
+    /// Image codecs only: decays of the weight averages kept beside the run (see
+    /// [`super::ema`]); empty for none.
+    pub ema: Vec<f64>,
 }
 
 /// What the decoder is trained to minimise.
@@ -194,6 +197,7 @@ pub(crate) fn start_run(opts: &TrainOptions) -> Result<(TrainSet, TrainState)> {
     if !(opts.residual_lr_scale.is_finite() && opts.residual_lr_scale > 0.0) {
         return Err(Error::Unsupported("--residual-lr-scale must be a positive number".into()));
     }
+    super::ema::check_decays(&opts.ema)?;
     std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
     let set = TrainSet::load(&opts.data, opts.crop)?;
     let state = TrainState {
@@ -237,12 +241,18 @@ pub(crate) fn resume_run(opts: &TrainOptions, state: &mut TrainState, device: &D
 /// complete.
 pub(crate) fn checkpoint(model: &ImageModel, optim: &ModuleOptimizer, state: &TrainState, dir: &Path) -> Result<()> {
     // Write next to the old files, then rename: a kill mid-write keeps the previous checkpoint.
-    let tmp_model = dir.join("model.tmp.bpk");
     let tmp_optim = dir.join("optim.tmp.bpk");
-    model.clone().save_file(&tmp_model).map_err(|e| Error::Codec(format!("saving checkpoint: {e:?}")))?;
     optim.save(&tmp_optim).map_err(|e| Error::Codec(format!("saving optimizer: {e:?}")))?;
+    checkpoint_model(model, state, dir)?;
+    std::fs::rename(&tmp_optim, dir.join("optim.bpk")).map_err(|e| Error::io(dir, e))
+}
+
+/// Writes model and state into `dir` (a checkpoint without optimizer state, as the weight
+/// averages keep), each replacing its previous file only once complete.
+pub(crate) fn checkpoint_model(model: &ImageModel, state: &TrainState, dir: &Path) -> Result<()> {
+    let tmp_model = dir.join("model.tmp.bpk");
+    model.clone().save_file(&tmp_model).map_err(|e| Error::Codec(format!("saving checkpoint: {e:?}")))?;
     std::fs::rename(&tmp_model, dir.join("model.bpk")).map_err(|e| Error::io(dir, e))?;
-    std::fs::rename(&tmp_optim, dir.join("optim.bpk")).map_err(|e| Error::io(dir, e))?;
     crate::io::write_atomic(&dir.join("state.json"), &serde_json::to_vec_pretty(state).unwrap())
 }
 

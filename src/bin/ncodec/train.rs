@@ -74,6 +74,11 @@ pub struct Args {
     /// stem: synthetic training sequences (moving crops of the training photos) to render.
     #[arg(long, default_value_t = 1200)]
     pub sequences: usize,
+    /// Keep moving averages of the weights with these decays (comma-separated, e.g. 0.999),
+    /// each checkpointed as its own folder `<ckpt-dir>/ema-<decay>/` that `export` and `ship`
+    /// take as --ckpt-dir. Image codecs only.
+    #[arg(long, value_delimiter = ',')]
+    pub ema: Vec<f64>,
     /// Where training runs: cpu, wgpu, vulkan, cuda, auto (default: $NCODEC_DEVICE, else cpu).
     #[arg(long, value_parser = ncodec::cli::parse_backend)]
     pub backend: Option<ncodec::backend::Backend>,
@@ -118,6 +123,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         progress: true,
         vq,
         sequences: a.sequences,
+        ema: a.ema,
     };
     if let Some(steps) = a.bench {
         let t = train::throughput(&opts, a.warmup, steps)?;
