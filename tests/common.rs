@@ -60,6 +60,7 @@ pub fn quick_train_options(config: ModelConfig, data: PathBuf, ckpt_dir: PathBuf
         vq: Default::default(),
         sequences: 4,
         ema: vec![],
+        quality_weights: vec![],
     }
 }
 

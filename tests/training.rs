@@ -29,7 +29,9 @@ fn train_checkpoint_resume_export() {
         common::test_image(80, 72, i).save(data.join("sub").join(format!("{i}.png"))).unwrap();
     }
     let config = ModelConfig { architecture: Architecture::MeanScaleHyperprior, n: 8, m: 8, lambdas: vec![0.01, 0.05], vq: None, transforms: Default::default() };
-    let mut opts = TrainOptions { ema: vec![0.9], ..quick_options(config.clone(), data, dir.path().join("ckpt")) };
+    let mut opts = TrainOptions { ema: vec![0.9], quality_weights: vec![1, 3], ..quick_options(config.clone(), data, dir.path().join("ckpt")) };
+    let refused = train(&TrainOptions { quality_weights: vec![1, 1, 1], ..opts.clone() });
+    assert!(refused.is_err_and(|e| e.to_string().contains("3 weights for 2 quality levels")), "a weight per level");
     let s = train(&opts).unwrap();
     assert_eq!(s.step, 3);
     let device = ncodec::backend::device();

@@ -1,7 +1,8 @@
 //! Rate-distortion training of the image codecs (factorized, hyperprior, mean-scale, mlic).
 //!
 //! Loss per sample: λ_q·255²·MSE(x, x̂) + bpp, with the quality level q drawn per sample so one
-//! gain-conditioned model learns every rate point at once.
+//! gain-conditioned model learns every rate point at once (uniformly, or as `--quality-weights`
+//! says: [`super::quality`]).
 //!
 //! With `freeze_transforms` (multi-reference models started from a mean-scale model) only the
 //! context model trains, on latents computed once: y = g_a(x) does not change, so a step skips
@@ -14,11 +15,12 @@ use std::time::Instant;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Int;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::ema::Ema;
+use super::quality::QualitySampler;
 use super::session::{self, TrainOptions, TrainState, Trainer, checkpoint, optimizer, resume_run, start_run};
 use crate::data::{LatentSet, TrainSet};
 use crate::error::{Error, Result};
@@ -140,6 +142,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     }
     device.seed(opts.seed.wrapping_add(state.step as u64));
     let rng = StdRng::seed_from_u64(opts.seed.wrapping_add(state.step as u64));
+    let qualities = QualitySampler::new(&opts.quality_weights, opts.config.qualities())?;
+    if !opts.quality_weights.is_empty() {
+        let p: Vec<String> = qualities.probabilities().iter().map(|p| format!("{:.3}", p)).collect();
+        eprintln!("quality levels drawn with probabilities {}", p.join(", "));
+    }
     let emas = opts.ema.iter().map(|&d| if was_resumed { Ema::resume(&opts.ckpt_dir, &opts.config, &model, d, &device) } else { Ema::new(&model, d) }).collect();
 
     let source = if opts.freeze_transforms {
@@ -157,7 +164,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     } else {
         Source::Images(set)
     };
-    let mut trainer = ImageTrainer { opts, model: Some(model), optim, emas, source, rng, device, sums: Sums::default() };
+    let mut trainer = ImageTrainer { opts, model: Some(model), optim, emas, source, qualities, rng, device, sums: Sums::default() };
     session::run(opts, state, &mut trainer)
 }
 
@@ -180,6 +187,8 @@ struct ImageTrainer<'a> {
     /// The weight averages (`--ema`), updated after every step.
     emas: Vec<Ema>,
     source: Source,
+    /// Draws each sample's quality level (`--quality-weights`).
+    qualities: QualitySampler,
     rng: StdRng,
     device: Device,
     sums: Sums,
@@ -195,7 +204,7 @@ impl Trainer for ImageTrainer<'_> {
 
     fn step(&mut self, _step: usize) -> Result<f64> {
         let opts = self.opts;
-        let q: Vec<usize> = (0..opts.batch).map(|_| self.rng.gen_range(0..opts.config.qualities())).collect();
+        let q: Vec<usize> = (0..opts.batch).map(|_| self.qualities.draw(&mut self.rng)).collect();
         let model = self.model.take().expect("the model is put back after every step");
         let (model, stats) = match &self.source {
             Source::Images(set) => {
@@ -282,10 +291,10 @@ pub fn throughput(opts: &TrainOptions, warmup: usize, steps: usize) -> Result<Th
     let mut optim = optimizer();
     device.seed(opts.seed);
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let q_levels = opts.config.qualities();
+    let qualities = QualitySampler::new(&opts.quality_weights, opts.config.qualities())?;
     let mut times = Vec::with_capacity(steps);
     for i in 0..warmup + steps {
-        let q: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..q_levels)).collect();
+        let q: Vec<usize> = (0..opts.batch).map(|_| qualities.draw(&mut rng)).collect();
         let start = Instant::now();
         let x = set.batch(&mut rng, opts.batch, opts.crop, &device);
         let (m, stats) = train_step(model, &mut optim, x, &q, &opts.config.lambdas, opts.lr, opts.lr * opts.residual_lr_scale);

@@ -2,7 +2,8 @@
 //! export of shippable weights (fp16 + integer tables) into the codec zoo.
 //!
 //! ```text
-//!                    ┌ image::train  factorized, hyperprior, mean-scale, mlic (λ·255²·MSE + bpp)
+//!                    ┌ image::train  factorized, hyperprior, mean-scale, mlic (λ·255²·MSE + bpp,
+//!                    │               λ drawn per sample: `quality`)
 //!  train(opts) ──────┼ vq::train     residual-VQ decoder and codebooks
 //!   by architecture  └ stem::train   P-frame entropy model on synthetic sequences
 //!                           │ each builds a Trainer (model, optimizer, batches) ...
@@ -15,6 +16,7 @@
 
 pub mod ema;
 pub mod image;
+pub mod quality;
 pub mod session;
 pub mod stem;
 pub mod vq;
@@ -36,6 +38,9 @@ use crate::weights::{self, Precision};
 pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     if !opts.ema.is_empty() && matches!(opts.config.architecture, Architecture::Vq | Architecture::Stem) {
         return Err(Error::Unsupported("--ema averages the weights of image-codec training (factorized, hyperprior, mean-scale, mlic)".into()));
+    }
+    if !opts.quality_weights.is_empty() && matches!(opts.config.architecture, Architecture::Vq | Architecture::Stem) {
+        return Err(Error::Unsupported("--quality-weights weights the λ levels of image-codec training (factorized, hyperprior, mean-scale, mlic)".into()));
     }
     match opts.config.architecture {
         Architecture::Vq => vq::train(opts),

@@ -63,6 +63,9 @@ pub struct TrainOptions {
     /// Image codecs only: decays of the weight averages kept beside the run (see
     /// [`super::ema`]); empty for none.
     pub ema: Vec<f64>,
+    /// Image codecs only: how often each quality level is drawn, one integer weight per level
+    /// (see [`super::quality`]); empty for uniform.
+    pub quality_weights: Vec<u32>,
 }
 
 /// What the decoder is trained to minimise.
@@ -198,6 +201,9 @@ pub(crate) fn start_run(opts: &TrainOptions) -> Result<(TrainSet, TrainState)> {
         return Err(Error::Unsupported("--residual-lr-scale must be a positive number".into()));
     }
     super::ema::check_decays(&opts.ema)?;
+    if !opts.quality_weights.is_empty() {
+        super::quality::QualitySampler::new(&opts.quality_weights, opts.config.qualities())?;
+    }
     std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
     let set = TrainSet::load(&opts.data, opts.crop)?;
     let state = TrainState {

@@ -79,6 +79,11 @@ pub struct Args {
     /// take as --ckpt-dir. Image codecs only.
     #[arg(long, value_delimiter = ',')]
     pub ema: Vec<f64>,
+    /// How often each quality level is trained, one integer weight per level, lowest rate
+    /// first (e.g. 1,1,1,1,2,2,2,2 trains the top half twice as often). Default: uniform.
+    /// Image codecs only.
+    #[arg(long, value_delimiter = ',')]
+    pub quality_weights: Vec<u32>,
     /// Where training runs: cpu, wgpu, vulkan, cuda, auto (default: $NCODEC_DEVICE, else cpu).
     #[arg(long, value_parser = ncodec::cli::parse_backend)]
     pub backend: Option<ncodec::backend::Backend>,
@@ -124,6 +129,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         vq,
         sequences: a.sequences,
         ema: a.ema,
+        quality_weights: a.quality_weights,
     };
     if let Some(steps) = a.bench {
         let t = train::throughput(&opts, a.warmup, steps)?;
