@@ -45,6 +45,9 @@ pub struct ShipOptions {
     /// The command(s) that trained the checkpoint.
     pub command: String,
     pub lr_schedule: String,
+    /// Where the weights were trained over their whole history; `None`: the checkpoint's
+    /// own line (its last run only).
+    pub hardware: Option<String>,
     /// mlic: ship with latent residual prediction switched off.
     pub no_lrp: bool,
     pub video: Option<VideoResults>,
@@ -112,7 +115,7 @@ pub fn ship(opts: &ShipOptions, progress: &(dyn Fn(&bench::Row) + Sync)) -> Resu
             learning_rate: opts.lr_schedule.clone(),
             lambdas: state.config.lambdas.clone(),
             hours: (state.seconds / 360.0).round() / 10.0,
-            hardware: state.hardware.clone(),
+            hardware: opts.hardware.clone().unwrap_or_else(|| state.hardware.clone()),
             command: opts.command.clone(),
         },
         kodak: points.iter().map(|p| rate_point(p, &state.config.lambdas)).collect(),

@@ -343,9 +343,11 @@ fn a_model_goes_from_train_to_demo_as_a_user_runs_it() {
     if let Some(data) = common::datasets() {
         #[rustfmt::skip]
         run(&["ship", "--ckpt-dir", path_str(&ckpt), "--name", "tiny", "--data-dir", path_str(&data.join("kodak")),
-              "--description", "a test model", "--command", "see the test", "--lr-schedule", "constant"]);
+              "--description", "a test model", "--command", "see the test", "--lr-schedule", "constant",
+              "--hardware", "a test machine, then another"]);
         let card = std::fs::read_to_string(zoo.join("tiny/card.toml")).unwrap();
         assert!(card.contains("[[kodak]]") && card.contains("steps = 2"), "{card}");
+        assert!(card.contains("hardware = \"a test machine, then another\""), "{card}");
         assert!(run(&["list"]).contains("tiny"));
     } else {
         eprintln!("ship skipped: no ../shared/datasets or $NCODEC_DATA with kodak/");

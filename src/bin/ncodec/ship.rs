@@ -22,6 +22,11 @@ pub struct Args {
     /// Learning-rate schedule, recorded in the card.
     #[arg(long)]
     pub lr_schedule: String,
+    /// Where the weights were trained, recorded in the card. Default: the checkpoint's own
+    /// line, which names only the machine of the last run (a run from --init-from or
+    /// --resume does not know the earlier ones).
+    #[arg(long)]
+    pub hardware: Option<String>,
     /// mlic: ship with latent residual prediction switched off.
     #[arg(long)]
     pub no_lrp: bool,
@@ -49,6 +54,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         description: a.description,
         command: a.command,
         lr_schedule: a.lr_schedule,
+        hardware: a.hardware,
         no_lrp: a.no_lrp,
         video: a.video.zip(a.video_results).map(|(clip, results)| VideoResults { clip, results, gop: a.gop }),
         if_better: a.if_better,
