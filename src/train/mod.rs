@@ -51,15 +51,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
 
 /// Loads a checkpoint directory's model (inference device) for export or evaluation.
 pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(TrainState, ImageModel)> {
-    let state_path = dir.join("state.json");
-    let state: TrainState = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?).map_err(|e| Error::Format(format!("{}: {e}", state_path.display())))?;
+    let state = TrainState::load(dir)?;
     // A checkpoint brought back from another machine may hold the exported fp16 weights
     // (`weights.ncw`) instead of the full-precision record, which is too large to carry.
     let exported = dir.join("weights.ncw");
     if !dir.join("model.bpk").exists() && exported.exists() {
         let loaded = weights::load(&exported, device)?;
         if loaded.config != state.config {
-            return Err(Error::Format(format!("{}: weights of another model configuration than {}", exported.display(), state_path.display())));
+            return Err(Error::Format(format!("{}: weights of another model configuration than {}", exported.display(), dir.join("state.json").display())));
         }
         return Ok((state, loaded.model));
     }

@@ -111,6 +111,15 @@ pub struct TrainState {
     pub hardware: String,
 }
 
+impl TrainState {
+    /// The `state.json` of the checkpoint folder `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("state.json");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Format(format!("{}: {e}", path.display())))
+    }
+}
+
 /// One kind of training (image codecs, VQ, stem), as [`run`] drives it. A trainer owns its
 /// model, optimizer, batch source and random generator.
 pub trait Trainer {
@@ -224,11 +233,10 @@ pub(crate) fn start_run(opts: &TrainOptions) -> Result<(TrainSet, TrainState)> {
 /// continued from its step count. `None` when there is nothing to resume.
 pub(crate) fn resume_run(opts: &TrainOptions, state: &mut TrainState, device: &Device) -> Result<Option<(ImageModel, ModuleOptimizer)>> {
     let dir = &opts.ckpt_dir;
-    let state_path = dir.join("state.json");
-    if !(opts.resume && state_path.exists()) {
+    if !(opts.resume && dir.join("state.json").exists()) {
         return Ok(None);
     }
-    let prev: TrainState = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?).map_err(|e| Error::Format(format!("{}: {e}", state_path.display())))?;
+    let prev = TrainState::load(dir)?;
     if prev.config != opts.config {
         return Err(Error::Unsupported(format!("checkpoint in {} is for a different model configuration", dir.display())));
     }
