@@ -254,19 +254,27 @@ pub(crate) fn resume_run(opts: &TrainOptions, state: &mut TrainState, device: &D
 /// Writes model, optimizer and state into `dir`, each replacing its previous file only once
 /// complete.
 pub(crate) fn checkpoint(model: &ImageModel, optim: &ModuleOptimizer, state: &TrainState, dir: &Path) -> Result<()> {
-    // Write next to the old files, then rename: a kill mid-write keeps the previous checkpoint.
-    let tmp_optim = dir.join("optim.tmp.bpk");
-    optim.save(&tmp_optim).map_err(|e| Error::Codec(format!("saving optimizer: {e:?}")))?;
-    checkpoint_model(model, state, dir)?;
-    std::fs::rename(&tmp_optim, dir.join("optim.bpk")).map_err(|e| Error::io(dir, e))
+    write_checkpoint(model, Some(optim), state, dir)
 }
 
 /// Writes model and state into `dir` (a checkpoint without optimizer state, as the weight
 /// averages keep), each replacing its previous file only once complete.
 pub(crate) fn checkpoint_model(model: &ImageModel, state: &TrainState, dir: &Path) -> Result<()> {
-    let tmp_model = dir.join("model.tmp.bpk");
+    write_checkpoint(model, None, state, dir)
+}
+
+fn write_checkpoint(model: &ImageModel, optim: Option<&ModuleOptimizer>, state: &TrainState, dir: &Path) -> Result<()> {
+    // Write next to the old files, then rename, state.json last: a kill mid-write keeps the
+    // previous checkpoint, and the state never names a step whose files are not all in place.
+    let (tmp_model, tmp_optim) = (dir.join("model.tmp.bpk"), dir.join("optim.tmp.bpk"));
     model.clone().save_file(&tmp_model).map_err(|e| Error::Codec(format!("saving checkpoint: {e:?}")))?;
+    if let Some(optim) = optim {
+        optim.save(&tmp_optim).map_err(|e| Error::Codec(format!("saving optimizer: {e:?}")))?;
+    }
     std::fs::rename(&tmp_model, dir.join("model.bpk")).map_err(|e| Error::io(dir, e))?;
+    if optim.is_some() {
+        std::fs::rename(&tmp_optim, dir.join("optim.bpk")).map_err(|e| Error::io(dir, e))?;
+    }
     crate::io::write_atomic(&dir.join("state.json"), &serde_json::to_vec_pretty(state).unwrap())
 }
 
