@@ -36,11 +36,11 @@ use crate::weights::{self, Precision};
 /// Trains the model `opts` describes, by its architecture; returns the state at the last
 /// checkpoint.
 pub fn train(opts: &TrainOptions) -> Result<TrainState> {
-    if !opts.ema.is_empty() && matches!(opts.config.architecture, Architecture::Vq | Architecture::Stem) {
-        return Err(Error::Unsupported("--ema averages the weights of image-codec training (factorized, hyperprior, mean-scale, mlic)".into()));
-    }
-    if !opts.quality_weights.is_empty() && matches!(opts.config.architecture, Architecture::Vq | Architecture::Stem) {
-        return Err(Error::Unsupported("--quality-weights weights the λ levels of image-codec training (factorized, hyperprior, mean-scale, mlic)".into()));
+    if matches!(opts.config.architecture, Architecture::Vq | Architecture::Stem) {
+        let image_only = [("--ema averages the weights", !opts.ema.is_empty()), ("--quality-weights weights the λ levels", !opts.quality_weights.is_empty())];
+        if let Some((what, _)) = image_only.iter().find(|(_, given)| *given) {
+            return Err(Error::Unsupported(format!("{what} of image-codec training (factorized, hyperprior, mean-scale, mlic)")));
+        }
     }
     match opts.config.architecture {
         Architecture::Vq => vq::train(opts),
