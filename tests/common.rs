@@ -61,6 +61,8 @@ pub fn quick_train_options(config: ModelConfig, data: PathBuf, ckpt_dir: PathBuf
         sequences: 4,
         ema: vec![],
         quality_weights: vec![],
+        decay_from: None,
+        decay_floor: 0.1,
     }
 }
 

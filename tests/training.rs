@@ -39,10 +39,20 @@ fn train_checkpoint_resume_export() {
     let params = |m: &ncodec::models::ImageModel| ncodec::weights::to_bytes(&config, m, &m.export_tables(), ncodec::weights::Precision::F32);
     // Read now: the resumed run rewrites this folder.
     let earlier = params(&load_checkpoint(&ema_dir, &device).unwrap().1);
+    copy_dir(&dir.path().join("ckpt"), &dir.path().join("ckpt-decay"));
     opts.steps = 5;
     opts.resume = true;
     let s = train(&opts).unwrap();
     assert_eq!(s.step, 5, "resume continues from the checkpoint");
+
+    // A fork of the same checkpoint that decays the learning rate from step 3 sees the same
+    // batches, so it ends elsewhere only through the rate; a decay that cannot end is refused.
+    let decayed = TrainOptions { ckpt_dir: dir.path().join("ckpt-decay"), decay_from: Some(3), decay_floor: 0.01, ..opts.clone() };
+    let refused = train(&TrainOptions { decay_from: Some(5), ..decayed.clone() });
+    assert!(refused.is_err_and(|e| e.to_string().contains("--decay-from 5 must come before --steps 5")), "the decay ends at --steps");
+    assert_eq!(train(&decayed).unwrap().step, 5);
+    let at = |d: &str| params(&load_checkpoint(&dir.path().join(d), &device).unwrap().1);
+    assert!(at("ckpt-decay") != at("ckpt"), "the decayed fork took smaller steps");
     let log = std::fs::read_to_string(dir.path().join("ckpt/log.csv")).unwrap();
     assert!(log.starts_with("step,"));
 
@@ -212,4 +222,17 @@ fn checkpoint_of_exported_weights_loads() {
     let other = common::tiny_weights(dir.path(), Architecture::Factorized, 3);
     std::fs::copy(other, light.join("weights.ncw")).unwrap();
     assert!(load_checkpoint(&light, &device).is_err());
+}
+
+/// Copies a checkpoint folder (files and the weight averages' subfolders).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
 }

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use super::ema::Ema;
 use super::quality::QualitySampler;
+use super::schedule::LrSchedule;
 use super::session::{self, TrainOptions, TrainState, Trainer, checkpoint, optimizer, resume_run, start_run};
 use crate::data::{LatentSet, TrainSet};
 use crate::error::{Error, Result};
@@ -147,6 +148,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         let p: Vec<String> = qualities.probabilities().iter().map(|p| format!("{:.3}", p)).collect();
         eprintln!("quality levels drawn with probabilities {}", p.join(", "));
     }
+    let schedule = LrSchedule::new(opts.decay_from, opts.steps, opts.decay_floor)?;
     let emas = opts.ema.iter().map(|&d| if was_resumed { Ema::resume(&opts.ckpt_dir, &opts.config, &model, d, &device) } else { Ema::new(&model, d) }).collect();
 
     let source = if opts.freeze_transforms {
@@ -164,7 +166,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     } else {
         Source::Images(set)
     };
-    let mut trainer = ImageTrainer { opts, model: Some(model), optim, emas, source, qualities, rng, device, sums: Sums::default() };
+    let mut trainer = ImageTrainer { opts, model: Some(model), optim, emas, source, qualities, schedule, rng, device, sums: Sums::default() };
     session::run(opts, state, &mut trainer)
 }
 
@@ -189,6 +191,8 @@ struct ImageTrainer<'a> {
     source: Source,
     /// Draws each sample's quality level (`--quality-weights`).
     qualities: QualitySampler,
+    /// The learning rate's multiplier by global step (`--decay-from`).
+    schedule: LrSchedule,
     rng: StdRng,
     device: Device,
     sums: Sums,
@@ -202,21 +206,22 @@ impl Trainer for ImageTrainer<'_> {
         }
     }
 
-    fn step(&mut self, _step: usize) -> Result<f64> {
+    fn step(&mut self, step: usize) -> Result<f64> {
         let opts = self.opts;
+        let lr = opts.lr * self.schedule.factor(step);
         let q: Vec<usize> = (0..opts.batch).map(|_| self.qualities.draw(&mut self.rng)).collect();
         let model = self.model.take().expect("the model is put back after every step");
         let (model, stats) = match &self.source {
             Source::Images(set) => {
                 let x = set.batch(&mut self.rng, opts.batch, opts.crop, &self.device);
-                train_step(model, &mut self.optim, x, &q, &opts.config.lambdas, opts.lr, opts.lr * opts.residual_lr_scale)
+                train_step(model, &mut self.optim, x, &q, &opts.config.lambdas, lr, lr * opts.residual_lr_scale)
             }
             Source::Latents { latents, set, frozen, medians, device: plain } => {
                 let size = opts.crop / crate::models::Y_STRIDE;
                 let (y_raw, x) = latents.batch(set, &mut self.rng, opts.batch, size, plain)?;
                 let qt = Tensor::<1, Int>::from_ints(q.iter().map(|&v| v as i64).collect::<Vec<_>>().as_slice(), plain);
                 let targets = frozen.frozen_targets(y_raw, qt, medians)?;
-                context_step(model, &mut self.optim, targets, x.to_device(&self.device), &q, &opts.config.lambdas, opts.lr)
+                context_step(model, &mut self.optim, targets, x.to_device(&self.device), &q, &opts.config.lambdas, lr)
             }
         };
         for ema in &mut self.emas {

@@ -17,6 +17,7 @@
 pub mod ema;
 pub mod image;
 pub mod quality;
+pub mod schedule;
 pub mod session;
 pub mod stem;
 pub mod vq;
@@ -37,7 +38,11 @@ use crate::weights::{self, Precision};
 /// checkpoint.
 pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     if matches!(opts.config.architecture, Architecture::Vq | Architecture::Stem) {
-        let image_only = [("--ema averages the weights", !opts.ema.is_empty()), ("--quality-weights weights the λ levels", !opts.quality_weights.is_empty())];
+        let image_only = [
+            ("--ema averages the weights", !opts.ema.is_empty()),
+            ("--quality-weights weights the λ levels", !opts.quality_weights.is_empty()),
+            ("--decay-from decays the learning rate", opts.decay_from.is_some()),
+        ];
         if let Some((what, _)) = image_only.iter().find(|(_, given)| *given) {
             return Err(Error::Unsupported(format!("{what} of image-codec training (factorized, hyperprior, mean-scale, mlic)")));
         }

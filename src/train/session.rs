@@ -66,6 +66,10 @@ pub struct TrainOptions {
     /// Image codecs only: how often each quality level is drawn, one integer weight per level
     /// (see [`super::quality`]); empty for uniform.
     pub quality_weights: Vec<u32>,
+    /// Image codecs only: the global step where the learning rate starts a cosine decay to
+    /// `decay_floor` × `lr` at `steps` (see [`super::schedule`]); `None`: constant.
+    pub decay_from: Option<usize>,
+    pub decay_floor: f64,
 }
 
 /// What the decoder is trained to minimise.
@@ -213,6 +217,7 @@ pub(crate) fn start_run(opts: &TrainOptions) -> Result<(TrainSet, TrainState)> {
     if !opts.quality_weights.is_empty() {
         super::quality::QualitySampler::new(&opts.quality_weights, opts.config.qualities())?;
     }
+    super::schedule::LrSchedule::new(opts.decay_from, opts.steps, opts.decay_floor)?;
     std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
     let set = TrainSet::load(&opts.data, opts.crop)?;
     let state = TrainState {

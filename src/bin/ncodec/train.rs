@@ -84,6 +84,13 @@ pub struct Args {
     /// Image codecs only.
     #[arg(long, value_delimiter = ',')]
     pub quality_weights: Vec<u32>,
+    /// From this global step on, the learning rate follows a cosine down to --decay-floor
+    /// times --lr at --steps (e.g. a fork of a long run finishing to ship). Image codecs only.
+    #[arg(long, value_name = "STEP")]
+    pub decay_from: Option<usize>,
+    /// Where the --decay-from cosine ends, as a multiple of --lr.
+    #[arg(long, default_value_t = 0.1)]
+    pub decay_floor: f64,
     /// Where training runs: cpu, wgpu, vulkan, cuda, auto (default: $NCODEC_DEVICE, else cpu).
     #[arg(long, value_parser = ncodec::cli::parse_backend)]
     pub backend: Option<ncodec::backend::Backend>,
@@ -130,6 +137,8 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         sequences: a.sequences,
         ema: a.ema,
         quality_weights: a.quality_weights,
+        decay_from: a.decay_from,
+        decay_floor: a.decay_floor,
     };
     if let Some(steps) = a.bench {
         let t = train::throughput(&opts, a.warmup, steps)?;
