@@ -141,27 +141,79 @@ impl TrainSet {
         self.images.is_empty()
     }
 
-    /// A batch of random `crop`x`crop` patches with random flips, values in [0, 1].
-    pub fn batch(&self, rng: &mut impl Rng, batch: usize, crop: usize, device: &Device) -> Tensor<4> {
+    /// A batch of random `crop`x`crop` patches with random flips, values in [0, 1]. With
+    /// `rescale_min` < 1 each patch is also shrunk by a random factor s in
+    /// [max(rescale_min, crop / shorter side), 1]: a (crop/s)² window averaged down to crop²
+    /// (area filter), so large photos give more, and differently sharp, views. Every patch
+    /// takes the same random draws whatever `rescale_min`, so runs that differ only in it
+    /// see the same images, positions and flips.
+    pub fn batch(&self, rng: &mut impl Rng, batch: usize, crop: usize, rescale_min: f64, device: &Device) -> Tensor<4> {
         let mut v = vec![0f32; batch * 3 * crop * crop];
         for b in 0..batch {
-            let im = &self.images[rng.gen_range(0..self.images.len())];
-            let x0 = rng.gen_range(0..=im.width() as usize - crop);
-            let y0 = rng.gen_range(0..=im.height() as usize - crop);
+            let im = &self.images[below(rng, self.images.len())];
+            let (w, h) = (im.width() as usize, im.height() as usize);
+            let lowest = rescale_min.max(crop as f64 / w.min(h) as f64);
+            let u: f64 = rng.r#gen();
+            let scale = if lowest < 1.0 { lowest + u * (1.0 - lowest) } else { 1.0 };
+            // The window the patch is averaged from; within the image by construction.
+            let window = ((crop as f64 / scale).ceil() as usize).min(w.min(h));
+            let x0 = below(rng, w - window + 1);
+            let y0 = below(rng, h - window + 1);
             let (fx, fy) = (rng.gen_bool(0.5), rng.gen_bool(0.5));
+            let (cols, rows) = (area_taps(x0, scale, crop, w), area_taps(y0, scale, crop, h));
             for y in 0..crop {
+                let row = &rows[if fy { crop - 1 - y } else { y }];
                 for x in 0..crop {
-                    let sx = if fx { crop - 1 - x } else { x };
-                    let sy = if fy { crop - 1 - y } else { y };
-                    let p = im.get_pixel((x0 + sx) as u32, (y0 + sy) as u32).0;
+                    let col = &cols[if fx { crop - 1 - x } else { x }];
+                    let mut p = [0f32; 3];
+                    for &(sy, wy) in row {
+                        for &(sx, wx) in col {
+                            let q = im.get_pixel(sx as u32, sy as u32).0;
+                            for c in 0..3 {
+                                p[c] += wy * wx * q[c] as f32;
+                            }
+                        }
+                    }
                     for c in 0..3 {
-                        v[((b * 3 + c) * crop + y) * crop + x] = p[c] as f32 / 255.0;
+                        v[((b * 3 + c) * crop + y) * crop + x] = p[c] / 255.0;
                     }
                 }
             }
         }
         Tensor::from_data(TensorData::new(v, [batch, 3, crop, crop]), device)
     }
+}
+
+/// A uniform index below `n` from exactly one `u64` of `rng` (multiply-shift; `gen_range`
+/// may take more draws for some ranges, which would shift every later crop of a run whose
+/// ranges differ, as a rescaled one's do).
+fn below(rng: &mut impl Rng, n: usize) -> usize {
+    ((rng.r#gen::<u64>() as u128 * n as u128) >> 64) as usize
+}
+
+/// For each of `n` output samples of a 1-D shrink by `scale` (≤ 1) starting at source index
+/// `start`: the source indices its footprint [start + i/scale, start + (i+1)/scale) covers and
+/// their weights (the overlap, summing to 1), clamped to `len` source samples. At scale 1
+/// each output takes one source sample whole.
+fn area_taps(start: usize, scale: f64, n: usize, len: usize) -> Vec<Vec<(usize, f32)>> {
+    let step = 1.0 / scale;
+    (0..n)
+        .map(|i| {
+            let (lo, hi) = (i as f64 * step, (i + 1) as f64 * step);
+            let mut taps = vec![];
+            let mut k = lo.floor() as usize;
+            while (k as f64) < hi && start + k < len {
+                let overlap = (hi.min(k as f64 + 1.0) - lo.max(k as f64)) / step;
+                if overlap > 1e-9 {
+                    taps.push((start + k, overlap as f32));
+                }
+                k += 1;
+            }
+            let total: f32 = taps.iter().map(|t| t.1).sum();
+            taps.iter_mut().for_each(|t| t.1 /= total);
+            taps
+        })
+        .collect()
 }
 
 impl TrainSet {
@@ -324,5 +376,74 @@ impl LatentSet {
             }
         }
         Ok((from_host(v, [batch, m, size, size], device), from_host(pixels, [batch, 3, px, px], device)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    #[test]
+    fn area_taps_cover_each_footprint_with_unit_weight() {
+        let identity = area_taps(5, 1.0, 4, 100);
+        assert_eq!(identity, vec![vec![(5, 1.0)], vec![(6, 1.0)], vec![(7, 1.0)], vec![(8, 1.0)]]);
+        let half = area_taps(0, 0.5, 3, 100);
+        assert_eq!(half, vec![vec![(0, 0.5), (1, 0.5)], vec![(2, 0.5), (3, 0.5)], vec![(4, 0.5), (5, 0.5)]]);
+        for taps in area_taps(3, 0.7, 50, 200) {
+            let total: f32 = taps.iter().map(|t| t.1).sum();
+            assert!((total - 1.0).abs() < 1e-5 && taps.len() <= 3, "{taps:?}");
+        }
+        // Clamped to the source: the last footprint may reach past it and keeps what is inside.
+        assert!(area_taps(0, 0.75, 3, 4).iter().flatten().all(|&(k, _)| k < 4));
+    }
+
+    /// A horizontal ramp 2 levels per pixel: a patch's span of values is twice its source
+    /// window's width.
+    fn ramp_set(width: u32, height: u32) -> TrainSet {
+        TrainSet { images: vec![RgbImage::from_fn(width, height, |x, _| image::Rgb([(2 * x) as u8; 3]))] }
+    }
+
+    fn spans(set: &TrainSet, rescale_min: f64, seed: u64) -> Vec<f32> {
+        let device = Device::flex();
+        let x = set.batch(&mut StdRng::seed_from_u64(seed), 16, 32, rescale_min, &device);
+        let v = to_host(x);
+        v.chunks(3 * 32 * 32).map(|p| 255.0 * (p.iter().cloned().fold(f32::MIN, f32::max) - p.iter().cloned().fold(f32::MAX, f32::min))).collect()
+    }
+
+    #[test]
+    fn rescaled_patches_average_wider_windows() {
+        let set = ramp_set(120, 64);
+        // Without rescaling every patch is a plain 32-pixel window (flipped or not): span 62.
+        assert!(spans(&set, 1.0, 7).iter().all(|&s| (s - 62.0).abs() < 1e-3));
+        // Shrinking by s ∈ [0.5, 1] averages windows of 32..64 pixels: spans up to ~126, more
+        // than one patch wider than any plain one, none narrower.
+        let rescaled = spans(&set, 0.5, 7);
+        assert!(rescaled.iter().all(|&s| s > 60.0 && s < 128.0), "{rescaled:?}");
+        assert!(rescaled.iter().filter(|&&s| s > 70.0).count() > 1, "{rescaled:?}");
+        // The shorter side (here 40) bounds the shrink: at most 40 / 32.
+        let short = spans(&ramp_set(120, 40), 0.5, 7);
+        assert!(short.iter().all(|&s| s < 2.0 * 40.0), "{short:?}");
+    }
+
+    #[test]
+    fn indices_are_uniform() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut counts = [0usize; 5];
+        for _ in 0..50_000 {
+            counts[below(&mut rng, 5)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c.abs_diff(10_000) < 400), "{counts:?}");
+    }
+
+    #[test]
+    fn rescaling_draws_the_same_images() {
+        // A constant image per index shows which image each patch came from.
+        let set = TrainSet { images: (0..5).map(|i| RgbImage::from_pixel(64, 48, image::Rgb([40 * i as u8; 3]))).collect() };
+        let device = Device::flex();
+        let firsts = |rescale_min| to_host(set.batch(&mut StdRng::seed_from_u64(3), 12, 16, rescale_min, &device)).chunks(3 * 16 * 16).map(|p| (p[0] * 255.0).round() as u8).collect::<Vec<_>>();
+        assert_eq!(firsts(1.0), firsts(0.4));
     }
 }

@@ -75,6 +75,10 @@ fn train_checkpoint_resume_export() {
     fresh.resume = false;
     fresh.init_from = Some(out.clone());
     fresh.steps = 6;
+    // ... here on crops shrunk by up to 2x (the photos are 72 high: by at most 72/64).
+    fresh.rescale_min = 0.5;
+    let refused = train(&TrainOptions { rescale_min: 0.0, ..fresh.clone() });
+    assert!(refused.is_err_and(|e| e.to_string().contains("--rescale-min must be in (0, 1]")));
     let s = train(&fresh).unwrap();
     assert_eq!(s.step, 6, "5 steps from the weights + 1 more");
     assert!(s.seconds >= state.seconds);

@@ -213,7 +213,7 @@ impl Trainer for ImageTrainer<'_> {
         let model = self.model.take().expect("the model is put back after every step");
         let (model, stats) = match &self.source {
             Source::Images(set) => {
-                let x = set.batch(&mut self.rng, opts.batch, opts.crop, &self.device);
+                let x = set.batch(&mut self.rng, opts.batch, opts.crop, opts.rescale_min, &self.device);
                 train_step(model, &mut self.optim, x, &q, &opts.config.lambdas, lr, lr * opts.residual_lr_scale)
             }
             Source::Latents { latents, set, frozen, medians, device: plain } => {
@@ -301,7 +301,7 @@ pub fn throughput(opts: &TrainOptions, warmup: usize, steps: usize) -> Result<Th
     for i in 0..warmup + steps {
         let q: Vec<usize> = (0..opts.batch).map(|_| qualities.draw(&mut rng)).collect();
         let start = Instant::now();
-        let x = set.batch(&mut rng, opts.batch, opts.crop, &device);
+        let x = set.batch(&mut rng, opts.batch, opts.crop, opts.rescale_min, &device);
         let (m, stats) = train_step(model, &mut optim, x, &q, &opts.config.lambdas, opts.lr, opts.lr * opts.residual_lr_scale);
         model = m;
         if !stats.loss.is_finite() {

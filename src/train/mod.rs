@@ -47,6 +47,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
             return Err(Error::Unsupported(format!("{what} of image-codec training (factorized, hyperprior, mean-scale, mlic)")));
         }
     }
+    if opts.config.architecture == Architecture::Stem && opts.rescale_min < 1.0 {
+        return Err(Error::Unsupported("--rescale-min rescales the crops of image and vq training; stem renders its own sequences".into()));
+    }
     match opts.config.architecture {
         Architecture::Vq => vq::train(opts),
         Architecture::Stem => stem::train(opts),

@@ -70,6 +70,9 @@ pub struct TrainOptions {
     /// `decay_floor` × `lr` at `steps` (see [`super::schedule`]); `None`: constant.
     pub decay_from: Option<usize>,
     pub decay_floor: f64,
+    /// Image crops only: shrink each crop by a random factor down to this (1: no rescaling;
+    /// see [`crate::data::TrainSet::batch`]).
+    pub rescale_min: f64,
 }
 
 /// What the decoder is trained to minimise.
@@ -218,6 +221,9 @@ pub(crate) fn start_run(opts: &TrainOptions) -> Result<(TrainSet, TrainState)> {
         super::quality::QualitySampler::new(&opts.quality_weights, opts.config.qualities())?;
     }
     super::schedule::LrSchedule::new(opts.decay_from, opts.steps, opts.decay_floor)?;
+    if !(opts.rescale_min > 0.0 && opts.rescale_min <= 1.0) {
+        return Err(Error::Unsupported(format!("--rescale-min must be in (0, 1], not {}", opts.rescale_min)));
+    }
     std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
     let set = TrainSet::load(&opts.data, opts.crop)?;
     let state = TrainState {

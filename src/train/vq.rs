@@ -270,7 +270,7 @@ impl Trainer for VqTrainer<'_> {
         let model = self.model.take().expect("the model is put back after every step");
         // y on the host for the quantizer; x and (with a trainable encoder) y on the device.
         let (x, y_dev, y_host, border) = if self.opts.vq.train_encoder {
-            let x = self.set.batch(&mut self.rng, self.opts.batch, self.opts.crop, &self.device);
+            let x = self.set.batch(&mut self.rng, self.opts.batch, self.opts.crop, self.opts.rescale_min, &self.device);
             let y = model.analyze(x.clone());
             let host = to_host(y.clone().detach());
             (x, Some(y), host, 0)

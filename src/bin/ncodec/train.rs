@@ -91,6 +91,11 @@ pub struct Args {
     /// Where the --decay-from cosine ends, as a multiple of --lr.
     #[arg(long, default_value_t = 0.1)]
     pub decay_floor: f64,
+    /// Shrink each training crop by a random factor between this and 1 (area filter; never
+    /// below the crop over the photo's shorter side): more and differently sharp views of
+    /// large photos. 1: crops at the photos' own scale. Not for stem.
+    #[arg(long, default_value_t = 1.0)]
+    pub rescale_min: f64,
     /// Where training runs: cpu, wgpu, vulkan, cuda, auto (default: $NCODEC_DEVICE, else cpu).
     #[arg(long, value_parser = ncodec::cli::parse_backend)]
     pub backend: Option<ncodec::backend::Backend>,
@@ -139,6 +144,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         quality_weights: a.quality_weights,
         decay_from: a.decay_from,
         decay_floor: a.decay_floor,
+        rescale_min: a.rescale_min,
     };
     if let Some(steps) = a.bench {
         let t = train::throughput(&opts, a.warmup, steps)?;
