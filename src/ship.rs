@@ -73,6 +73,12 @@ pub fn load_for_export(ckpt_dir: &Path, no_lrp: bool) -> Result<(TrainState, Ima
 
 /// Exports, measures, gates and ships; `progress` sees each Kodak image as it is measured.
 pub fn ship(opts: &ShipOptions, progress: &(dyn Fn(&bench::Row) + Sync)) -> Result<Outcome> {
+    // The card is the only record of how shipped weights were made: refuse a blank line (a
+    // script's failed substitution once passed an empty --lr-schedule) before anything is written.
+    let texts = [("--description", &opts.description), ("--command", &opts.command), ("--lr-schedule", &opts.lr_schedule)];
+    if let Some((flag, _)) = texts.into_iter().chain(opts.hardware.as_ref().map(|h| ("--hardware", h))).find(|(_, text)| text.trim().is_empty()) {
+        return Err(Error::Unsupported(format!("{flag} is empty: the card records how the weights were made")));
+    }
     let (state, model) = load_for_export(&opts.ckpt_dir, opts.no_lrp)?;
     let dir = zoo_dir().join(&opts.name);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

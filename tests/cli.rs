@@ -341,6 +341,12 @@ fn a_model_goes_from_train_to_demo_as_a_user_runs_it() {
 
     // ship measures the Kodak set named by its manifest (digests checked), so it needs the data.
     if let Some(data) = common::datasets() {
+        // A blank card line is refused before anything is written.
+        #[rustfmt::skip]
+        let blank = ncodec().env("NCODEC_CODECS", &zoo).args(["ship", "--ckpt-dir", path_str(&ckpt), "--name", "tiny", "--data-dir", path_str(&data.join("kodak")),
+              "--description", "a test model", "--command", "see the test", "--lr-schedule", " "]).output().unwrap();
+        assert!(!blank.status.success() && String::from_utf8_lossy(&blank.stderr).contains("--lr-schedule is empty"), "{blank:?}");
+        assert!(!zoo.join("tiny").exists(), "a refused ship writes nothing");
         #[rustfmt::skip]
         run(&["ship", "--ckpt-dir", path_str(&ckpt), "--name", "tiny", "--data-dir", path_str(&data.join("kodak")),
               "--description", "a test model", "--command", "see the test", "--lr-schedule", "constant",
