@@ -1,5 +1,6 @@
 //! Fits the overfit codec to one image and reports the fitting curve, the stream's size and
-//! the decoded PSNR: `cargo run --release --example overfit_fit -- IMAGE Q STEPS [LEVELS ARM SYN LR SEED CANDIDATES]` (defaults: the medium preset).
+//! the decoded PSNR: `cargo run --release --example overfit_fit -- IMAGE Q STEPS [LEVELS ARM SYN LR SEED CANDIDATES COARSE]` (defaults: the medium preset's networks;
+//! COARSE, the steps of a half-resolution fit first, 0 as in the README's earlier tables).
 
 fn main() -> ncodec::Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -14,6 +15,7 @@ fn main() -> ncodec::Result<()> {
     opts.lr = arg(6, 1e-2);
     opts.seed = arg(7, 1.0) as u64;
     opts.candidates = arg(8, opts.candidates as f64) as usize;
+    opts.coarse_steps = arg(9, 0.0) as usize;
     let device = ncodec::backend::device();
     println!("{:?}, {:.0} MAC/pixel", opts, opts.arch.macs_per_pixel());
     let enc = ncodec::overfit::encode(&img, q, &opts, &device, &mut |p| {

@@ -43,6 +43,10 @@ pub struct OverfitArgs {
     /// overfit: fitting steps instead of the preset's.
     #[arg(long)]
     pub steps: Option<usize>,
+    /// overfit: steps of the half-resolution fit that starts the full one, instead of the
+    /// preset's (0: start from zero latents).
+    #[arg(long)]
+    pub coarse_steps: Option<usize>,
     /// overfit: initialisations tried for a tenth of the steps each; the best continues.
     #[arg(long, default_value_t = 1)]
     pub candidates: usize,
@@ -54,6 +58,9 @@ impl OverfitArgs {
         let mut opts = self.preset.parse::<crate::overfit::Preset>()?.options(q)?;
         if let Some(s) = self.steps {
             opts.steps = s.max(1);
+        }
+        if let Some(c) = self.coarse_steps {
+            opts.coarse_steps = c;
         }
         if !(1..=16).contains(&self.candidates) {
             return Err(crate::Error::Unsupported(format!("--candidates {} (1..=16)", self.candidates)));

@@ -191,7 +191,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let three = crate::video::Video::from_rgb(&[frames.clone(), frames[..1].to_vec()].concat(), (25, 1)).expect("frames");
     out.push(("stem_decode", crate::stem::encode(tiny_codec(Architecture::Stem), &three, 1, 2, &mut |_, _| {}).expect("tiny stem encodes")));
     out.push(("y4m", video.to_y4m()));
-    let opts = crate::overfit::FitOptions { arch: crate::overfit::Architecture { levels: 3, arm_hidden: 4, synthesis_width: 4 }, lambda: 0.01, steps: 3, lr: 1e-2, seed: 1, candidates: 1 };
+    let opts =
+        crate::overfit::FitOptions { arch: crate::overfit::Architecture { levels: 3, arm_hidden: 4, synthesis_width: 4 }, lambda: 0.01, steps: 3, lr: 1e-2, seed: 1, candidates: 1, coarse_steps: 0 };
     let overfit = crate::overfit::encode(&frames[0], 2, &opts, &burn::prelude::Device::flex(), &mut |_| {}).expect("tiny overfit encodes");
     out.push(("container", overfit.bytes.clone()));
     out.push(("overfit_decode", overfit.bytes));

@@ -147,7 +147,7 @@ fn overfit_decodes_identically_across_backends() {
     use ncodec::overfit::{self, Architecture, FitOptions};
     let Some(gpu) = second_backend() else { return };
     let img = test_image(41, 27, 5);
-    let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.002, steps: 40, lr: 1e-2, seed: 3, candidates: 1 };
+    let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.002, steps: 40, lr: 1e-2, seed: 3, candidates: 1, coarse_steps: 10 };
     for fit_on in [cpu().device, gpu.device.clone()] {
         let enc = overfit::encode(&img, 4, &opts, &fit_on, &mut |_| {}).unwrap();
         let c = Container::parse(&enc.bytes).unwrap();

@@ -9,10 +9,13 @@ fn overfit_streams_round_trip_through_the_binaries() {
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let img = ncodec::synthetic::scene(45, 31);
     img.save(p("in.png")).unwrap();
-    let enc = common::run_bin("ncenc", &[&p("in.png"), "-o", &p("a.ncod"), "--codec", "overfit", "-q", "3", "--preset", "fast", "--steps", "40", "--candidates", "2", "--backend", "cpu"]);
+    let enc = common::run_bin(
+        "ncenc",
+        &[&p("in.png"), "-o", &p("a.ncod"), "--codec", "overfit", "-q", "3", "--preset", "fast", "--steps", "40", "--coarse-steps", "20", "--candidates", "2", "--backend", "cpu"],
+    );
     let err = String::from_utf8_lossy(&enc.stderr);
     assert!(enc.status.success(), "{err}");
-    assert!(err.contains("45x31 overfit q3") && err.contains("40 steps, best of 2 initialisations"), "{err}");
+    assert!(err.contains("45x31 overfit q3") && err.contains("40 steps after 20 at half resolution, best of 2 initialisations"), "{err}");
     let reported: f64 = err.split("RGB PSNR ").nth(1).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
 
     // ncdec needs nothing but the stream, and gets what the encoder measured.
@@ -46,7 +49,7 @@ fn a_rate_target_picks_lambda_from_real_bytes() {
     let img = ncodec::synthetic::scene(160, 128);
     img.save(p("in.png")).unwrap();
     let target = 1.0;
-    let enc = common::run_bin("ncenc", &[&p("in.png"), "-o", &p("a.ncod"), "--codec", "overfit", "--bpp", "1", "--preset", "fast", "--steps", "60", "--backend", "cpu"]);
+    let enc = common::run_bin("ncenc", &[&p("in.png"), "-o", &p("a.ncod"), "--codec", "overfit", "--bpp", "1", "--preset", "fast", "--steps", "60", "--coarse-steps", "30", "--backend", "cpu"]);
     let err = String::from_utf8_lossy(&enc.stderr);
     assert!(enc.status.success(), "{err}");
     let fits: usize = err.split(" fits: ").next().and_then(|s| s.rsplit('(').next()).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -67,7 +70,7 @@ fn bench_runs_the_overfitted_codec() {
     // Large enough for MS-SSIM's five scales, which the report plots.
     ncodec::synthetic::scene(168, 164).save(imgs.join("a.png")).unwrap();
     let out = dir.path().join("out");
-    let args = ["bench", "--dataset", "folder", "--data-dir", imgs.to_str().unwrap(), "--codec", "overfit", "--preset", "fast", "--steps", "120", "--quality", "1,8"];
+    let args = ["bench", "--dataset", "folder", "--data-dir", imgs.to_str().unwrap(), "--codec", "overfit", "--preset", "fast", "--steps", "120", "--coarse-steps", "40", "--quality", "1,8"];
     let run = common::run_bin("ncodec", &[&args[..], &["--anchors", "none", "--backend", "cpu", "--out", out.to_str().unwrap()]].concat());
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("ncodec-overfit-fast-120steps.json")).unwrap()).unwrap();
@@ -75,5 +78,5 @@ fn bench_runs_the_overfitted_codec() {
     assert_eq!(bpp.len(), 2);
     assert!(bpp[1] > bpp[0], "quality 8 spends more than quality 1: {bpp:?}");
     assert!(j["results"]["encoding_time"][0].as_f64().unwrap() > 0.0);
-    assert!(j["description"].as_str().unwrap_or_default().contains("120 fitting steps"), "{j}");
+    assert!(j["description"].as_str().unwrap_or_default().contains("120 fitting steps after 40 at half resolution"), "{j}");
 }

@@ -92,9 +92,10 @@ impl RdCodec for Overfit {
     fn description(&self) -> String {
         let a = &self.opts.arch;
         format!(
-            "ncodec overfit, preset {} ({} fitting steps, best of {} initialisations, {} levels, ARM {} / synthesis {} wide, {:.0} MAC/pixel), quality 1..{}",
+            "ncodec overfit, preset {} ({} fitting steps{}, best of {} initialisations, {} levels, ARM {} / synthesis {} wide, {:.0} MAC/pixel), quality 1..{}",
             self.preset,
             self.opts.steps,
+            if self.opts.coarse_steps > 0 { format!(" after {} at half resolution", self.opts.coarse_steps) } else { String::new() },
             self.opts.candidates,
             a.levels,
             a.arm_hidden,

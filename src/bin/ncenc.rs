@@ -145,12 +145,13 @@ fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::
             eprintln!("{s}");
         }
         eprintln!(
-            "{}x{} overfit q{} ({:.0} MAC/pixel, {} steps{}): {} bytes, {:.4} bpp, RGB PSNR {:.2} dB, encoded in {:.1} s on {}",
+            "{}x{} overfit q{} ({:.0} MAC/pixel, {} steps{}{}): {} bytes, {:.4} bpp, RGB PSNR {:.2} dB, encoded in {:.1} s on {}",
             img.width(),
             img.height(),
             quality,
             opts.arch.macs_per_pixel(),
             opts.steps,
+            if opts.coarse_steps > 0 { format!(" after {} at half resolution", opts.coarse_steps) } else { String::new() },
             if opts.candidates > 1 { format!(", best of {} initialisations", opts.candidates) } else { String::new() },
             enc.bytes.len(),
             enc.bytes.len() as f64 * 8.0 / px,

@@ -2,6 +2,8 @@
 //! λ·MSE-free Cool-chic loss `MSE + λ·bpp`, then quantized and coded.
 //!
 //! ```text
+//!  [--coarse-steps: the image halved (2x2 means), one level fewer, λ/4, fitted the same way;
+//!   its levels become levels 1…, its networks these networks]
 //!  zero latents, seeded network ──Adam: warm-up, lr held for half the steps, then cosine
 //!      (latents 4× → 1×); with N candidates, N seeds for a tenth of the steps, best kept──►
 //!      first 80 % of steps: soft-rounded noisy latents, temperature 0.3 → 0.1
@@ -17,7 +19,7 @@ use burn::prelude::*;
 use image::RgbImage;
 
 use super::cpu::{Adam, Problem, noise_rng};
-use super::model::{Architecture, OverfitNet, Params, Quantization};
+use super::model::{ARM_LAYERS, Architecture, OverfitNet, Params, Quantization};
 use crate::error::Result;
 use crate::nn::{from_host, to_host};
 
@@ -32,6 +34,8 @@ pub struct FitOptions {
     /// Initialisations tried (seeds `seed`, `seed + 1`, …): each runs the first
     /// [`warmup_steps`] and only the best continues (Cool-chic's warm-up).
     pub candidates: usize,
+    /// Steps of a fit at half resolution whose latents and networks start this one (0: none).
+    pub coarse_steps: usize,
 }
 
 /// Steps each candidate initialisation runs before one is kept: a tenth of the fit (none
@@ -44,9 +48,13 @@ pub fn warmup_steps(opts: &FitOptions) -> usize {
     if opts.candidates > 1 { (opts.steps / 10).max(1) } else { 0 }
 }
 
-/// Steps a fit makes in all (its progress counts to this).
+/// Steps a fit makes in all (its progress counts to this): with a half-resolution start,
+/// that fit's (where the candidates are tried) and then the full one's.
 pub fn total_steps(opts: &FitOptions) -> usize {
-    opts.steps + warmup_steps(opts) * opts.candidates.saturating_sub(1)
+    match coarse_options(opts) {
+        Some(coarse) => total_steps(&coarse) + opts.steps,
+        None => opts.steps + warmup_steps(opts) * opts.candidates.saturating_sub(1),
+    }
 }
 
 /// Runs every candidate through the warm-up (`step(state, step index)` returns that step's
@@ -157,7 +165,52 @@ fn learning_rate(opts: &FitOptions, step: usize) -> f64 {
 /// Fits the network to `img`; returns every parameter on the host. On the CPU backend the
 /// hand-written pass of [`super::cpu`] runs it; on any other, burn's autodiff.
 pub fn fit(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<Params> {
-    if runs_on_cpu(device) { Ok(fit_cpu(img, opts, device, progress)) } else { fit_tensors(img, opts, device, progress) }
+    fit_samples(planar(img), img.height() as usize, img.width() as usize, opts, device, progress)
+}
+
+/// Rate weight of the half-resolution fit against the full one's: its latents are the full
+/// fit's levels 1…, whose bits the full fit spreads over four times the pixels. (1 and 1/16
+/// did as well on 256x256 crops: the coarse fit only has to land near the right place.)
+const COARSE_LAMBDA_SCALE: f64 = 0.25;
+
+/// The options of the half-resolution fit that starts a fit with `opts`, if it has one: one
+/// level fewer (its levels are the full fit's levels 1…), the same networks, and the
+/// initialisations tried there, where they are cheap.
+fn coarse_options(opts: &FitOptions) -> Option<FitOptions> {
+    (opts.coarse_steps > 0 && opts.arch.levels > 1).then(|| FitOptions {
+        arch: Architecture { levels: opts.arch.levels - 1, ..opts.arch },
+        steps: opts.coarse_steps,
+        coarse_steps: 0,
+        lambda: opts.lambda * COARSE_LAMBDA_SCALE,
+        ..opts.clone()
+    })
+}
+
+/// Fits `[3][H][W]` samples: first at half resolution when `opts` asks for it, then at full
+/// resolution from that fit; progress counts through both.
+fn fit_samples(samples: Vec<f32>, h: usize, w: usize, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<Params> {
+    let Some(coarse) = coarse_options(opts) else {
+        return fit_from(samples, h, w, opts, None, device, progress);
+    };
+    let clock = Instant::now();
+    let (total, before) = (total_steps(opts), total_steps(&coarse));
+    let small =
+        fit_samples(half_resolution(&samples, h, w), h.div_ceil(2), w.div_ceil(2), &coarse, device, &mut |p| progress(FitProgress { steps: total, seconds: clock.elapsed().as_secs_f64(), ..p }))?;
+    let full = FitOptions { candidates: 1, coarse_steps: 0, ..opts.clone() };
+    fit_from(samples, h, w, &full, Some(&small), device, &mut |p| progress(FitProgress { step: before + p.step, steps: total, seconds: clock.elapsed().as_secs_f64(), ..p }))
+}
+
+/// One fit at the samples' resolution, from seeded networks and zero latents, or from a
+/// half-resolution fit (`warm`).
+fn fit_from(samples: Vec<f32>, h: usize, w: usize, opts: &FitOptions, warm: Option<&Params>, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<Params> {
+    let start = |seed: u64| {
+        let mut params = OverfitNet::new(&opts.arch, h, w, seed, device).to_params();
+        if let Some(coarse) = warm {
+            lift(&mut params, coarse, opts.arch.levels);
+        }
+        params
+    };
+    if runs_on_cpu(device) { Ok(fit_cpu(samples, h, w, opts, &start, progress)) } else { fit_tensors(samples, h, w, opts, &start, device, progress) }
 }
 
 /// Whether `device` is the CPU backend (where the hand-written pass is the faster one).
@@ -171,16 +224,51 @@ pub(crate) fn runs_on_cpu(device: &Device) -> bool {
     }
 }
 
-/// The hand-written pass; `device` only builds the initial networks.
-fn fit_cpu(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Params {
-    let (w, h) = (img.width() as usize, img.height() as usize);
+/// `[3][H][W]` samples averaged over 2x2 blocks (edges repeated when a side is odd).
+fn half_resolution(samples: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let (hs, ws) = (h.div_ceil(2), w.div_ceil(2));
+    let mut out = Vec::with_capacity(3 * hs * ws);
+    for c in 0..3 {
+        let plane = &samples[c * h * w..(c + 1) * h * w];
+        for y in 0..hs {
+            let (y0, y1) = (2 * y, (2 * y + 1).min(h - 1));
+            for x in 0..ws {
+                let (x0, x1) = (2 * x, (2 * x + 1).min(w - 1));
+                out.push(0.25 * (plane[y0 * w + x0] + plane[y0 * w + x1] + plane[y1 * w + x0] + plane[y1 * w + x1]));
+            }
+        }
+    }
+    out
+}
+
+/// Puts a half-resolution fit (one level fewer) into `params`: its levels become levels 1…,
+/// its networks these networks, the synthesis's input from level 0 keeping its initial weights.
+fn lift(params: &mut Params, coarse: &Params, levels: usize) {
+    for (fine, c) in params.latents[1..].iter_mut().zip(&coarse.latents) {
+        fine.copy_from_slice(c);
+    }
+    for (i, (layer, c)) in params.layers.iter_mut().zip(&coarse.layers).enumerate() {
+        if i == ARM_LAYERS {
+            // Weight [out][levels]; the coarse one is [out][levels − 1].
+            for (o, row) in layer.0.chunks_mut(levels).enumerate() {
+                row[1..].copy_from_slice(&c.0[o * (levels - 1)..(o + 1) * (levels - 1)]);
+            }
+        } else {
+            layer.0.copy_from_slice(&c.0);
+        }
+        layer.1.copy_from_slice(&c.1);
+    }
+}
+
+/// The hand-written pass, from the parameters `start(seed)`.
+fn fit_cpu(samples: Vec<f32>, h: usize, w: usize, opts: &FitOptions, start: &dyn Fn(u64) -> Params, progress: &mut dyn FnMut(FitProgress)) -> Params {
     let pixels = (w * h) as f64;
-    let problem = Problem::new(opts.arch, h, w, planar(img));
-    let start = Instant::now();
+    let problem = Problem::new(opts.arch, h, w, samples);
+    let clock = Instant::now();
     let mut done = 0;
     let mut best = KeepBest::default();
     let init = |seed: u64| {
-        let params = OverfitNet::new(&opts.arch, h, w, seed, device).to_params();
+        let params = start(seed);
         let adam = Adam::new(&params);
         (params, adam, noise_rng(seed))
     };
@@ -195,7 +283,7 @@ fn fit_cpu(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dy
         let (lr, latent_lr) = learning_rates(opts, step);
         adam.step(params, &grads, lr, latent_lr);
         if reports(opts, done) {
-            progress(FitProgress::after(done, opts, loss.mse, loss.bits / pixels, start));
+            progress(FitProgress::after(done, opts, loss.mse, loss.bits / pixels, clock));
         }
         done += 1;
         j
@@ -252,17 +340,17 @@ pub fn measure(img: &RgbImage, arch: &Architecture, candidates: &[Params], devic
         .collect()
 }
 
-fn fit_tensors(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<Params> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
+fn fit_tensors(samples: Vec<f32>, h: usize, w: usize, opts: &FitOptions, start: &dyn Fn(u64) -> Params, device: &Device, progress: &mut dyn FnMut(FitProgress)) -> Result<Params> {
     let train_device = device.clone().autodiff();
-    let x = image_tensor(img, &train_device);
+    let x = from_host(samples, [1, 3, h, w], &train_device);
+    let sizes = opts.arch.level_sizes(h, w);
     let pixels = (w * h) as f64;
-    let start = Instant::now();
+    let clock = Instant::now();
     let mut done = 0;
     let mut best = KeepBest::default();
     let init = |seed: u64| {
         let optim: ModuleOptimizer = AdamConfig::new().with_epsilon(1e-8).init();
-        (Some(OverfitNet::new(&opts.arch, h, w, seed, &train_device)), optim)
+        (Some(OverfitNet::from_params(&opts.arch, &sizes, &start(seed), &train_device)), optim)
     };
     let mut step = |(model, optim): &mut (Option<OverfitNet>, ModuleOptimizer), step: usize, best: Option<&mut KeepBest<OverfitNet>>| {
         let net = model.take().expect("a model between steps");
@@ -284,7 +372,7 @@ fn fit_tensors(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mu
         let net = optim.step(latent_lr, net, latents);
         *model = Some(optim.step(lr, net, networks));
         if let Some((mse, bpp)) = measured {
-            progress(FitProgress::after(done, opts, mse, bpp, start));
+            progress(FitProgress::after(done, opts, mse, bpp, clock));
         }
         done += 1;
         j
@@ -300,12 +388,51 @@ fn fit_tensors(img: &RgbImage, opts: &FitOptions, device: &Device, progress: &mu
 mod tests {
     use super::*;
 
+    /// 2x2 means, the last row and column repeated when a side is odd.
+    #[test]
+    fn half_resolution_averages_blocks() {
+        let (h, w) = (3, 5);
+        let samples: Vec<f32> = (0..3 * h * w).map(|i| i as f32).collect();
+        let small = half_resolution(&samples, h, w);
+        assert_eq!(small.len(), 3 * 2 * 3);
+        // Channel 0: rows 0-1 of columns 0-1, columns 4 and 4 (repeated), row 2 twice.
+        assert_eq!(&small[..6], &[3.0, 5.0, 6.5, 10.5, 12.5, 14.0]);
+        assert_eq!(small[6], 3.0 + 15.0);
+    }
+
+    /// The small fit's levels become levels 1…, its networks these networks; the synthesis's
+    /// weights from level 0 stay as they were.
+    #[test]
+    fn lifting_places_the_small_fit() {
+        let arch = Architecture { levels: 3, arm_hidden: 2, synthesis_width: 2 };
+        let device = Device::flex();
+        let mut full = OverfitNet::new(&arch, 8, 6, 1, &device).to_params();
+        let small = OverfitNet::new(&Architecture { levels: 2, ..arch }, 4, 3, 2, &device).to_params();
+        let mut small = small;
+        small.latents.iter_mut().flatten().enumerate().for_each(|(i, v)| *v = i as f32 + 1.0);
+        let level0 = full.latents[0].clone();
+        let first_column: Vec<f32> = full.layers[ARM_LAYERS].0.chunks(3).map(|r| r[0]).collect();
+        lift(&mut full, &small, 3);
+        assert_eq!(full.latents[0], level0);
+        assert_eq!(&full.latents[1..], &small.latents[..]);
+        for (i, (layer, s)) in full.layers.iter().zip(&small.layers).enumerate() {
+            assert_eq!(layer.1, s.1);
+            if i == ARM_LAYERS {
+                for (o, row) in layer.0.chunks(3).enumerate() {
+                    assert_eq!((row[0], &row[1..]), (first_column[o], &s.0[2 * o..2 * o + 2]));
+                }
+            } else {
+                assert_eq!(layer.0, s.0);
+            }
+        }
+    }
+
     /// The warm-up keeps the candidate whose loss is lowest at its end, not on average, and
     /// the kept one continues from where it stopped.
     #[test]
     fn the_candidate_lowest_at_the_end_of_the_warmup_continues() {
         let arch = Architecture { levels: 2, arm_hidden: 2, synthesis_width: 2 };
-        let opts = FitOptions { arch, lambda: 0.0, steps: 40, lr: 0.0, seed: 10, candidates: 3 };
+        let opts = FitOptions { arch, lambda: 0.0, steps: 40, lr: 0.0, seed: 10, candidates: 3, coarse_steps: 0 };
         let loss = |seed: u64, k: usize| match seed {
             10 => 3.0,
             11 if k < 3 => 9.0,

@@ -73,9 +73,23 @@ impl Preset {
         }
     }
 
+    /// Steps of the half-resolution fit that starts the full one (a quarter of the cost per
+    /// step). Short fits gain, most on smooth images: with the fast preset at q4, 400 steps at
+    /// half resolution before the 400 give kodim03 30.99 dB at 0.156 bpp where 500 steps from
+    /// zero latents, in more time, give 28.69 dB at 0.142 (kodim01: 27.24 dB at 0.511 bpp
+    /// against 27.43 at 0.503). At 1800 steps it is a tie over three 256x256 crops (smooth
+    /// kodim03 −13 % of J, kodim01 +6 %, kodim05 +1 %) for 20 % more time, so the longer
+    /// presets start from zero latents (README).
+    pub fn coarse_steps(self) -> usize {
+        match self {
+            Preset::Fast => 400,
+            Preset::Medium | Preset::Slow => 0,
+        }
+    }
+
     /// The fitting options of quality `q` (1..=8).
     pub fn options(self, q: u8) -> Result<FitOptions> {
-        Ok(FitOptions { arch: self.architecture(), lambda: Self::lambda(q)?, steps: self.steps(), lr: 1e-2, seed: 1, candidates: 1 })
+        Ok(FitOptions { arch: self.architecture(), lambda: Self::lambda(q)?, steps: self.steps(), lr: 1e-2, seed: 1, candidates: 1, coarse_steps: self.coarse_steps() })
     }
 
     /// λ of quality `q` (1..=8).
@@ -283,7 +297,7 @@ mod tests {
         let device = Device::flex();
         let img = crate::synthetic::scene(160, 128);
         let pixels = 160.0 * 128.0;
-        let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.0, steps: 150, lr: 1e-2, seed: 1, candidates: 1 };
+        let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.0, steps: 150, lr: 1e-2, seed: 1, candidates: 1, coarse_steps: 0 };
         let rate = |q: u8| encode(&img, q, &FitOptions { lambda: Preset::lambda(q).unwrap(), ..opts.clone() }, &device, &mut |_| {}).unwrap().bytes.len() as f64 * 8.0 / pixels;
         let (low, high) = (rate(1), rate(8));
         assert!(high > 1.5 * low, "q1 {low} bpp, q8 {high} bpp");
@@ -301,11 +315,30 @@ mod tests {
         assert!(encode_at_bpp(&img, 0.0, &opts, &device, &mut |_, _| {}).is_err());
     }
 
+    /// A fit started at half resolution: progress counts through both fits (the candidates
+    /// tried in the small one), and the small fit carries over: two full-resolution steps
+    /// from it reconstruct far better than two from zero latents.
+    #[test]
+    fn a_half_resolution_fit_starts_the_full_one() {
+        let device = Device::flex();
+        let img = crate::synthetic::scene(37, 23);
+        let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.002, steps: 2, lr: 1e-2, seed: 1, candidates: 2, coarse_steps: 100 };
+        let mut curve = vec![];
+        let warm = encode(&img, 4, &opts, &device, &mut |p| curve.push(p)).unwrap();
+        // Two candidates for 10 steps each and 90 more at half resolution, then 2.
+        assert_eq!(fit::total_steps(&opts), 112);
+        assert!(curve.iter().all(|p| p.steps == 112) && curve.windows(2).all(|w| w[0].step < w[1].step));
+        assert_eq!(curve.last().unwrap().step, 112);
+        let cold = encode(&img, 4, &FitOptions { coarse_steps: 0, ..opts.clone() }, &device, &mut |_| {}).unwrap();
+        assert!(warm.psnr > cold.psnr + 3.0, "{} dB from the small fit, {} dB from zero", warm.psnr, cold.psnr);
+        assert_eq!(crate::metrics::psnr(&img, &decode(&Container::parse(&warm.bytes).unwrap(), &device).unwrap()), warm.psnr);
+    }
+
     #[test]
     fn a_small_image_round_trips_through_bytes() {
         let device = crate::backend::device();
         let img = crate::synthetic::scene(37, 23);
-        let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.002, steps: 60, lr: 1e-2, seed: 1, candidates: 2 };
+        let opts = FitOptions { arch: Architecture { levels: 4, arm_hidden: 4, synthesis_width: 6 }, lambda: 0.002, steps: 60, lr: 1e-2, seed: 1, candidates: 2, coarse_steps: 0 };
         let mut curve = vec![];
         let enc = encode(&img, 4, &opts, &device, &mut |p| curve.push(p)).unwrap();
         // Two candidates for 6 steps each, then 54 more for the one kept.
