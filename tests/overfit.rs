@@ -79,4 +79,19 @@ fn bench_runs_the_overfitted_codec() {
     assert!(bpp[1] > bpp[0], "quality 8 spends more than quality 1: {bpp:?}");
     assert!(j["results"]["encoding_time"][0].as_f64().unwrap() > 0.0);
     assert!(j["description"].as_str().unwrap_or_default().contains("120 fitting steps after 40 at half resolution"), "{j}");
+
+    // Resumed with one quality more, the run fits only that one and keeps the rows it had.
+    let csv = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    let before = csv("ncodec-overfit-fast-120steps.csv");
+    let more = args.map(|a| if a == "1,8" { "1,4,8" } else { a });
+    let run = common::run_bin("ncodec", &[&more[..], &["--anchors", "none", "--backend", "cpu", "--out", out.to_str().unwrap(), "--resume"]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("2 of 3 rows from"), "{}", String::from_utf8_lossy(&run.stderr));
+    let after = csv("ncodec-overfit-fast-120steps.csv");
+    let rows = |t: &str| t.lines().skip(1).map(str::to_string).collect::<Vec<_>>();
+    let (old, new) = (rows(&before), rows(&after));
+    assert_eq!(new.len(), 3);
+    // Encode times included: the rows were not measured again.
+    assert_eq!((&new[0], &new[2]), (&old[0], &old[1]), "{after}");
+    assert!(new[1].starts_with("a.png,4,"), "{after}");
 }

@@ -16,6 +16,7 @@ pub mod anchors;
 #[cfg(not(feature = "anchors"))]
 #[path = "no_anchors.rs"]
 pub mod anchors;
+pub mod journal;
 pub mod report;
 
 use std::path::PathBuf;
@@ -223,8 +224,17 @@ pub fn measure(codec: &dyn RdCodec, name: &str, img: &RgbImage, setting: u32) ->
 
 /// Runs `codec` at every setting on every image; `progress` is called once per finished row.
 pub fn evaluate(codec: &dyn RdCodec, images: &[(String, RgbImage)], settings: &[u32], opts: Options, progress: &(dyn Fn(&Row) + Sync)) -> Result<Vec<Row>> {
+    evaluate_resuming(codec, images, settings, opts, &[], progress)
+}
+
+/// [`evaluate`], taking the rows in `done` (an interrupted run's, see [`journal`]) as measured:
+/// only the (image, setting) pairs they lack are encoded; `progress` sees only those.
+pub fn evaluate_resuming(codec: &dyn RdCodec, images: &[(String, RgbImage)], settings: &[u32], opts: Options, done: &[Row], progress: &(dyn Fn(&Row) + Sync)) -> Result<Vec<Row>> {
     let jobs: Vec<(usize, u32)> = (0..images.len()).flat_map(|i| settings.iter().map(move |&s| (i, s))).collect();
     let run = |&(i, s): &(usize, u32)| -> Result<Row> {
+        if let Some(row) = done.iter().find(|r| r.image == images[i].0 && r.setting == s) {
+            return Ok(row.clone());
+        }
         let row = measure(codec, &images[i].0, &images[i].1, s)?;
         progress(&row);
         Ok(row)

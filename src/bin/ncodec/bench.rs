@@ -64,6 +64,11 @@ pub struct Args {
     pub anchor_quality: Option<Vec<u32>>,
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
+    /// Go on with an interrupted run: reuse the rows it left in --out (each curve's finished
+    /// rows are kept in `<curve>.rows.jsonl`) when the codec's settings are the same, and
+    /// measure only the rest. Resume with the build that started the run.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 pub fn run(a: Args) -> ncodec::Result<()> {
@@ -135,7 +140,21 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         let bar = indicatif::ProgressBar::new((images.len() * settings.len()) as u64);
         bar.set_style(indicatif::ProgressStyle::with_template("{prefix:>18} {bar:30} {pos}/{len} eta {eta}").unwrap());
         bar.set_prefix(codec.name());
-        let rows = bench::evaluate(codec.as_ref(), &images, &settings, opts, &|_| bar.inc(1))?;
+        let (journal, done) = bench::journal::Journal::open(&a.out, &codec.name(), &codec.description(), a.resume)?;
+        let reused = done.iter().filter(|r| settings.contains(&r.setting) && images.iter().any(|(n, _)| *n == r.image)).count();
+        if reused > 0 {
+            // (Nothing inside `suspend` may touch the bar: it holds the bar's lock.)
+            let msg = format!("{}: {reused} of {} rows from {}", codec.name(), images.len() * settings.len(), journal.path().display());
+            bar.suspend(|| eprintln!("{msg}"));
+            bar.inc(reused as u64);
+        }
+        let record = |row: &bench::Row| {
+            bar.inc(1);
+            if let Err(e) = journal.record(row) {
+                bar.suspend(|| eprintln!("warning: {e} (the run goes on, but a resumed one would measure this row again)"));
+            }
+        };
+        let rows = bench::evaluate_resuming(codec.as_ref(), &images, &settings, opts, &done, &record)?;
         bar.finish_and_clear();
         let description = format!("{}; {} images of {}", codec.description(), images.len(), dir.display());
         report::write_codec(&a.out, &codec.name(), &description, &rows)?;
