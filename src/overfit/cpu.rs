@@ -271,17 +271,18 @@ fn rate_kernel<I: Isa>(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_
             let e = y[l] - mu[l];
             let v = e.abs();
             let (hi, lo) = ((0.5 - v) * inv, (-0.5 - v) * inv);
-            // p = Φ(hi) − Φ(lo) through upper tails (lo < 0), which keeps far tails accurate.
-            let t_hi = lanes::upper_tail(hi.abs());
-            let phi_hi = if hi > 0.0 { 1.0 - t_hi } else { t_hi };
-            let p = phi_hi - lanes::upper_tail(-lo);
+            // p = F(hi) − F(lo) (F the Laplace CDF) through upper tails (lo < 0), which keeps
+            // far tails accurate.
+            let t_hi = lanes::laplace_upper_tail(hi.abs());
+            let f_hi = if hi > 0.0 { 1.0 - t_hi } else { t_hi };
+            let p = f_hi - lanes::laplace_upper_tail(-lo);
             let valid = at + l < level.lw;
             let counted = if valid { p.max(1e-9) } else { 1.0 };
             block_bits[l] = -lanes::log2(counted);
             let live = valid && p >= 1e-9;
             // ∂bits/∂v and ∂bits/∂σ through p.
             let db_dp = if live { -scale / (p * std::f32::consts::LN_2) } else { 0.0 };
-            let (pdf_hi, pdf_lo) = (lanes::normal_pdf(hi), lanes::normal_pdf(lo));
+            let (pdf_hi, pdf_lo) = (lanes::laplace_pdf(hi), lanes::laplace_pdf(lo));
             let dv = db_dp * (pdf_lo - pdf_hi) * inv;
             let dsigma = db_dp * (lo * pdf_lo - hi * pdf_hi) * inv;
             let sign = if e > 0.0 {
@@ -821,7 +822,7 @@ mod tests {
         let mut params = OverfitNet::new(&arch, h, w, 3, &plain).to_params();
         let mut rng = StdRng::seed_from_u64(5);
         for l in &mut params.latents {
-            // Within ±1.5: farther out burn's f32 Gaussian CDF loses the tails this pass keeps in f64.
+            // Within ±1.5: farther out burn's f32 CDF loses the tails this pass keeps.
             l.iter_mut().for_each(|v| *v = rng.gen_range(-1.5f32..1.5));
         }
         let lambda = 0.01;

@@ -5,7 +5,7 @@
 //! ```text
 //!  encode: image ──fit (Adam, soft-rounded noisy then rounded latents, MSE + λ·bpp)──► net
 //!          net ──weights × 2^8, rounded──► section 1 (Laplace tables)
-//!          latents ──rounded──► integer ARM + lattice-Gaussian tables ──► section 2
+//!          latents ──rounded──► integer ARM + lattice-Laplace tables ──► section 2
 //!  decode: section 1 ──► integer ARM ──► section 2 ──► latents (bit-exact everywhere)
 //!          latents ──bilinear upsampling, synthesis (float, any backend)──► x̂
 //! ```
@@ -68,7 +68,7 @@ impl Preset {
     pub fn steps(self) -> usize {
         match self {
             Preset::Fast => 400,
-            Preset::Medium => 1800,
+            Preset::Medium => 1700,
             Preset::Slow => 8000,
         }
     }
@@ -77,13 +77,13 @@ impl Preset {
     /// step). Short fits gain, most on smooth images: with the fast preset at q4, 400 steps at
     /// half resolution before the 400 give kodim03 30.99 dB at 0.156 bpp where 500 steps from
     /// zero latents, in more time, give 28.69 dB at 0.142 (kodim01: 27.24 dB at 0.511 bpp
-    /// against 27.43 at 0.503). At 1800 steps it is a tie over three 256x256 crops (smooth
-    /// kodim03 −13 % of J, kodim01 +6 %, kodim05 +1 %) for 20 % more time, so the longer
-    /// presets start from zero latents (README).
+    /// against 27.43 at 0.503). Medium's 400 + 1700 steps (the time of its former 1800 from
+    /// zero latents) move BD-rate against WebP from −1.6 % to −6.8 % over three 256x256 crops
+    /// at q2–q6 (README). Slow, whose fit is long enough to move its latents, starts from zero.
     pub fn coarse_steps(self) -> usize {
         match self {
-            Preset::Fast => 400,
-            Preset::Medium | Preset::Slow => 0,
+            Preset::Fast | Preset::Medium => 400,
+            Preset::Slow => 0,
         }
     }
 

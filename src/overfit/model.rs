@@ -15,10 +15,20 @@ use rand::rngs::StdRng;
 use super::arm::{CONTEXT, IntLayer, IntegerArm, first_layer};
 use super::lanes;
 use super::prior::{ARM_FRAC, SCALE_MAX, SCALE_MIN};
-use crate::entropy::gaussian_likelihood;
 use crate::error::{Error, Result};
 use crate::nerv::model::QConv;
 use crate::nn::{from_host, ste_round, to_host};
+
+/// The mass a Laplace distribution (mean `mu`, scale `b`) puts on [y − ½, y + ½]:
+/// F(½ − v) − F(−½ − v) with v = |y − μ| and F(x) = ½ + ½·sign(x)·(1 − e^−|x|/b); only
+/// exponentials of non-positive numbers, so no branch overflows (as the CPU pass computes it).
+fn laplace_likelihood(y: Tensor<4>, b: Tensor<4>, mu: Tensor<4>) -> Tensor<4> {
+    let v = (y - mu).abs();
+    let hi = v.clone().neg().add_scalar(0.5) / b.clone();
+    let f_hi = hi.clone().sign().mul(hi.abs().neg().exp().neg().add_scalar(1.0)).mul_scalar(0.5).add_scalar(0.5);
+    let f_lo = (v.neg().sub_scalar(0.5) / b).exp().mul_scalar(0.5);
+    (f_hi - f_lo).clamp_min(1e-9)
+}
 
 /// What a stream states about its decoder's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +220,7 @@ impl OverfitNet {
             };
             let (mu, log_scale) = self.arm(y_rate.clone());
             let scale = log_scale.exp().clamp(SCALE_MIN, SCALE_MAX);
-            let lik = gaussian_likelihood(y_rate, scale, Some(mu));
+            let lik = laplace_likelihood(y_rate, scale, mu);
             bits = bits + lik.log().sum().neg().div_scalar(std::f64::consts::LN_2);
             levels.push(y_syn);
         }
