@@ -96,7 +96,7 @@ impl RdCodec for Overfit {
             "ncodec overfit, preset {} ({} fitting steps{}, best of {} initialisations, {} levels, ARM {} / synthesis {} wide, {:.0} MAC/pixel), quality 1..{}",
             self.preset,
             self.opts.steps,
-            if self.opts.coarse_steps > 0 { format!(" after {} at half resolution", self.opts.coarse_steps) } else { String::new() },
+            self.opts.half_resolution_note(),
             self.opts.candidates,
             a.levels,
             a.arm_hidden,

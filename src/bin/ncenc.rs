@@ -151,7 +151,7 @@ fn encode_overfit(args: &Args, img: &image::RgbImage, backend: ncodec::backend::
             quality,
             opts.arch.macs_per_pixel(),
             opts.steps,
-            if opts.coarse_steps > 0 { format!(" after {} at half resolution", opts.coarse_steps) } else { String::new() },
+            opts.half_resolution_note(),
             if opts.candidates > 1 { format!(", best of {} initialisations", opts.candidates) } else { String::new() },
             enc.bytes.len(),
             enc.bytes.len() as f64 * 8.0 / px,

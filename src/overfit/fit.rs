@@ -48,6 +48,14 @@ pub fn warmup_steps(opts: &FitOptions) -> usize {
     if opts.candidates > 1 { (opts.steps / 10).max(1) } else { 0 }
 }
 
+impl FitOptions {
+    /// What to write after the step count where a fit starts at half resolution
+    /// (" after N at half resolution"), else nothing.
+    pub fn half_resolution_note(&self) -> String {
+        if self.coarse_steps > 0 { format!(" after {} at half resolution", self.coarse_steps) } else { String::new() }
+    }
+}
+
 /// Steps a fit makes in all (its progress counts to this): with a half-resolution start,
 /// that fit's (where the candidates are tried) and then the full one's.
 pub fn total_steps(opts: &FitOptions) -> usize {

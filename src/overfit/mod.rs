@@ -79,8 +79,9 @@ impl Preset {
     /// zero latents, in more time, give 28.69 dB at 0.142 (kodim01: 27.24 dB at 0.511 bpp
     /// against 27.43 at 0.503). Medium's 400 + 1700 steps (the time of its former 1800 from
     /// zero latents) move BD-rate against WebP from −1.6 % to −6.8 % over three 256x256 crops
-    /// at q2–q6 (README); with Laplace latents, 2400 steps after the 400 (the most that fit in
-    /// under 5 minutes on a Kodak image here) give −10.1 %. Slow, whose fit is long enough to move its latents, starts from zero.
+    /// at q2–q6 (README); with Laplace latents, 2400 steps after the 400 (239 s on kodim01
+    /// here, well under 5 minutes) give −10.1 %. Slow, whose fit is long enough to move its
+    /// latents, starts from zero.
     pub fn coarse_steps(self) -> usize {
         match self {
             Preset::Fast | Preset::Medium => 400,
