@@ -1,6 +1,6 @@
 //! Criterion benchmarks: every shipped image codec on a 768x512 image (side by side), the
-//! overfitted codec's decoder beside mlic's on kodim01, the fixed-point entropy-parameter
-//! networks, and range-coder throughput.
+//! overfitted codec's decoder beside mlic's on kodim01 and one step of its fitting, the
+//! fixed-point entropy-parameter networks, and range-coder throughput.
 //!
 //! `cargo bench --bench codec`
 
@@ -60,6 +60,37 @@ fn overfit_decode_bench(c: &mut Criterion) {
     g.bench_function("overfit medium q4", |b| b.iter(|| overfit::decode(&Container::parse(&bytes).unwrap(), &device).unwrap()));
     g.bench_function("overfit medium q4, latents only", |b| b.iter(|| overfit::decode_latents(&Container::parse(&bytes).unwrap()).unwrap().latents));
     g.bench_function("mlic q4", |b| b.iter(|| mlic.decode(&Container::parse(&mlic_bytes).unwrap()).unwrap()));
+    g.finish();
+}
+
+/// One step of the overfitted codec's fitting on the CPU at a Kodak size (768x512), the
+/// medium preset's networks: the loss and every gradient (soft rounding, the phase most steps
+/// run in), then Adam. The encoder's time is this times its steps.
+fn overfit_fit_step_bench(c: &mut Criterion) {
+    use ncodec::overfit::Preset;
+    use ncodec::overfit::cpu::{Adam, Problem, noise_rng};
+    use ncodec::overfit::model::{OverfitNet, Quantization};
+    let (w, h) = (768usize, 512usize);
+    let img = photo(w as u32, h as u32);
+    let target: Vec<f32> = (0..3).flat_map(|k| img.pixels().map(move |p| p[k] as f32 / 255.0)).collect();
+    let arch = Preset::Medium.options(4).unwrap().arch;
+    let problem = Problem::new(arch, h, w, target);
+    let mut params = OverfitNet::new(&arch, h, w, 1, &ncodec::backend::device()).to_params();
+    // Latents spread over a few integers, as a fit's are after its first steps.
+    for (l, y) in params.latents.iter_mut().enumerate() {
+        y.iter_mut().enumerate().for_each(|(i, v)| *v = ((i * 7 + l) % 9) as f32 * 0.5 - 2.0);
+    }
+    let mut adam = Adam::new(&params);
+    let mut noise = noise_rng(1);
+    let mut g = c.benchmark_group("overfit fitting step 768x512");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements((w * h) as u64));
+    g.bench_function("medium, soft rounding", |b| {
+        b.iter(|| {
+            let (_, grads) = problem.loss_and_grads(&params, 0.0025, Quantization::SoftRound { temperature: 0.3 }, &mut noise);
+            adam.step(&mut params, &grads, 1e-5, 1e-5);
+        })
+    });
     g.finish();
 }
 
@@ -128,5 +159,5 @@ fn range_coder_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec_bench, overfit_decode_bench, context_bench, hyper_synthesis_bench, range_coder_bench);
+criterion_group!(benches, codec_bench, overfit_decode_bench, overfit_fit_step_bench, context_bench, hyper_synthesis_bench, range_coder_bench);
 criterion_main!(benches);

@@ -1,9 +1,10 @@
 //! Fitting on the CPU without a tensor library: the whole network's forward and backward pass
-//! written out for these tiny layers, eight pixels (or latents) at a time in vector lanes
-//! (see `lanes`), rows in parallel. A general backend runs every layer as a separate pass over
-//! full-resolution tensors (and stores each activation for its backward); here a pixel
-//! block's few dozen activations stay in registers, which is where the time goes for networks
-//! this small.
+//! written out for these tiny layers, on tiles of 32 pixels (or latents) in vector lanes (see
+//! `lanes`), rows in parallel. A general backend runs every layer as a separate pass over
+//! full-resolution tensors (and stores each activation for its backward); here a tile's few
+//! dozen activations stay in cache and its sums in registers, which is where the time goes
+//! for networks this small. Its cost is measured by `cargo bench --bench codec -- "fitting
+//! step"`.
 //!
 //! ```text
 //!  forward   θ ──noise or round──► ŷ ──bilinear up──► u[L] ──MLP──► o[3] ──+3x3──► x̃ ── MSE
@@ -17,11 +18,12 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::Mutex;
 
 use super::arm::{CONTEXT, REACH};
-use super::lanes::{self, Isa, LANES, V, simd_kernel};
-use super::model::{ARM_LAYERS, Architecture, Layer, Params, Quantization, Taps, soft_round};
+use super::lanes::{self, Isa, LANES, TILE, V, simd_kernel};
+use super::model::{ARM_LAYERS, Architecture, Layer, Params, Quantization, Taps, soft_round_norm, soft_round_normed};
 use super::prior::{SCALE_MAX, SCALE_MIN};
 
 /// `[rows][cols]` → `[cols][rows]`.
@@ -29,9 +31,12 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..cols).flat_map(|c| (0..rows).map(move |r| m[r * cols + c])).collect()
 }
 
-/// `n` rounded up to whole lane vectors.
-fn lane_ceil(n: usize) -> usize {
-    n.div_ceil(LANES) * LANES
+/// Pixels (or latents) the networks take at a time: a tile of lane vectors.
+const TILE_PIXELS: usize = TILE * LANES;
+
+/// `n` rounded up to whole tiles: the width of the rows the networks run on.
+fn tile_ceil(n: usize) -> usize {
+    n.div_ceil(TILE_PIXELS) * TILE_PIXELS
 }
 
 /// A three-layer MLP (ReLU, ReLU, linear): the synthesis and the ARM alike.
@@ -105,7 +110,7 @@ impl LaneGrads {
     }
 }
 
-/// One thread's working space for an MLP on a lane block.
+/// One thread's working space for an MLP on a tile (channel-major, [`TILE`] vectors each).
 struct Scratch {
     x: Vec<V>,
     h: [Vec<V>; 3],
@@ -116,7 +121,7 @@ struct Scratch {
 
 impl Scratch {
     fn new(m: &Mlp) -> Self {
-        let z = |n: usize| vec![[0f32; LANES]; n];
+        let z = |n: usize| vec![[0f32; LANES]; n * TILE];
         Self { x: z(m.n[0]), h: [z(m.n[1]), z(m.n[2]), z(m.n[3])], d: [z(m.n[1]), z(m.n[2])], dout: z(m.n[3]), dx: z(m.n[0]) }
     }
 }
@@ -130,14 +135,10 @@ simd_kernel!(
 #[inline(always)]
 fn synthesis_forward_kernel<I: Isa>(mlp: &Mlp, u_row: &[f32], out: &mut [f32], s: &mut Scratch) {
     let wp = out.len() / 3;
-    for at in (0..wp).step_by(LANES) {
-        for (l, x) in s.x.iter_mut().enumerate() {
-            x.copy_from_slice(&u_row[l * wp + at..][..LANES]);
-        }
+    for at in (0..wp).step_by(TILE_PIXELS) {
+        gather_tile(&mut s.x, u_row, wp, at);
         mlp.forward::<I>(&s.x, &mut s.h);
-        for k in 0..3 {
-            out[k * wp + at..][..LANES].copy_from_slice(&s.h[2][k]);
-        }
+        scatter_tile(out, &s.h[2], wp, at);
     }
 }
 
@@ -150,18 +151,32 @@ simd_kernel!(
 #[inline(always)]
 fn synthesis_backward_kernel<I: Isa>(mlp: &Mlp, u_row: &[f32], d_row: &[f32], du_row: &mut [f32], g: &mut LaneGrads, s: &mut Scratch) {
     let wp = d_row.len() / 3;
-    for at in (0..wp).step_by(LANES) {
-        for (l, x) in s.x.iter_mut().enumerate() {
-            x.copy_from_slice(&u_row[l * wp + at..][..LANES]);
-        }
+    for at in (0..wp).step_by(TILE_PIXELS) {
+        gather_tile(&mut s.x, u_row, wp, at);
         // Activations are recomputed: cheaper than storing a dozen planes.
         mlp.forward::<I>(&s.x, &mut s.h);
-        for (k, d) in s.dout.iter_mut().enumerate() {
-            d.copy_from_slice(&d_row[k * wp + at..][..LANES]);
-        }
+        gather_tile(&mut s.dout, d_row, wp, at);
         mlp.backward::<I>(&s.x, &s.h, &s.dout, &mut s.d, g, &mut s.dx);
-        for (l, d) in s.dx.iter().enumerate() {
-            du_row[l * wp + at..][..LANES].copy_from_slice(d);
+        scatter_tile(du_row, &s.dx, wp, at);
+    }
+}
+
+/// A tile (`[channel][TILE]` vectors) from planes `[channel][wp]`, pixels `at..` on.
+#[inline(always)]
+fn gather_tile(tile: &mut [V], planes: &[f32], wp: usize, at: usize) {
+    for (c, vectors) in tile.chunks_exact_mut(TILE).enumerate() {
+        for (p, v) in vectors.iter_mut().enumerate() {
+            v.copy_from_slice(&planes[c * wp + at + p * LANES..][..LANES]);
+        }
+    }
+}
+
+/// [`gather_tile`]'s inverse: a tile into planes `[channel][wp]` at pixel `at`.
+#[inline(always)]
+fn scatter_tile(planes: &mut [f32], tile: &[V], wp: usize, at: usize) {
+    for (c, vectors) in tile.chunks_exact(TILE).enumerate() {
+        for (p, v) in vectors.iter().enumerate() {
+            planes[c * wp + at + p * LANES..][..LANES].copy_from_slice(v);
         }
     }
 }
@@ -175,44 +190,98 @@ simd_kernel!(
 fn conv_row_kernel<I: Isa>(out: &mut [f32], w: &[f32], src: &[f32], offsets: &[usize]) {
     let n = out.len();
     let whole = n / LANES * LANES;
-    for (&wt, &o) in w.iter().zip(offsets) {
-        let (s, wv) = (&src[o..o + n], I::splat(wt));
-        for (y, x) in out[..whole].chunks_exact_mut(LANES).zip(s.chunks_exact(LANES)) {
-            let y: &mut V = y.try_into().unwrap();
-            let v = I::madd(wv, I::load(x.try_into().unwrap()), I::load(y));
-            I::store(y, v);
+    // Every tap summed in registers, four lane vectors at a time (four independent chains),
+    // then one store: tap by tap over the row, each pass read and wrote the whole row. The
+    // sums run over the taps in order either way, so the result is the same.
+    let mut at = 0;
+    while at < whole {
+        let vectors = ((whole - at) / LANES).min(4);
+        let mut acc = [I::splat(0.0); 4];
+        for (v, a) in acc.iter_mut().enumerate().take(vectors) {
+            *a = I::load(out[at + v * LANES..][..LANES].try_into().unwrap());
         }
-        for (y, x) in out[whole..].iter_mut().zip(&s[whole..]) {
+        for (&wt, &o) in w.iter().zip(offsets) {
+            let wv = I::splat(wt);
+            if vectors == 4 {
+                let x: &[f32; 4 * LANES] = src[o + at..][..4 * LANES].try_into().unwrap();
+                for v in 0..4 {
+                    acc[v] = I::madd(wv, I::load(x[v * LANES..][..LANES].try_into().unwrap()), acc[v]);
+                }
+            } else {
+                for (v, a) in acc.iter_mut().enumerate().take(vectors) {
+                    *a = I::madd(wv, I::load(src[o + at + v * LANES..][..LANES].try_into().unwrap()), *a);
+                }
+            }
+        }
+        for (v, a) in acc.iter().enumerate().take(vectors) {
+            I::store((&mut out[at + v * LANES..][..LANES]).try_into().unwrap(), *a);
+        }
+        at += vectors * LANES;
+    }
+    for (&wt, &o) in w.iter().zip(offsets) {
+        for (y, x) in out[whole..].iter_mut().zip(&src[o + whole..o + n]) {
             *y += wt * x;
         }
     }
 }
 
 simd_kernel!(
-    /// `Σ_i a[i]·b[i]`.
-    fn dot(a: &[f32], b: &[f32]) -> f32 => dot_kernel
+    /// `g[t] += Σ_x d[x]·src[offsets[t] + x]` for every tap `t` (`x` over `d`): one row's
+    /// share of a convolution's weight gradient. Nine taps at a time, each summed in a
+    /// register, so `d` is read once per nine.
+    fn tap_dots(g: &mut [f32], d: &[f32], src: &[f32], offsets: &[usize]) => tap_dots_kernel
 );
 
 #[inline(always)]
-fn dot_kernel<I: Isa>(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = I::splat(0.0);
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        acc = I::madd(I::load(x.try_into().unwrap()), I::load(y.try_into().unwrap()), acc);
+fn tap_dots_kernel<I: Isa>(g: &mut [f32], d: &[f32], src: &[f32], offsets: &[usize]) {
+    let n = d.len();
+    let whole = n / LANES * LANES;
+    for (g, offsets) in g.chunks_exact_mut(9).zip(offsets.chunks_exact(9)) {
+        let offsets: &[usize; 9] = offsets.try_into().unwrap();
+        let mut acc = [I::splat(0.0); 9];
+        for at in (0..whole).step_by(LANES) {
+            let dv = I::load(d[at..at + LANES].try_into().unwrap());
+            for t in 0..9 {
+                acc[t] = I::madd(dv, I::load(src[offsets[t] + at..][..LANES].try_into().unwrap()), acc[t]);
+            }
+        }
+        for t in 0..9 {
+            let mut lanes_sum = [0f32; LANES];
+            I::store(&mut lanes_sum, acc[t]);
+            let tail: f32 = d[whole..].iter().zip(&src[offsets[t] + whole..offsets[t] + n]).map(|(a, b)| a * b).sum();
+            g[t] += lanes::sum(&lanes_sum) + tail;
+        }
     }
-    let mut lanes_sum = [0f32; LANES];
-    I::store(&mut lanes_sum, acc);
-    lanes::sum(&lanes_sum) + tail
+}
+
+simd_kernel!(
+    /// Soft rounding with noise ([`Quantization::SoftRound`]) over a chunk of latents `y`:
+    /// `o` holds the noise `u` on entry and `s(y) + u` on return, `so` gets `s(s(y) + u)`, and
+    /// `dr`, `ds` the derivatives of the two with respect to `y`.
+    fn soft_round_chunk(y: &[f32], o: &mut [f32], so: &mut [f32], dr: &mut [f32], ds: &mut [f32], temperature: f32) => soft_round_kernel
+);
+
+#[inline(always)]
+fn soft_round_kernel<I: Isa>(y: &[f32], o: &mut [f32], so: &mut [f32], dr: &mut [f32], ds: &mut [f32], temperature: f32) {
+    let n = y.len();
+    let (o, so, dr, ds) = (&mut o[..n], &mut so[..n], &mut dr[..n], &mut ds[..n]);
+    let norm = soft_round_norm(temperature);
+    // Indexed rather than zipped: five zipped slices keep LLVM from vectorizing.
+    for i in 0..n {
+        let (sy, dsy) = soft_round_normed(y[i], temperature, norm);
+        o[i] += sy;
+        let (ss, dss) = soft_round_normed(o[i], temperature, norm);
+        (so[i], dr[i], ds[i]) = (ss, dsy, dss * dsy);
+    }
 }
 
 /// One level's latents as the ARM reads them: zero-padded by [`REACH`] rows above and
-/// columns either side, and to whole lane vectors on the right.
+/// columns either side, and to whole tiles on the right.
 struct PaddedLevel {
     y: Vec<f32>,
     /// Row stride.
     pw: usize,
-    /// Latents per row, and the same rounded up to lane vectors.
+    /// Latents per row, and the same rounded up to whole tiles.
     lw: usize,
     lwp: usize,
     lh: usize,
@@ -230,7 +299,7 @@ impl PaddedLevel {
     }
 
     fn widths(lw: usize) -> (usize, usize) {
-        let lwp = lane_ceil(lw);
+        let lwp = tile_ceil(lw);
         (lwp, lwp + 2 * REACH)
     }
 
@@ -257,54 +326,79 @@ simd_kernel!(
 fn rate_kernel<I: Isa>(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_row: &mut [f32], dctx_row: &mut [f32], bits: &mut f64, g: &mut LaneGrads, s: &mut Scratch) {
     let (smin, smax) = (SCALE_MIN as f32, SCALE_MAX as f32);
     let lwp = level.lwp;
-    for at in (0..lwp).step_by(LANES) {
-        for (x, &tap) in s.x.iter_mut().zip(CONTEXT.iter()) {
-            x.copy_from_slice(&level.y[level.at(r, at, tap)..][..LANES]);
+    for at in (0..lwp).step_by(TILE_PIXELS) {
+        for (x, &tap) in s.x.chunks_exact_mut(TILE).zip(CONTEXT.iter()) {
+            for (p, v) in x.iter_mut().enumerate() {
+                v.copy_from_slice(&level.y[level.at(r, at + p * LANES, tap)..][..LANES]);
+            }
         }
         mlp.forward::<I>(&s.x, &mut s.h);
-        let y = &level.y[level.at(r, at, (0, 0))..][..LANES];
-        let (mu, log_scale) = (s.h[2][0], s.h[2][1]);
-        let (mut dmu, mut dls, mut dy, mut block_bits) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
-        for l in 0..LANES {
-            let raw = lanes::exp(log_scale[l]);
-            let inv = 1.0 / raw.clamp(smin, smax);
-            let e = y[l] - mu[l];
-            let v = e.abs();
-            let (hi, lo) = ((0.5 - v) * inv, (-0.5 - v) * inv);
-            // p = F(hi) − F(lo) (F the Laplace CDF) through upper tails (lo < 0), which keeps
-            // far tails accurate.
-            let t_hi = lanes::laplace_upper_tail(hi.abs());
-            let f_hi = if hi > 0.0 { 1.0 - t_hi } else { t_hi };
-            let p = f_hi - lanes::laplace_upper_tail(-lo);
-            let valid = at + l < level.lw;
-            let counted = if valid { p.max(1e-9) } else { 1.0 };
-            block_bits[l] = -lanes::log2(counted);
-            let live = valid && p >= 1e-9;
-            // ∂bits/∂v and ∂bits/∂σ through p.
-            let db_dp = if live { -scale / (p * std::f32::consts::LN_2) } else { 0.0 };
-            let (pdf_hi, pdf_lo) = (lanes::laplace_pdf(hi), lanes::laplace_pdf(lo));
-            let dv = db_dp * (pdf_lo - pdf_hi) * inv;
-            let dsigma = db_dp * (lo * pdf_lo - hi * pdf_hi) * inv;
-            let sign = if e > 0.0 {
-                1.0
-            } else if e < 0.0 {
-                -1.0
-            } else {
-                0.0
-            };
-            dy[l] = dv * sign;
-            dmu[l] = -dv * sign;
-            dls[l] = if raw > smin && raw < smax { dsigma * raw } else { 0.0 };
+        let mut block_bits = [0f32; LANES];
+        for p in 0..TILE {
+            let at = at + p * LANES;
+            let y = &level.y[level.at(r, at, (0, 0))..][..LANES];
+            let (mu, log_scale) = (s.h[2][p], s.h[2][TILE + p]);
+            let (mut dmu, mut dls, mut dy) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+            for l in 0..LANES {
+                let raw = lanes::exp(log_scale[l]);
+                let inv = 1.0 / raw.clamp(smin, smax);
+                let e = y[l] - mu[l];
+                let v = e.abs();
+                let (hi, lo) = ((0.5 - v) * inv, (-0.5 - v) * inv);
+                // p = F(hi) − F(lo) (F the Laplace CDF) through upper tails (lo < 0), which
+                // keeps far tails accurate.
+                let t_hi = lanes::laplace_upper_tail(hi.abs());
+                let f_hi = if hi > 0.0 { 1.0 - t_hi } else { t_hi };
+                let p = f_hi - lanes::laplace_upper_tail(-lo);
+                let valid = at + l < level.lw;
+                let counted = if valid { p.max(1e-9) } else { 1.0 };
+                block_bits[l] -= lanes::log2(counted);
+                let live = valid && p >= 1e-9;
+                // ∂bits/∂v and ∂bits/∂σ through p.
+                let db_dp = if live { -scale / (p * std::f32::consts::LN_2) } else { 0.0 };
+                let (pdf_hi, pdf_lo) = (lanes::laplace_pdf(hi), lanes::laplace_pdf(lo));
+                let dv = db_dp * (pdf_lo - pdf_hi) * inv;
+                let dsigma = db_dp * (lo * pdf_lo - hi * pdf_hi) * inv;
+                let sign = if e > 0.0 {
+                    1.0
+                } else if e < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                };
+                dy[l] = dv * sign;
+                dmu[l] = -dv * sign;
+                dls[l] = if raw > smin && raw < smax { dsigma * raw } else { 0.0 };
+            }
+            (s.dout[p], s.dout[TILE + p]) = (dmu, dls);
+            dy_row[at..at + LANES].copy_from_slice(&dy);
         }
         *bits += lanes::sum(&block_bits) as f64;
-        s.dout[0] = dmu;
-        s.dout[1] = dls;
         mlp.backward::<I>(&s.x, &s.h, &s.dout, &mut s.d, g, &mut s.dx);
-        dy_row[at..at + LANES].copy_from_slice(&dy);
-        for (j, d) in s.dx.iter().enumerate() {
-            dctx_row[j * lwp + at..][..LANES].copy_from_slice(d);
-        }
+        scatter_tile(dctx_row, &s.dx, lwp, at);
     }
+}
+
+/// Per input sample of a resampling, a span of its outputs.
+type Spans = Vec<Range<usize>>;
+
+/// For each input sample `a` of a 1-D bilinear resampling, the outputs that read it: a
+/// contiguous span, since the taps never decrease.
+fn readers(t: &Taps, inputs: usize) -> Spans {
+    (0..inputs).map(|a| t.i1.partition_point(|&i| i < a)..t.i0.partition_point(|&i| i <= a)).collect()
+}
+
+/// The weight with which output `d` of a resampling reads input `a`.
+#[inline(always)]
+fn tap_weight(t: &Taps, d: usize, a: usize) -> f32 {
+    let mut f = 0.0;
+    if t.i0[d] == a {
+        f += 1.0 - t.w1[d];
+    }
+    if t.i1[d] == a {
+        f += t.w1[d];
+    }
+    f
 }
 
 /// Latents per parallel chunk of the element-wise passes (noise, Adam).
@@ -325,6 +419,12 @@ pub struct Problem {
     pub sizes: Vec<[usize; 2]>,
     target: Vec<f32>,
     taps: Vec<(Taps, Taps)>,
+    /// Per level, for each latent row and column, the image rows and columns that read it.
+    readers: Vec<(Spans, Spans)>,
+    /// Every row of the levels smaller than the image, as (level, row), level by level; and
+    /// where each such level's rows start in that list (`None`: the level is full size).
+    resampled_rows: Vec<(usize, usize)>,
+    resampled_from: Vec<Option<usize>>,
     /// Buffers kept from step to step: fresh ones of this size cost more in page faults
     /// than in arithmetic.
     pool: Mutex<Vec<Vec<f32>>>,
@@ -335,8 +435,17 @@ impl Problem {
     /// is called (decoding).
     pub fn new(arch: Architecture, height: usize, width: usize, target: Vec<f32>) -> Self {
         let sizes = arch.level_sizes(height, width);
-        let taps = sizes.iter().map(|&[h, w]| (Taps::new(h, height), Taps::new(w, width))).collect();
-        Self { arch, height, width, sizes, target, taps, pool: Mutex::new(vec![]) }
+        let taps: Vec<_> = sizes.iter().map(|&[h, w]| (Taps::new(h, height), Taps::new(w, width))).collect();
+        let readers = taps.iter().zip(&sizes).map(|((ty, tx), &[h, w])| (readers(ty, h), readers(tx, w))).collect();
+        let (mut resampled_rows, mut resampled_from) = (vec![], vec![]);
+        for (l, &[h, w]) in sizes.iter().enumerate() {
+            let full = [h, w] == [height, width];
+            resampled_from.push((!full).then_some(resampled_rows.len()));
+            if !full {
+                resampled_rows.extend((0..h).map(|a| (l, a)));
+            }
+        }
+        Self { arch, height, width, sizes, target, taps, readers, resampled_rows, resampled_from, pool: Mutex::new(vec![]) }
     }
 
     /// `n` zeros, in a recycled buffer when one is large enough (the smallest such).
@@ -425,12 +534,8 @@ impl Problem {
                 Quantization::SoftRound { temperature } => {
                     parts.zip(s.par_chunks_mut(chunk).zip(dr.par_chunks_mut(chunk).zip(ds.par_chunks_mut(chunk)))).for_each(|((i, (o, v)), (so, (dro, dso)))| {
                         let mut rng = chunk_rng(i);
-                        for ((((o, &v), so), dro), dso) in o.iter_mut().zip(v).zip(so).zip(dro).zip(dso) {
-                            let (sy, dsy) = soft_round(v, temperature);
-                            *o = sy + rng.gen_range(-0.5f32..0.5);
-                            let (ss, dss) = soft_round(*o, temperature);
-                            (*so, *dro, *dso) = (ss, dsy, dss * dsy);
-                        }
+                        o.iter_mut().for_each(|o| *o = rng.gen_range(-0.5f32..0.5));
+                        soft_round_chunk(v, o, so, dro, dso, temperature);
                     })
                 }
             }
@@ -442,68 +547,74 @@ impl Problem {
         if soft { (rate, Some(syn), Some((d_rate, d_syn))) } else { (rate, None, None) }
     }
 
-    /// Every level bilinearly upsampled to full resolution, `[row][level][wp]`.
+    /// Every level bilinearly upsampled to full resolution, `[row][level][wp]` (zero past
+    /// the image). Columns first, on each level's own rows (a level of 1/f resolution then
+    /// costs 1/f of a plane in gathers), then rows as whole-row blends.
     fn upsample(&self, y_hat: &[Vec<f32>], wp: usize) -> Vec<f32> {
         let (h, w, levels) = (self.height, self.width, self.sizes.len());
-        let mut u = self.zeros(h * levels * wp);
-        u.par_chunks_mut(levels * wp).enumerate().for_each(|(r, row)| {
-            for (l, (ty, tx)) in self.taps.iter().enumerate() {
-                let lw = self.sizes[l][1];
-                let y = &y_hat[l];
-                let out = &mut row[l * wp..l * wp + w];
-                let (top, bottom, fy) = (&y[ty.i0[r] * lw..][..lw], &y[ty.i1[r] * lw..][..lw], ty.w1[r]);
-                if lw == w {
-                    out.iter_mut().zip(top.iter().zip(bottom)).for_each(|(o, (a, b))| *o = a + (b - a) * fy);
-                    continue;
-                }
-                let line: Vec<f32> = top.iter().zip(bottom).map(|(a, b)| a + (b - a) * fy).collect();
-                for (x, o) in out.iter_mut().enumerate() {
-                    let (a, b) = (line[tx.i0[x]], line[tx.i1[x]]);
-                    *o = a + (b - a) * tx.w1[x];
-                }
+        let mut across = self.scratch(self.resampled_rows.len() * w);
+        across.par_chunks_mut(w).zip(&self.resampled_rows).for_each(|(out, &(l, a))| {
+            let (_, tx) = &self.taps[l];
+            let line = &y_hat[l][a * self.sizes[l][1]..][..self.sizes[l][1]];
+            for (x, o) in out.iter_mut().enumerate() {
+                let (p, q) = (line[tx.i0[x]], line[tx.i1[x]]);
+                *o = p + (q - p) * tx.w1[x];
             }
         });
+        // Every element written: each level's row, then zeros to the lane vector's end.
+        let mut u = self.scratch(h * levels * wp);
+        u.par_chunks_mut(levels * wp).enumerate().for_each(|(r, row)| {
+            for (l, out) in row.chunks_exact_mut(wp).enumerate() {
+                let (out, tail) = out.split_at_mut(w);
+                tail.fill(0.0);
+                let Some(first) = self.resampled_from[l] else {
+                    out.copy_from_slice(&y_hat[l][r * w..][..w]);
+                    continue;
+                };
+                let (ty, _) = &self.taps[l];
+                let line = |a: usize| &across[(first + a) * w..][..w];
+                let (top, bottom, f) = (line(ty.i0[r]), line(ty.i1[r]), ty.w1[r]);
+                out.iter_mut().zip(top.iter().zip(bottom)).for_each(|(o, (p, q))| *o = p + (q - p) * f);
+            }
+        });
+        self.recycle([across]);
         u
     }
 
     /// The upsampling's adjoint: ∂/∂u (`[row][level][wp]`) back onto each level's latents.
+    /// Each latent row, then each latent, gathers what the rows and columns that read it
+    /// received (the taps are monotone, so those are a contiguous span), so no two threads
+    /// and no two consecutive sums write one place.
     fn upsample_adjoint(&self, du: &[f32], wp: usize) -> Vec<Vec<f32>> {
-        let (h, w, levels) = (self.height, self.width, self.sizes.len());
-        // Horizontal first, rows in parallel: `[row][level][lw]` (each level's own width).
-        let offsets: Vec<usize> = self.sizes.iter().scan(0, |acc, &[_, lw]| Some(std::mem::replace(acc, *acc + lw))).collect();
-        let stride = self.sizes.iter().map(|s| s[1]).sum::<usize>();
-        let mut rows = self.zeros(h * stride);
-        rows.par_chunks_mut(stride).enumerate().for_each(|(r, out)| {
-            for (l, (_, tx)) in self.taps.iter().enumerate() {
-                let [_, lw] = self.sizes[l];
-                let g = &du[(r * levels + l) * wp..][..w];
-                let o = &mut out[offsets[l]..][..lw];
-                if lw == w {
-                    o.copy_from_slice(g);
-                    continue;
-                }
-                for (x, &gx) in g.iter().enumerate() {
-                    o[tx.i0[x]] += gx * (1.0 - tx.w1[x]);
-                    o[tx.i1[x]] += gx * tx.w1[x];
-                }
+        let (w, levels) = (self.width, self.sizes.len());
+        let mut down = self.scratch(self.resampled_rows.len() * w);
+        down.par_chunks_mut(w).zip(&self.resampled_rows).for_each(|(out, &(l, a))| {
+            let (ty, _) = &self.taps[l];
+            out.fill(0.0);
+            for r in self.readers[l].0[a].clone() {
+                let f = tap_weight(ty, r, a);
+                out.iter_mut().zip(&du[(r * levels + l) * wp..][..w]).for_each(|(o, g)| *o += f * g);
             }
         });
         let dy = (0..levels)
-            .into_par_iter()
             .map(|l| {
-                let (ty, _) = &self.taps[l];
                 let [lh, lw] = self.sizes[l];
-                let mut out = self.zeros(lh * lw);
-                for r in 0..h {
-                    let g = &rows[r * stride + offsets[l]..][..lw];
-                    let (fy, a, b) = (ty.w1[r], ty.i0[r], ty.i1[r]);
-                    out[a * lw..(a + 1) * lw].iter_mut().zip(g).for_each(|(o, v)| *o += v * (1.0 - fy));
-                    out[b * lw..(b + 1) * lw].iter_mut().zip(g).for_each(|(o, v)| *o += v * fy);
-                }
+                let mut out = self.scratch(lh * lw);
+                let Some(first) = self.resampled_from[l] else {
+                    out.par_chunks_mut(w).enumerate().for_each(|(r, o)| o.copy_from_slice(&du[(r * levels + l) * wp..][..w]));
+                    return out;
+                };
+                let (_, tx) = &self.taps[l];
+                out.par_chunks_mut(lw).enumerate().for_each(|(a, o)| {
+                    let line = &down[(first + a) * w..][..w];
+                    for (c, o) in o.iter_mut().enumerate() {
+                        *o = self.readers[l].1[c].clone().map(|x| line[x] * tap_weight(tx, x, c)).sum();
+                    }
+                });
                 out
             })
             .collect();
-        self.recycle([rows]);
+        self.recycle([down]);
         dy
     }
 
@@ -539,7 +650,7 @@ impl Problem {
         let mlp = Mlp::new(&p.layers[ARM_LAYERS..ARM_LAYERS + 3], self.sizes.len());
         let (wr, br) = &p.layers[ARM_LAYERS + 3];
         let (ph, pw) = (h + 2, w + 2);
-        let (u, o) = self.mlp_planes(&mlp, y, lane_ceil(w));
+        let (u, o) = self.mlp_planes(&mlp, y, tile_ceil(w));
         let taps = Self::conv_taps(ph, pw);
         let mut out = vec![0f32; 3 * h * w];
         out.par_chunks_mut(w).enumerate().for_each(|(row, v)| {
@@ -555,7 +666,7 @@ impl Problem {
     /// gradient of the MSE with respect to every level's ŷ.
     fn synthesis(&self, p: &Params, y_hat: &[Vec<f32>], grads: &mut Params) -> (f64, Vec<Vec<f32>>) {
         let (h, w, levels) = (self.height, self.width, self.sizes.len());
-        let wp = lane_ceil(w);
+        let wp = tile_ceil(w);
         let mlp = Mlp::new(&p.layers[ARM_LAYERS..ARM_LAYERS + 3], levels);
         let (wr, br) = &p.layers[ARM_LAYERS + 3];
         let (ph, pw) = (h + 2, w + 2);
@@ -592,9 +703,7 @@ impl Problem {
                 |mut g, r| {
                     for k in 0..3 {
                         let dk = &d[k * ph * pw + (r + 1) * pw + 1..][..w];
-                        for (t, &off) in taps.iter().enumerate() {
-                            g[k * 27 + t] += dot(dk, &o[r * pw + off..][..w]);
-                        }
+                        tap_dots(&mut g[k * 27..(k + 1) * 27], dk, &o[r * pw..], &taps);
                     }
                     g
                 },
@@ -816,7 +925,8 @@ mod tests {
     }
 
     fn matches_burns_autodiff(arch: Architecture) {
-        let (h, w) = (11usize, 13usize);
+        // 37 wide: two tiles of the networks, a remainder in every row pass.
+        let (h, w) = (11usize, 37usize);
         let img = crate::synthetic::scene(w as u32, h as u32);
         let plain = Device::flex();
         let mut params = OverfitNet::new(&arch, h, w, 3, &plain).to_params();

@@ -1,5 +1,6 @@
-//! Eight pixels at a time: the lane type of the CPU fitting pass, its arithmetic, and the
-//! few transcendental functions it needs, written so that the compiler vectorizes them.
+//! Eight pixels at a time: the lane type of the CPU fitting pass, its arithmetic, the dense
+//! layers on tiles of such vectors, and the few transcendental functions it needs, written so
+//! that the compiler vectorizes them.
 //!
 //! Kernels are generic over [`Isa`]; [`simd_kernel!`] compiles each one twice, plainly and
 //! for AVX2 with fused multiply-add, and picks at run time (the default x86-64 target has
@@ -112,7 +113,9 @@ mod fused {
 
 /// Defines `fn $name(args) -> R` that runs `$kernel::<Fused>` compiled for AVX2 + FMA when
 /// the CPU has them, and `$kernel::<Plain>` otherwise. The kernel must be `#[inline(always)]`
-/// (so it is compiled inside the feature-enabled wrapper) and must not spawn work.
+/// (so it is compiled inside the feature-enabled wrapper) and must not spawn work; nor should
+/// it pass [`Isa`] arithmetic to closures (`array::from_fn`, `fold`): a closure is a function
+/// of its own, compiled without the features, and each intrinsic in it becomes a call.
 macro_rules! simd_kernel {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $kernel:ident) => {
         $(#[$doc])*
@@ -148,61 +151,127 @@ pub fn sum(x: &V) -> f32 {
     x.iter().sum()
 }
 
-/// A dense layer on lanes: `out[j] = b[j] + Σ_i wt[i][j]·x[i]` (weights transposed, a row of
-/// outputs per input), then ReLU if asked.
+/// Lane vectors per channel in a tile: the networks run on [`TILE`]·[`LANES`] pixels at a
+/// time, channel-major (`x[c·TILE + p]`), so that a layer keeps several pixel vectors' sums in
+/// registers per weight it loads, and a weight's gradient is summed over the whole tile
+/// before it is written.
+pub const TILE: usize = 4;
+
+/// A dense layer on a tile: `out[j] = b[j] + Σ_i wt[i][j]·x[i]` for each of its vectors
+/// (weights transposed, a row of outputs per input), then ReLU if asked.
 #[inline(always)]
 pub fn dense<I: Isa>(out: &mut [V], bias: &[f32], wt: &[f32], x: &[V], relu: bool) {
     columns::<I>(out, Some(bias), wt, x, relu);
 }
 
-/// `out[j] = b[j] + Σ_r m[r][j]·v[r]` (`m` row-major, as wide as `out`; no bias: 0), then
-/// ReLU if asked: outputs four at a time in registers, then one at a time.
+/// `out[j] = b[j] + Σ_r m[r][j]·v[r]` on a tile (`m` row-major, as wide as `out` has
+/// channels; no bias: 0), then ReLU if asked. Outputs four at a time over two vectors, two
+/// at a time over four, then one: eight independent sums in registers where the widths allow.
 #[inline(always)]
 fn columns<I: Isa>(out: &mut [V], bias: Option<&[f32]>, m: &[f32], v: &[V], relu: bool) {
-    let n = out.len();
+    let n = out.len() / TILE;
     let mut j = 0;
     while j + 4 <= n {
-        column_block::<I, 4>(&mut out[j..j + 4], bias.map(|b| &b[j..j + 4]), m, n, j, v, relu);
+        column_block::<I, 4, 2>(out, bias, m, n, j, 0, v, relu);
+        column_block::<I, 4, 2>(out, bias, m, n, j, 2, v, relu);
         j += 4;
     }
+    while j + 2 <= n {
+        column_block::<I, 2, TILE>(out, bias, m, n, j, 0, v, relu);
+        j += 2;
+    }
     while j < n {
-        column_block::<I, 1>(&mut out[j..j + 1], bias.map(|b| &b[j..j + 1]), m, n, j, v, relu);
+        column_block::<I, 1, TILE>(out, bias, m, n, j, 0, v, relu);
         j += 1;
     }
 }
 
-/// `K` outputs of [`columns`] from column `j` on (a fixed `K` keeps the sums in registers).
+/// `K` outputs of [`columns`] from column `j` on, for the tile's vectors `p0..p0 + P` (fixed
+/// `K` and `P` keep the sums in registers). Each sum runs over `r` in order from the bias,
+/// whatever the blocking, so results do not depend on it.
 #[inline(always)]
-fn column_block<I: Isa, const K: usize>(out: &mut [V], bias: Option<&[f32]>, m: &[f32], n: usize, j: usize, v: &[V], relu: bool) {
-    let mut acc: [I::R; K] = std::array::from_fn(|k| I::splat(bias.map_or(0.0, |b| b[k])));
-    for (r, vr) in v.iter().enumerate() {
-        let x = I::load(vr);
-        let row = &m[r * n + j..][..K];
+#[allow(clippy::too_many_arguments)]
+fn column_block<I: Isa, const K: usize, const P: usize>(out: &mut [V], bias: Option<&[f32]>, m: &[f32], n: usize, j: usize, p0: usize, v: &[V], relu: bool) {
+    // Plain loops, no closures or iterator adapters: those are separate functions compiled
+    // without the kernel's target features, and calls to them cost more than the kernel.
+    let mut acc = [[I::splat(0.0); P]; K];
+    for k in 0..K {
+        let b = I::splat(bias.map_or(0.0, |b| b[j + k]));
+        acc[k] = [b; P];
+    }
+    let mut x = [I::splat(0.0); P];
+    for (r, vr) in v.chunks_exact(TILE).enumerate() {
+        // Fixed-size views: one bounds check each, not one per load.
+        let vr: &[V; TILE] = vr.try_into().unwrap();
+        let row: &[f32; K] = m[r * n + j..][..K].try_into().unwrap();
+        for p in 0..P {
+            x[p] = I::load(&vr[p0 + p]);
+        }
         for k in 0..K {
-            acc[k] = I::madd(I::splat(row[k]), x, acc[k]);
+            let w = I::splat(row[k]);
+            for p in 0..P {
+                acc[k][p] = I::madd(w, x[p], acc[k][p]);
+            }
         }
     }
     for k in 0..K {
-        I::store(&mut out[k], if relu { I::max(acc[k], I::splat(0.0)) } else { acc[k] });
+        for p in 0..P {
+            let a = acc[k][p];
+            I::store(&mut out[(j + k) * TILE + p0 + p], if relu { I::max(a, I::splat(0.0)) } else { a });
+        }
     }
 }
 
-/// A dense layer's backward on lanes, given `d` = ∂loss/∂out (already through the ReLU):
-/// weight and bias gradients accumulated per lane into `gw` (`[out][in]`) and `gb`, and
-/// `dx = Σ_j w[j]·d[j]` (weights in their own `[out][in]` layout).
+/// A dense layer's backward on a tile, given `d` = ∂loss/∂out (already through the ReLU):
+/// weight and bias gradients summed over the tile and accumulated per lane into `gw`
+/// (`[out][in]`) and `gb`, and `dx = Σ_j w[j]·d[j]` (weights in their own `[out][in]`
+/// layout).
 #[inline(always)]
 pub fn dense_backward<I: Isa>(d: &[V], x: &[V], w: &[f32], gw: &mut [V], gb: &mut [V], dx: &mut [V]) {
-    let n_in = x.len();
-    for (j, dj) in d.iter().enumerate() {
-        let dv = I::load(dj);
-        let b = I::add(I::load(&gb[j]), dv);
-        I::store(&mut gb[j], b);
-        for (g, xi) in gw[j * n_in..(j + 1) * n_in].iter_mut().zip(x) {
-            let v = I::madd(dv, I::load(xi), I::load(g));
-            I::store(g, v);
-        }
+    let n_out = d.len() / TILE;
+    let mut j = 0;
+    while j + 2 <= n_out {
+        gradient_block::<I, 2>(d, x, gw, gb, j);
+        j += 2;
+    }
+    while j < n_out {
+        gradient_block::<I, 1>(d, x, gw, gb, j);
+        j += 1;
     }
     columns::<I>(dx, None, w, d, false);
+}
+
+/// Weight and bias gradients of outputs `j..j + K`: each `gw` entry read and written once
+/// per tile, with the tile's `d` held in registers.
+#[inline(always)]
+fn gradient_block<I: Isa, const K: usize>(d: &[V], x: &[V], gw: &mut [V], gb: &mut [V], j: usize) {
+    let n_in = x.len() / TILE;
+    // Plain loops, as in `column_block`.
+    let mut ds = [[I::splat(0.0); TILE]; K];
+    for k in 0..K {
+        let mut b = I::load(&gb[j + k]);
+        for p in 0..TILE {
+            ds[k][p] = I::load(&d[(j + k) * TILE + p]);
+            b = I::add(b, ds[k][p]);
+        }
+        I::store(&mut gb[j + k], b);
+    }
+    let mut xs = [I::splat(0.0); TILE];
+    let gw: &mut [V] = &mut gw[j * n_in..(j + K) * n_in];
+    for (i, xi) in x.chunks_exact(TILE).enumerate() {
+        let xi: &[V; TILE] = xi.try_into().unwrap();
+        for p in 0..TILE {
+            xs[p] = I::load(&xi[p]);
+        }
+        for k in 0..K {
+            let g = &mut gw[k * n_in + i];
+            let mut a = I::load(g);
+            for p in 0..TILE {
+                a = I::madd(ds[k][p], xs[p], a);
+            }
+            I::store(g, a);
+        }
+    }
 }
 
 /// `d` through a ReLU whose output was `h`.
@@ -306,18 +375,20 @@ mod tests {
     }
 
     #[test]
-    fn a_dense_layer_on_lanes_is_the_scalar_layer_on_each_lane() {
-        let (n_in, n_out) = (5, 3);
+    fn a_dense_layer_on_a_tile_is_the_scalar_layer_on_each_pixel() {
+        // Seven outputs: a block of four, one of two, one alone.
+        let (n_in, n_out) = (5, 7);
         let w: Vec<f32> = (0..n_in * n_out).map(|i| (i as f32 * 0.37).sin()).collect();
         let wt: Vec<f32> = (0..n_in).flat_map(|i| (0..n_out).map(move |j| (j, i))).map(|(j, i)| w[j * n_in + i]).collect();
-        let b = [0.1, -0.2, 0.3];
-        let x: Vec<V> = (0..n_in).map(|i| std::array::from_fn(|l| ((i * LANES + l) as f32 * 0.71).cos())).collect();
-        let mut out = vec![[0f32; LANES]; n_out];
+        let b: Vec<f32> = (0..n_out).map(|j| 0.1 * j as f32 - 0.3).collect();
+        let x: Vec<V> = (0..n_in * TILE).map(|i| std::array::from_fn(|l| ((i * LANES + l) as f32 * 0.71).cos())).collect();
+        let mut out = vec![[0f32; LANES]; n_out * TILE];
         dense_any(&mut out, &b, &wt, &x);
-        for l in 0..LANES {
+        for (p, l) in (0..TILE).flat_map(|p| (0..LANES).map(move |l| (p, l))) {
             for j in 0..n_out {
-                let want = (b[j] + (0..n_in).map(|i| w[j * n_in + i] * x[i][l]).sum::<f32>()).max(0.0);
-                assert!((out[j][l] - want).abs() < 1e-5, "lane {l} output {j}: {} vs {want}", out[j][l]);
+                let want = (b[j] + (0..n_in).map(|i| w[j * n_in + i] * x[i * TILE + p][l]).sum::<f32>()).max(0.0);
+                let got = out[j * TILE + p][l];
+                assert!((got - want).abs() < 1e-5, "vector {p} lane {l} output {j}: {got} vs {want}");
             }
         }
     }

@@ -137,9 +137,20 @@ pub enum Quantization {
 /// derivative.
 #[inline(always)]
 pub fn soft_round(y: f32, temperature: f32) -> (f32, f32) {
+    soft_round_normed(y, temperature, soft_round_norm(temperature))
+}
+
+/// `tanh(1/(2T))`, [`soft_round`]'s normalisation: once per pass, not per latent.
+#[inline(always)]
+pub fn soft_round_norm(temperature: f32) -> f32 {
+    lanes::tanh(0.5 / temperature)
+}
+
+/// [`soft_round`] with its normalisation `norm` ([`soft_round_norm`]) given.
+#[inline(always)]
+pub fn soft_round_normed(y: f32, temperature: f32, norm: f32) -> (f32, f32) {
     let m = lanes::floor(y) + 0.5;
     let t = lanes::tanh((y - m) / temperature);
-    let norm = lanes::tanh(0.5 / temperature);
     (m + 0.5 * t / norm, 0.5 * (1.0 - t * t) / (temperature * norm))
 }
 
