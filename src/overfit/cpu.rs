@@ -471,14 +471,21 @@ impl Problem {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.extend(buffers);
         // A step takes back what it gives; the bound only guards against a buffer that is not.
-        pool.truncate(64);
+        pool.truncate(128);
+    }
+
+    /// Returns gradients from [`Problem::loss_and_grads`] to the buffer pool.
+    pub fn recycle_gradients(&self, grads: Params) {
+        self.recycle(grads.latents);
     }
 
     /// Loss terms and the gradient of `mse + λ·bits/pixels` for latents quantized as `q`
     /// (`noise` draws the uniform noise of [`Quantization::Noise`]).
     pub fn loss_and_grads(&self, p: &Params, lambda: f64, q: Quantization, noise: &mut StdRng) -> (StepLoss, Params) {
         let (y_rate, y_syn, chain) = self.quantize(p, q, noise);
-        let mut grads = p.zeros_like();
+        // Fresh gradient planes would cost page faults each step: the latents' come from the
+        // pool ([`Problem::recycle_gradients`] gives them back).
+        let mut grads = p.zeros_like_in(|n| self.zeros(n));
         let pixels = (self.height * self.width) as f64;
         let (mse, dy_syn) = self.synthesis(p, y_syn.as_ref().unwrap_or(&y_rate), &mut grads);
         let arm = Mlp::new(&p.layers[..ARM_LAYERS], CONTEXT.len());
@@ -519,9 +526,10 @@ impl Problem {
         let (mut rate, mut syn, mut d_rate, mut d_syn) = (vec![], vec![], vec![], vec![]);
         for (l, lat) in p.latents.iter().enumerate() {
             let n = lat.len();
-            // Soft rounding's extra planes; the other quantizers need none.
-            let extra = || if soft { self.zeros(n) } else { Vec::new() };
-            let (mut r, mut s, mut dr, mut ds) = (self.zeros(n), extra(), extra(), extra());
+            // Soft rounding's extra planes; the other quantizers need none. Every element is
+            // written below.
+            let extra = || if soft { self.scratch(n) } else { Vec::new() };
+            let (mut r, mut s, mut dr, mut ds) = (self.scratch(n), extra(), extra(), extra());
             let chunk = NOISE_CHUNK;
             let chunk_rng = |i: usize| StdRng::seed_from_u64(seed ^ ((l as u64) << 48) ^ i as u64);
             let parts = r.par_chunks_mut(chunk).zip(lat.par_chunks(chunk)).enumerate();
@@ -723,10 +731,11 @@ impl Problem {
         // ∂/∂o = d + conv3x3ᵀ(d), `[row][3][wp]`, zero past the image: output (r+1−ky, x+1−kx)
         // reads o at (r, x) through tap (ky, kx), i.e. d's padded plane at (r+2−ky, x+2−kx).
         let flipped: Vec<usize> = (0..27).map(|t| (t / 9) * ph * pw + (2 - t / 3 % 3) * pw + 2 - t % 3).collect();
-        let mut d_o = self.zeros(h * 3 * wp);
+        let mut d_o = self.scratch(h * 3 * wp);
         d_o.par_chunks_mut(3 * wp).enumerate().for_each(|(r, out)| {
             let mut wt = [0f32; 27];
             for ic in 0..3 {
+                out[ic * wp + w..(ic + 1) * wp].fill(0.0);
                 let row = &mut out[ic * wp..][..w];
                 row.copy_from_slice(&d[ic * ph * pw + (r + 1) * pw + 1..][..w]);
                 for (t, v) in wt.iter_mut().enumerate() {
@@ -780,8 +789,9 @@ impl Problem {
             .map(|(b, g, _)| (b, g))
             .reduce(|| (0.0, LaneGrads::zeros(arm)), |(a, x), (b, y)| (a + b, x.merge(y)));
         grads.add(&g);
-        // Gather: latent (r, c) is neighbour j of position (r − oy, c − ox).
-        let mut out = self.zeros(lh * lw);
+        // Gather: latent (r, c) is neighbour j of position (r − oy, c − ox). Every element
+        // written (each row starts as a copy).
+        let mut out = self.scratch(lh * lw);
         out.par_chunks_mut(lw).enumerate().for_each(|(r, row)| {
             row.copy_from_slice(&dy[r * lwp..][..lw]);
             for (j, &(oy, ox)) in CONTEXT.iter().enumerate() {

@@ -290,6 +290,7 @@ fn fit_cpu(samples: Vec<f32>, h: usize, w: usize, opts: &FitOptions, start: &dyn
         }
         let (lr, latent_lr) = learning_rates(opts, step);
         adam.step(params, &grads, lr, latent_lr);
+        problem.recycle_gradients(grads);
         if reports(opts, done) {
             progress(FitProgress::after(done, opts, loss.mse, loss.bits / pixels, clock));
         }

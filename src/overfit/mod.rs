@@ -68,7 +68,7 @@ impl Preset {
     pub fn steps(self) -> usize {
         match self {
             Preset::Fast => 400,
-            Preset::Medium => 2400,
+            Preset::Medium => 4000,
             Preset::Slow => 8000,
         }
     }
@@ -79,9 +79,10 @@ impl Preset {
     /// zero latents, in more time, give 28.69 dB at 0.142 (kodim01: 27.24 dB at 0.511 bpp
     /// against 27.43 at 0.503). Medium's 400 + 1700 steps (the time of its former 1800 from
     /// zero latents) move BD-rate against WebP from −1.6 % to −6.8 % over three 256x256 crops
-    /// at q2–q6 (README); with Laplace latents, 2400 steps after the 400 (239 s on kodim01
-    /// here, well under 5 minutes) give −10.1 %. Slow, whose fit is long enough to move its
-    /// latents, starts from zero.
+    /// at q2–q6 (README); with Laplace latents, 2400 steps after the 400 give −10.1 %, 4400
+    /// −13.8 %. Medium runs 4000: 4400 took 282 s on kodim01 while this shared machine ran a
+    /// third slower than usual, too close to 5 minutes. Slow, whose fit is long enough to move
+    /// its latents, starts from zero.
     pub fn coarse_steps(self) -> usize {
         match self {
             Preset::Fast | Preset::Medium => 400,

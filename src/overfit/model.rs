@@ -90,7 +90,12 @@ pub struct Params {
 impl Params {
     /// Zeros of the same shapes (gradients, Adam moments).
     pub fn zeros_like(&self) -> Self {
-        Self { latents: self.latents.iter().map(|v| vec![0.0; v.len()]).collect(), layers: self.layers.iter().map(|(w, b)| (vec![0.0; w.len()], vec![0.0; b.len()])).collect() }
+        self.zeros_like_in(|n| vec![0.0; n])
+    }
+
+    /// [`Params::zeros_like`] with the latents' planes from `zeros(len)`.
+    pub fn zeros_like_in(&self, zeros: impl Fn(usize) -> Vec<f32>) -> Self {
+        Self { latents: self.latents.iter().map(|v| zeros(v.len())).collect(), layers: self.layers.iter().map(|(w, b)| (vec![0.0; w.len()], vec![0.0; b.len()])).collect() }
     }
 
     pub(crate) fn slices_mut(&mut self) -> Vec<&mut [f32]> {
