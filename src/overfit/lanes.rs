@@ -192,8 +192,9 @@ fn columns<I: Isa>(out: &mut [V], bias: Option<&[f32]>, m: &[f32], v: &[V], relu
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn column_block<I: Isa, const K: usize, const P: usize>(out: &mut [V], bias: Option<&[f32]>, m: &[f32], n: usize, j: usize, p0: usize, v: &[V], relu: bool) {
-    // Plain loops, no closures or iterator adapters: those are separate functions compiled
-    // without the kernel's target features, and calls to them cost more than the kernel.
+    // Plain loops, no closures (`array::from_fn`, `fold`): a closure is a separate function
+    // compiled without the kernel's target features, and calls into it cost more than the
+    // kernel.
     let mut acc = [[I::splat(0.0); P]; K];
     for k in 0..K {
         let b = I::splat(bias.map_or(0.0, |b| b[j + k]));
