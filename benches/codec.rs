@@ -72,9 +72,8 @@ fn overfit_fit_step_bench(c: &mut Criterion) {
     use ncodec::overfit::model::{OverfitNet, Quantization};
     let (w, h) = (768usize, 512usize);
     let img = photo(w as u32, h as u32);
-    let target: Vec<f32> = (0..3).flat_map(|k| img.pixels().map(move |p| p[k] as f32 / 255.0)).collect();
     let arch = Preset::Medium.options(4).unwrap().arch;
-    let problem = Problem::new(arch, h, w, target);
+    let problem = Problem::new(arch, h, w, ncodec::overfit::fit::planar(&img));
     let mut params = OverfitNet::new(&arch, h, w, 1, &ncodec::backend::device()).to_params();
     // Latents spread over a few integers, as a fit's are after its first steps.
     for (l, y) in params.latents.iter_mut().enumerate() {

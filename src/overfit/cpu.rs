@@ -194,34 +194,39 @@ fn conv_row_kernel<I: Isa>(out: &mut [f32], w: &[f32], src: &[f32], offsets: &[u
     // then one store: tap by tap over the row, each pass read and wrote the whole row. The
     // sums run over the taps in order either way, so the result is the same.
     let mut at = 0;
+    while at + 4 * LANES <= whole {
+        conv_block::<I, 4>(out, w, src, offsets, at);
+        at += 4 * LANES;
+    }
     while at < whole {
-        let vectors = ((whole - at) / LANES).min(4);
-        let mut acc = [I::splat(0.0); 4];
-        for (v, a) in acc.iter_mut().enumerate().take(vectors) {
-            *a = I::load(out[at + v * LANES..][..LANES].try_into().unwrap());
-        }
-        for (&wt, &o) in w.iter().zip(offsets) {
-            let wv = I::splat(wt);
-            if vectors == 4 {
-                let x: &[f32; 4 * LANES] = src[o + at..][..4 * LANES].try_into().unwrap();
-                for v in 0..4 {
-                    acc[v] = I::madd(wv, I::load(x[v * LANES..][..LANES].try_into().unwrap()), acc[v]);
-                }
-            } else {
-                for (v, a) in acc.iter_mut().enumerate().take(vectors) {
-                    *a = I::madd(wv, I::load(src[o + at + v * LANES..][..LANES].try_into().unwrap()), *a);
-                }
-            }
-        }
-        for (v, a) in acc.iter().enumerate().take(vectors) {
-            I::store((&mut out[at + v * LANES..][..LANES]).try_into().unwrap(), *a);
-        }
-        at += vectors * LANES;
+        conv_block::<I, 1>(out, w, src, offsets, at);
+        at += LANES;
     }
     for (&wt, &o) in w.iter().zip(offsets) {
         for (y, x) in out[whole..].iter_mut().zip(&src[o + whole..o + n]) {
             *y += wt * x;
         }
+    }
+}
+
+/// `K` lane vectors of [`conv_row_kernel`] from pixel `at` on (a fixed `K` keeps the sums in
+/// registers and each tap's loads one bounds check).
+#[inline(always)]
+fn conv_block<I: Isa, const K: usize>(out: &mut [f32], w: &[f32], src: &[f32], offsets: &[usize], at: usize) {
+    let y: &mut [f32] = &mut out[at..at + K * LANES];
+    let mut acc = [I::splat(0.0); K];
+    for (v, a) in acc.iter_mut().enumerate() {
+        *a = I::load(y[v * LANES..][..LANES].try_into().unwrap());
+    }
+    for (&wt, &o) in w.iter().zip(offsets) {
+        let wv = I::splat(wt);
+        let x = &src[o + at..o + at + K * LANES];
+        for (v, a) in acc.iter_mut().enumerate() {
+            *a = I::madd(wv, I::load(x[v * LANES..][..LANES].try_into().unwrap()), *a);
+        }
+    }
+    for (v, a) in acc.iter().enumerate() {
+        I::store((&mut y[v * LANES..][..LANES]).try_into().unwrap(), *a);
     }
 }
 
