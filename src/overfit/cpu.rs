@@ -352,16 +352,17 @@ fn rate_kernel<I: Isa>(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_
                 let (hi, lo) = ((0.5 - v) * inv, (-0.5 - v) * inv);
                 // p = F(hi) − F(lo) (F the Laplace CDF) through upper tails (lo < 0), which
                 // keeps far tails accurate.
-                let t_hi = lanes::laplace_upper_tail(hi.abs());
+                // The tails are also the densities (e^−|x|/2), so they serve the backward too.
+                let (t_hi, t_lo) = (lanes::laplace_upper_tail(hi.abs()), lanes::laplace_upper_tail(-lo));
                 let f_hi = if hi > 0.0 { 1.0 - t_hi } else { t_hi };
-                let p = f_hi - lanes::laplace_upper_tail(-lo);
+                let p = f_hi - t_lo;
                 let valid = at + l < level.lw;
                 let counted = if valid { p.max(1e-9) } else { 1.0 };
                 block_bits[l] -= lanes::log2(counted);
                 let live = valid && p >= 1e-9;
                 // ∂bits/∂v and ∂bits/∂σ through p.
                 let db_dp = if live { -scale / (p * std::f32::consts::LN_2) } else { 0.0 };
-                let (pdf_hi, pdf_lo) = (lanes::laplace_pdf(hi), lanes::laplace_pdf(lo));
+                let (pdf_hi, pdf_lo) = (t_hi, t_lo);
                 let dv = db_dp * (pdf_lo - pdf_hi) * inv;
                 let dsigma = db_dp * (lo * pdf_lo - hi * pdf_hi) * inv;
                 let sign = if e > 0.0 {
