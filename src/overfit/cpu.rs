@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use super::arm::{CONTEXT, REACH};
 use super::lanes::{self, Isa, LANES, TILE, V, simd_kernel};
-use super::model::{ARM_LAYERS, Architecture, Layer, Params, Quantization, Taps, soft_round_norm, soft_round_normed};
+use super::model::{ARM_LAYERS, Architecture, Layer, Params, Quantization, RESIDUAL_LEAK, Taps, soft_round_norm, soft_round_normed};
 use super::prior::{SCALE_MAX, SCALE_MIN};
 
 /// `[rows][cols]` → `[cols][rows]`.
@@ -657,22 +657,66 @@ impl Problem {
         (0..27).map(|t| (t / 9) * ph * pw + (t / 3 % 3) * pw + t % 3).collect()
     }
 
+    /// The residual 3x3 layers' inputs: `o` (the MLP's planes) and, for each layer but the
+    /// last, its output through the leaky ReLU ([`RESIDUAL_LEAK`]), all padded `[3][H+2][W+2]`
+    /// with zero borders.
+    fn residual_inputs(&self, convs: &[Layer], o: Vec<f32>) -> Vec<Vec<f32>> {
+        let (h, w) = (self.height, self.width);
+        let (ph, pw) = (h + 2, w + 2);
+        let taps = Self::conv_taps(ph, pw);
+        let mut xs = vec![o];
+        for (wr, br) in &convs[..convs.len() - 1] {
+            let src = xs.last().unwrap();
+            let mut out = self.zeros(3 * ph * pw);
+            out.par_chunks_mut(pw).enumerate().for_each(|(row, v)| {
+                let (k, pr) = (row / ph, row % ph);
+                if pr == 0 || pr == ph - 1 {
+                    return;
+                }
+                let v = &mut v[1..=w];
+                v.iter_mut().zip(&src[k * ph * pw + pr * pw + 1..][..w]).for_each(|(v, x)| *v = x + br[k]);
+                conv_row(v, &wr[k * 27..(k + 1) * 27], &src[(pr - 1) * pw..], &taps);
+                v.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { RESIDUAL_LEAK * *v });
+            });
+            xs.push(out);
+        }
+        xs
+    }
+
+    /// One row `r` of input channel `ic` of a residual layer's backward: `d + conv3x3ᵀ(d)`
+    /// (`d` padded `[3][H+2][W+2]`, zero borders) into `row`. Output (r+1−ky, x+1−kx) reads
+    /// the input at (r, x) through tap (ky, kx), i.e. d's padded plane at (r+2−ky, x+2−kx).
+    fn residual_backward_row(&self, d: &[f32], wr: &[f32], r: usize, ic: usize, row: &mut [f32], flipped: &[usize]) {
+        let (w, ph, pw) = (self.width, self.height + 2, self.width + 2);
+        row.copy_from_slice(&d[ic * ph * pw + (r + 1) * pw + 1..][..w]);
+        let mut wt = [0f32; 27];
+        for (t, v) in wt.iter_mut().enumerate() {
+            // wr[k][ic][ky][kx] for t = (k, ky, kx).
+            *v = wr[((t / 9) * 3 + ic) * 9 + t % 9];
+        }
+        conv_row(row, &wt, &d[r * pw..], flipped);
+    }
+
     /// Decoding on the CPU: the synthesis of `p`'s layers on latents `y` (integers as f32),
     /// planar `[3][H][W]` samples (unclamped; [0, 1] is the image's range). Needs no target.
     pub fn reconstruct(&self, p: &Params, y: &[Vec<f32>]) -> Vec<f32> {
         let (h, w) = (self.height, self.width);
         let mlp = Mlp::new(&p.layers[ARM_LAYERS..ARM_LAYERS + 3], self.sizes.len());
-        let (wr, br) = &p.layers[ARM_LAYERS + 3];
+        let convs = &p.layers[ARM_LAYERS + 3..];
+        let (wr, br) = convs.last().unwrap();
         let (ph, pw) = (h + 2, w + 2);
         let (u, o) = self.mlp_planes(&mlp, y, tile_ceil(w));
+        let xs = self.residual_inputs(convs, o);
+        let x = xs.last().unwrap();
         let taps = Self::conv_taps(ph, pw);
         let mut out = vec![0f32; 3 * h * w];
         out.par_chunks_mut(w).enumerate().for_each(|(row, v)| {
             let (k, r) = (row / h, row % h);
-            v.iter_mut().zip(&o[k * ph * pw + (r + 1) * pw + 1..][..w]).for_each(|(v, x)| *v = x + br[k]);
-            conv_row(v, &wr[k * 27..(k + 1) * 27], &o[r * pw..], &taps);
+            v.iter_mut().zip(&x[k * ph * pw + (r + 1) * pw + 1..][..w]).for_each(|(v, x)| *v = x + br[k]);
+            conv_row(v, &wr[k * 27..(k + 1) * 27], &x[r * pw..], &taps);
         });
-        self.recycle([u, o]);
+        self.recycle(xs);
+        self.recycle([u]);
         out
     }
 
@@ -682,11 +726,14 @@ impl Problem {
         let (h, w, levels) = (self.height, self.width, self.sizes.len());
         let wp = tile_ceil(w);
         let mlp = Mlp::new(&p.layers[ARM_LAYERS..ARM_LAYERS + 3], levels);
-        let (wr, br) = &p.layers[ARM_LAYERS + 3];
+        let convs = &p.layers[ARM_LAYERS + 3..];
+        let (wr, br) = convs.last().unwrap();
         let (ph, pw) = (h + 2, w + 2);
         let (u, o) = self.mlp_planes(&mlp, y_hat, wp);
+        let xs = self.residual_inputs(convs, o);
+        let x = xs.last().unwrap();
         let taps = Self::conv_taps(ph, pw);
-        // x̃ = o + conv3x3(o) + bias; the loss and d = ∂MSE/∂x̃ (zero-padded too).
+        // x̃ = x + conv3x3(x) + bias; the loss and d = ∂MSE/∂x̃ (zero-padded too).
         let n = (3 * h * w) as f64;
         let mut d = self.zeros(3 * ph * pw);
         let sse: f64 = d
@@ -698,8 +745,8 @@ impl Problem {
                     return 0.0;
                 }
                 let r = pr - 1;
-                let mut v: Vec<f32> = o[k * ph * pw + pr * pw + 1..][..w].iter().map(|x| x + br[k]).collect();
-                conv_row(&mut v, &wr[k * 27..(k + 1) * 27], &o[r * pw..], &taps);
+                let mut v: Vec<f32> = x[k * ph * pw + pr * pw + 1..][..w].iter().map(|x| x + br[k]).collect();
+                conv_row(&mut v, &wr[k * 27..(k + 1) * 27], &x[r * pw..], &taps);
                 let mut sse = 0.0f64;
                 for (x, (vx, t)) in v.iter().zip(&self.target[k * h * w + r * w..][..w]).enumerate() {
                     let e = vx - t;
@@ -709,46 +756,57 @@ impl Problem {
                 sse
             })
             .sum();
-        // Residual convolution's gradients: ∂/∂wr[k][t] = Σ d[k]·(o shifted by tap t).
-        let gr = (0..h)
-            .into_par_iter()
-            .fold(
-                || vec![0f32; 81],
-                |mut g, r| {
-                    for k in 0..3 {
-                        let dk = &d[k * ph * pw + (r + 1) * pw + 1..][..w];
-                        tap_dots(&mut g[k * 27..(k + 1) * 27], dk, &o[r * pw..], &taps);
-                    }
-                    g
-                },
-            )
-            .reduce(
-                || vec![0f32; 81],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
-        let (gwr, gbr) = &mut grads.layers[ARM_LAYERS + 3];
-        gwr.iter_mut().zip(&gr).for_each(|(a, b)| *a += b);
-        for k in 0..3 {
-            gbr[k] += d[k * ph * pw..(k + 1) * ph * pw].iter().sum::<f32>();
-        }
-        // ∂/∂o = d + conv3x3ᵀ(d), `[row][3][wp]`, zero past the image: output (r+1−ky, x+1−kx)
-        // reads o at (r, x) through tap (ky, kx), i.e. d's padded plane at (r+2−ky, x+2−kx).
         let flipped: Vec<usize> = (0..27).map(|t| (t / 9) * ph * pw + (2 - t / 3 % 3) * pw + 2 - t % 3).collect();
+        // Back through the residual layers, last first: `d` is ∂/∂(layer i's output).
+        for i in (0..convs.len()).rev() {
+            let (input, (wr, _)) = (&xs[i], &convs[i]);
+            // ∂/∂wr[k][t] = Σ d[k]·(input shifted by tap t).
+            let gr = (0..h)
+                .into_par_iter()
+                .fold(
+                    || vec![0f32; 81],
+                    |mut g, r| {
+                        for k in 0..3 {
+                            let dk = &d[k * ph * pw + (r + 1) * pw + 1..][..w];
+                            tap_dots(&mut g[k * 27..(k + 1) * 27], dk, &input[r * pw..], &taps);
+                        }
+                        g
+                    },
+                )
+                .reduce(
+                    || vec![0f32; 81],
+                    |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                        a
+                    },
+                );
+            let (gwr, gbr) = &mut grads.layers[ARM_LAYERS + 3 + i];
+            gwr.iter_mut().zip(&gr).for_each(|(a, b)| *a += b);
+            for k in 0..3 {
+                gbr[k] += d[k * ph * pw..(k + 1) * ph * pw].iter().sum::<f32>();
+            }
+            if i == 0 {
+                break;
+            }
+            // ∂/∂(layer i's input), through the leaky ReLU that made it (padded, zero borders).
+            let mut d_in = self.zeros(3 * ph * pw);
+            d_in.par_chunks_mut(pw).enumerate().for_each(|(row, v)| {
+                let (ic, pr) = (row / ph, row % ph);
+                if pr == 0 || pr == ph - 1 {
+                    return;
+                }
+                let v = &mut v[1..=w];
+                self.residual_backward_row(&d, wr, pr - 1, ic, v, &flipped);
+                v.iter_mut().zip(&input[ic * ph * pw + pr * pw + 1..][..w]).for_each(|(g, x)| *g = if *x > 0.0 { *g } else { RESIDUAL_LEAK * *g });
+            });
+            self.recycle([std::mem::replace(&mut d, d_in)]);
+        }
+        // ∂/∂o, `[row][3][wp]`, zero past the image.
         let mut d_o = self.scratch(h * 3 * wp);
         d_o.par_chunks_mut(3 * wp).enumerate().for_each(|(r, out)| {
-            let mut wt = [0f32; 27];
             for ic in 0..3 {
                 out[ic * wp + w..(ic + 1) * wp].fill(0.0);
-                let row = &mut out[ic * wp..][..w];
-                row.copy_from_slice(&d[ic * ph * pw + (r + 1) * pw + 1..][..w]);
-                for (t, v) in wt.iter_mut().enumerate() {
-                    // wr[k][ic][ky][kx] for t = (k, ky, kx).
-                    *v = wr[((t / 9) * 3 + ic) * 9 + t % 9];
-                }
-                conv_row(row, &wt, &d[r * pw..], &flipped);
+                self.residual_backward_row(&d, &convs[0].0, r, ic, &mut out[ic * wp..][..w], &flipped);
             }
         });
         // MLP backward, rows in parallel; ∂/∂u kept per pixel.
@@ -768,7 +826,8 @@ impl Problem {
             .reduce(|| LaneGrads::zeros(&mlp), LaneGrads::merge);
         lane_grads.add_to(&mut grads.layers[ARM_LAYERS..]);
         let dy = self.upsample_adjoint(&du, wp);
-        self.recycle([u, o, d, d_o, du]);
+        self.recycle(xs);
+        self.recycle([u, d, d_o, du]);
         (sse / n, dy)
     }
 

@@ -61,7 +61,9 @@ impl Architecture {
     /// Shapes of the ARM's layers, then the synthesis's (out, in, k, k).
     pub fn tensor_shapes(&self) -> Vec<[usize; 4]> {
         let (a, s) = (self.arm_hidden, self.synthesis_width);
-        vec![[a, CONTEXT.len(), 1, 1], [a, a, 1, 1], [2, a, 1, 1], [s, self.levels, 1, 1], [s, s, 1, 1], [3, s, 1, 1], [3, 3, 3, 3]]
+        let mut shapes = vec![[a, CONTEXT.len(), 1, 1], [a, a, 1, 1], [2, a, 1, 1], [s, self.levels, 1, 1], [s, s, 1, 1], [3, s, 1, 1]];
+        shapes.extend([[3, 3, 3, 3]; RESIDUAL_LAYERS]);
+        shapes
     }
 
     /// Multiplications per pixel of decoding: the ARM over every latent, the synthesis over
@@ -121,6 +123,14 @@ impl Params {
 /// stream beyond them is corrupt.
 pub const MAX_LATENT: i32 = 32767;
 pub const MAX_WEIGHT: i32 = 1 << 20;
+
+/// The synthesis's 3x3 residual layers after its MLP: `x + conv(x)`, a leaky ReLU between
+/// them (Cool-chic's default synthesis ends the same way with a plain ReLU).
+pub const RESIDUAL_LAYERS: usize = 2;
+
+/// Slope of the activation between the residual layers below zero. A plain ReLU (0) stalled
+/// 5 of 15 fits: where the MLP's first output was negative no gradient reached the latents.
+pub const RESIDUAL_LEAK: f32 = 0.1;
 
 /// Number of ARM layers among [`Architecture::tensor_shapes`].
 pub const ARM_LAYERS: usize = 3;
@@ -184,7 +194,15 @@ impl OverfitNet {
     pub fn new(arch: &Architecture, height: usize, width: usize, seed: u64, device: &Device) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let latents = arch.level_sizes(height, width).into_iter().map(|[h, w]| Param::from_tensor(Tensor::zeros([1, 1, h, w], device))).collect();
-        let layers = arch.tensor_shapes().into_iter().map(|s| QConv::new(s, &mut rng, device)).collect();
+        let shapes = arch.tensor_shapes();
+        let last = shapes.len() - 1;
+        // Residual layers before the last start as zeros, the identity: random ones left whole
+        // channels dead behind a plain ReLU, and the fit never recovered (15.6 dB).
+        let layers = shapes
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| if i >= ARM_LAYERS + 3 && i < last { QConv::from_host(vec![0.0; s.iter().product()], s, vec![0.0; s[0]], device) } else { QConv::new(s, &mut rng, device) })
+            .collect();
         Self { latents, layers }
     }
 
@@ -207,7 +225,12 @@ impl OverfitNet {
         let h = self.conv(ARM_LAYERS, x).clamp_min(0.0);
         let h = self.conv(ARM_LAYERS + 1, h).clamp_min(0.0);
         let x = self.conv(ARM_LAYERS + 2, h);
-        x.clone() + self.conv(ARM_LAYERS + 3, x)
+        let mut x = x;
+        for i in 0..RESIDUAL_LAYERS {
+            let y = x.clone() + self.conv(ARM_LAYERS + 3 + i, x);
+            x = if i + 1 < RESIDUAL_LAYERS { burn::tensor::activation::leaky_relu(y, RESIDUAL_LEAK as f64) } else { y };
+        }
+        x
     }
 
     /// Training pass: quantized latents, their rate under the ARM, the reconstruction.
