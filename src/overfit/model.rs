@@ -3,7 +3,8 @@
 //! ```text
 //!  latents ŷ_0 (H×W) … ŷ_{L−1} (H/2^{L−1}×W/2^{L−1}), one channel each
 //!      ──bilinear upsampling of every level to H×W──► [1, L, H, W]
-//!      ──1x1 conv L→S, ReLU, S→S, ReLU, S→3──► + 3x3 conv 3→3 (residual) ──► x̂
+//!      ──1x1 conv L→S, ReLU, S→S, ReLU, S→3──► + 3x3 conv 3→3 (residual), leaky ReLU,
+//!      + 3x3 conv 3→3 (residual) ──► x̂
 //!  rate: −log₂ p(ŷ_l | μ, σ) with (μ, σ) = ARM(causal context of ŷ_l), per level
 //! ```
 
