@@ -385,6 +385,13 @@ fn rate_kernel<I: Isa>(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_
     }
 }
 
+/// Slope of the leaky ReLU between the residual layers at `x`: its output is `x·slope(x)`,
+/// and a gradient through it is scaled by the slope at its input.
+#[inline(always)]
+fn leak_slope(x: f32) -> f32 {
+    if x > 0.0 { 1.0 } else { RESIDUAL_LEAK }
+}
+
 /// Per input sample of a resampling, a span of its outputs.
 type Spans = Vec<Range<usize>>;
 
@@ -668,19 +675,26 @@ impl Problem {
         for (wr, br) in &convs[..convs.len() - 1] {
             let src = xs.last().unwrap();
             let mut out = self.zeros(3 * ph * pw);
-            out.par_chunks_mut(pw).enumerate().for_each(|(row, v)| {
-                let (k, pr) = (row / ph, row % ph);
-                if pr == 0 || pr == ph - 1 {
-                    return;
-                }
-                let v = &mut v[1..=w];
-                v.iter_mut().zip(&src[k * ph * pw + pr * pw + 1..][..w]).for_each(|(v, x)| *v = x + br[k]);
-                conv_row(v, &wr[k * 27..(k + 1) * 27], &src[(pr - 1) * pw..], &taps);
-                v.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { RESIDUAL_LEAK * *v });
+            self.for_padded_rows(&mut out, |k, r, v| {
+                v.iter_mut().zip(&src[k * ph * pw + (r + 1) * pw + 1..][..w]).for_each(|(v, x)| *v = x + br[k]);
+                conv_row(v, &wr[k * 27..(k + 1) * 27], &src[r * pw..], &taps);
+                v.iter_mut().for_each(|v| *v *= leak_slope(*v));
             });
             xs.push(out);
         }
         xs
+    }
+
+    /// `f(channel, r, row)` on every image row `r` of padded planes `[3][H+2][W+2]` (the W
+    /// samples between the zero borders, which stay untouched), rows in parallel.
+    fn for_padded_rows(&self, planes: &mut [f32], f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+        let (w, ph) = (self.width, self.height + 2);
+        planes.par_chunks_mut(w + 2).enumerate().for_each(|(row, v)| {
+            let (k, pr) = (row / ph, row % ph);
+            if pr > 0 && pr < ph - 1 {
+                f(k, pr - 1, &mut v[1..=w]);
+            }
+        });
     }
 
     /// One row `r` of input channel `ic` of a residual layer's backward: `d + conv3x3ᵀ(d)`
@@ -790,14 +804,9 @@ impl Problem {
             }
             // ∂/∂(layer i's input), through the leaky ReLU that made it (padded, zero borders).
             let mut d_in = self.zeros(3 * ph * pw);
-            d_in.par_chunks_mut(pw).enumerate().for_each(|(row, v)| {
-                let (ic, pr) = (row / ph, row % ph);
-                if pr == 0 || pr == ph - 1 {
-                    return;
-                }
-                let v = &mut v[1..=w];
-                self.residual_backward_row(&d, wr, pr - 1, ic, v, &flipped);
-                v.iter_mut().zip(&input[ic * ph * pw + pr * pw + 1..][..w]).for_each(|(g, x)| *g = if *x > 0.0 { *g } else { RESIDUAL_LEAK * *g });
+            self.for_padded_rows(&mut d_in, |ic, r, v| {
+                self.residual_backward_row(&d, wr, r, ic, v, &flipped);
+                v.iter_mut().zip(&input[ic * ph * pw + (r + 1) * pw + 1..][..w]).for_each(|(g, x)| *g *= leak_slope(*x));
             });
             self.recycle([std::mem::replace(&mut d, d_in)]);
         }
