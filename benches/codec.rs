@@ -31,7 +31,7 @@ fn codec_bench(c: &mut Criterion) {
     }
 }
 
-/// Decoding kodim01 (768x512), the overfitted codec's medium preset (732 MAC/pixel) beside
+/// Decoding kodim01 (768x512), the overfitted codec's medium preset (813 MAC/pixel) beside
 /// the flagship, both at q4. The overfit stream takes minutes to fit, so it is fitted once and
 /// kept in `target/` (delete it to refit). Without Kodak a
 /// synthetic image stands in and the network is fitted for 200 steps (same decoder size).
