@@ -672,12 +672,11 @@ impl Problem {
         let (ph, pw) = (h + 2, w + 2);
         let taps = Self::conv_taps(ph, pw);
         let mut xs = vec![o];
-        for (wr, br) in &convs[..convs.len() - 1] {
+        for conv in &convs[..convs.len() - 1] {
             let src = xs.last().unwrap();
             let mut out = self.zeros(3 * ph * pw);
             self.for_padded_rows(&mut out, |k, r, v| {
-                v.iter_mut().zip(&src[k * ph * pw + (r + 1) * pw + 1..][..w]).for_each(|(v, x)| *v = x + br[k]);
-                conv_row(v, &wr[k * 27..(k + 1) * 27], &src[r * pw..], &taps);
+                self.residual_forward_row(src, conv, k, r, v, &taps);
                 v.iter_mut().for_each(|v| *v *= leak_slope(*v));
             });
             xs.push(out);
@@ -695,6 +694,14 @@ impl Problem {
                 f(k, pr - 1, &mut v[1..=w]);
             }
         });
+    }
+
+    /// One row `r` of output channel `k` of a residual layer's forward: `x + bias + conv3x3(x)`
+    /// (`x` padded `[3][H+2][W+2]`, zero borders) into `row`.
+    fn residual_forward_row(&self, x: &[f32], (wr, br): &Layer, k: usize, r: usize, row: &mut [f32], taps: &[usize]) {
+        let (w, ph, pw) = (self.width, self.height + 2, self.width + 2);
+        row.iter_mut().zip(&x[k * ph * pw + (r + 1) * pw + 1..][..w]).for_each(|(v, x)| *v = x + br[k]);
+        conv_row(row, &wr[k * 27..(k + 1) * 27], &x[r * pw..], taps);
     }
 
     /// One row `r` of input channel `ic` of a residual layer's backward: `d + conv3x3ᵀ(d)`
@@ -717,7 +724,7 @@ impl Problem {
         let (h, w) = (self.height, self.width);
         let mlp = Mlp::new(&p.layers[ARM_LAYERS..ARM_LAYERS + 3], self.sizes.len());
         let convs = &p.layers[ARM_LAYERS + 3..];
-        let (wr, br) = convs.last().unwrap();
+        let last = convs.last().unwrap();
         let (ph, pw) = (h + 2, w + 2);
         let (u, o) = self.mlp_planes(&mlp, y, tile_ceil(w));
         let xs = self.residual_inputs(convs, o);
@@ -725,9 +732,7 @@ impl Problem {
         let taps = Self::conv_taps(ph, pw);
         let mut out = vec![0f32; 3 * h * w];
         out.par_chunks_mut(w).enumerate().for_each(|(row, v)| {
-            let (k, r) = (row / h, row % h);
-            v.iter_mut().zip(&x[k * ph * pw + (r + 1) * pw + 1..][..w]).for_each(|(v, x)| *v = x + br[k]);
-            conv_row(v, &wr[k * 27..(k + 1) * 27], &x[r * pw..], &taps);
+            self.residual_forward_row(x, last, row / h, row % h, v, &taps);
         });
         self.recycle(xs);
         self.recycle([u]);
@@ -741,7 +746,7 @@ impl Problem {
         let wp = tile_ceil(w);
         let mlp = Mlp::new(&p.layers[ARM_LAYERS..ARM_LAYERS + 3], levels);
         let convs = &p.layers[ARM_LAYERS + 3..];
-        let (wr, br) = convs.last().unwrap();
+        let last = convs.last().unwrap();
         let (ph, pw) = (h + 2, w + 2);
         let (u, o) = self.mlp_planes(&mlp, y_hat, wp);
         let xs = self.residual_inputs(convs, o);
@@ -759,8 +764,8 @@ impl Problem {
                     return 0.0;
                 }
                 let r = pr - 1;
-                let mut v: Vec<f32> = x[k * ph * pw + pr * pw + 1..][..w].iter().map(|x| x + br[k]).collect();
-                conv_row(&mut v, &wr[k * 27..(k + 1) * 27], &x[r * pw..], &taps);
+                let mut v = vec![0f32; w];
+                self.residual_forward_row(x, last, k, r, &mut v, &taps);
                 let mut sse = 0.0f64;
                 for (x, (vx, t)) in v.iter().zip(&self.target[k * h * w + r * w..][..w]).enumerate() {
                     let e = vx - t;
