@@ -195,7 +195,11 @@ fn conv_row_kernel<I: Isa>(out: &mut [f32], w: &[f32], src: &[f32], offsets: &[u
     // sums run over the taps in order either way, so the result is the same.
     let mut at = 0;
     while at + 4 * LANES <= whole {
-        conv_block::<I, 4>(out, w, src, offsets, at);
+        if I::PAIRS {
+            conv_pairs::<I, 2>(out, w, src, offsets, at)
+        } else {
+            conv_block::<I, 4>(out, w, src, offsets, at)
+        }
         at += 4 * LANES;
     }
     while at < whole {
@@ -230,6 +234,40 @@ fn conv_block<I: Isa, const K: usize>(out: &mut [f32], w: &[f32], src: &[f32], o
     }
 }
 
+/// [`conv_block`] on `K` pairs of lane vectors ([`Isa::PAIRS`]): the same sums in the same
+/// order.
+#[inline(always)]
+fn conv_pairs<I: Isa, const K: usize>(out: &mut [f32], w: &[f32], src: &[f32], offsets: &[usize], at: usize) {
+    let y: &mut [f32] = &mut out[at..at + K * PAIR];
+    let mut acc = [I::splat2(0.0); K];
+    for (v, a) in acc.iter_mut().enumerate() {
+        *a = I::load2(as_pair(&y[v * PAIR..][..PAIR]));
+    }
+    for (&wt, &o) in w.iter().zip(offsets) {
+        let wv = I::splat2(wt);
+        let x = &src[o + at..o + at + K * PAIR];
+        for (v, a) in acc.iter_mut().enumerate() {
+            *a = I::madd2(wv, I::load2(as_pair(&x[v * PAIR..][..PAIR])), *a);
+        }
+    }
+    for (v, a) in acc.iter().enumerate() {
+        I::store2(as_pair_mut(&mut y[v * PAIR..][..PAIR]), *a);
+    }
+}
+
+/// 16 floats as two lane vectors.
+#[inline(always)]
+fn as_pair(x: &[f32]) -> &[V; 2] {
+    let (pair, _) = x.as_chunks::<LANES>();
+    pair.try_into().unwrap()
+}
+
+#[inline(always)]
+fn as_pair_mut(x: &mut [f32]) -> &mut [V; 2] {
+    let (pair, _) = x.as_chunks_mut::<LANES>();
+    pair.try_into().unwrap()
+}
+
 simd_kernel!(
     /// `g[t] += Σ_x d[x]·src[offsets[t] + x]` for every tap `t` (`x` over `d`): one row's
     /// share of a convolution's weight gradient. Nine taps at a time, each summed in a
@@ -243,6 +281,10 @@ fn tap_dots_kernel<I: Isa>(g: &mut [f32], d: &[f32], src: &[f32], offsets: &[usi
     let whole = n / LANES * LANES;
     for (g, offsets) in g.chunks_exact_mut(9).zip(offsets.chunks_exact(9)) {
         let offsets: &[usize; 9] = offsets.try_into().unwrap();
+        if I::PAIRS {
+            tap_dots_pairs::<I>(g, d, src, offsets);
+            continue;
+        }
         let mut acc = [I::splat(0.0); 9];
         for at in (0..whole).step_by(LANES) {
             let dv = I::load(d[at..at + LANES].try_into().unwrap());
@@ -256,6 +298,27 @@ fn tap_dots_kernel<I: Isa>(g: &mut [f32], d: &[f32], src: &[f32], offsets: &[usi
             let tail: f32 = d[whole..].iter().zip(&src[offsets[t] + whole..offsets[t] + n]).map(|(a, b)| a * b).sum();
             g[t] += lanes::sum(&lanes_sum) + tail;
         }
+    }
+}
+
+/// [`tap_dots_kernel`]'s nine sums on pairs of lane vectors ([`Isa::PAIRS`]), 16 pixels a
+/// step (so summed in another order).
+#[inline(always)]
+fn tap_dots_pairs<I: Isa>(g: &mut [f32], d: &[f32], src: &[f32], offsets: &[usize; 9]) {
+    let n = d.len();
+    let whole = n / PAIR * PAIR;
+    let mut acc = [I::splat2(0.0); 9];
+    for at in (0..whole).step_by(PAIR) {
+        let dv = I::load2(as_pair(&d[at..at + PAIR]));
+        for t in 0..9 {
+            acc[t] = I::madd2(dv, I::load2(as_pair(&src[offsets[t] + at..][..PAIR])), acc[t]);
+        }
+    }
+    for t in 0..9 {
+        let mut lanes_sum = [[0f32; LANES]; 2];
+        I::store2(&mut lanes_sum, acc[t]);
+        let tail: f32 = d[whole..].iter().zip(&src[offsets[t] + whole..offsets[t] + n]).map(|(a, b)| a * b).sum();
+        g[t] += lanes_sum.as_flattened().iter().sum::<f32>() + tail;
     }
 }
 
@@ -326,10 +389,12 @@ simd_kernel!(
     fn rate_row(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_row: &mut [f32], dctx_row: &mut [f32], bits: &mut f64, g: &mut LaneGrads, s: &mut Scratch) => rate_kernel
 );
 
+/// Lanes of two vectors.
+const PAIR: usize = 2 * LANES;
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn rate_kernel<I: Isa>(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_row: &mut [f32], dctx_row: &mut [f32], bits: &mut f64, g: &mut LaneGrads, s: &mut Scratch) {
-    let (smin, smax) = (SCALE_MIN as f32, SCALE_MAX as f32);
     let lwp = level.lwp;
     for at in (0..lwp).step_by(TILE_PIXELS) {
         for (x, &tap) in s.x.chunks_exact_mut(TILE).zip(CONTEXT.iter()) {
@@ -338,51 +403,71 @@ fn rate_kernel<I: Isa>(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_
             }
         }
         mlp.forward::<I>(&s.x, &mut s.h);
-        let mut block_bits = [0f32; LANES];
-        for p in 0..TILE {
-            let at = at + p * LANES;
-            let y = &level.y[level.at(r, at, (0, 0))..][..LANES];
-            let (mu, log_scale) = (s.h[2][p], s.h[2][TILE + p]);
-            let (mut dmu, mut dls, mut dy) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
-            for l in 0..LANES {
-                let raw = lanes::exp(log_scale[l]);
-                let inv = 1.0 / raw.clamp(smin, smax);
-                let e = y[l] - mu[l];
-                let v = e.abs();
-                let (hi, lo) = ((0.5 - v) * inv, (-0.5 - v) * inv);
-                // p = F(hi) − F(lo) (F the Laplace CDF) through upper tails (lo < 0), which
-                // keeps far tails accurate.
-                // The tails are also the densities (e^−|x|/2), so they serve the backward too.
-                let (t_hi, t_lo) = (lanes::laplace_upper_tail(hi.abs()), lanes::laplace_upper_tail(-lo));
-                let f_hi = if hi > 0.0 { 1.0 - t_hi } else { t_hi };
-                let p = f_hi - t_lo;
-                let valid = at + l < level.lw;
-                let counted = if valid { p.max(1e-9) } else { 1.0 };
-                block_bits[l] -= lanes::log2(counted);
-                let live = valid && p >= 1e-9;
-                // ∂bits/∂v and ∂bits/∂σ through p.
-                let db_dp = if live { -scale / (p * std::f32::consts::LN_2) } else { 0.0 };
-                let (pdf_hi, pdf_lo) = (t_hi, t_lo);
-                let dv = db_dp * (pdf_lo - pdf_hi) * inv;
-                let dsigma = db_dp * (lo * pdf_lo - hi * pdf_hi) * inv;
-                let sign = if e > 0.0 {
-                    1.0
-                } else if e < 0.0 {
-                    -1.0
-                } else {
-                    0.0
-                };
-                dy[l] = dv * sign;
-                dmu[l] = -dv * sign;
-                dls[l] = if raw > smin && raw < smax { dsigma * raw } else { 0.0 };
+        // AVX-512 runs the Laplace's arithmetic 16 lanes wide, two lane vectors at a time.
+        if I::PAIRS {
+            let mut block_bits = [0f32; PAIR];
+            for p in (0..TILE).step_by(2) {
+                laplace_lanes(level, r, at + p * LANES, scale, [&s.h[2][p..p + 2], &s.h[2][TILE + p..TILE + p + 2]], &mut s.dout, p, dy_row, &mut block_bits);
             }
-            (s.dout[p], s.dout[TILE + p]) = (dmu, dls);
-            dy_row[at..at + LANES].copy_from_slice(&dy);
+            *bits += block_bits.iter().sum::<f32>() as f64;
+        } else {
+            let mut block_bits = [0f32; LANES];
+            for p in 0..TILE {
+                laplace_lanes(level, r, at + p * LANES, scale, [&s.h[2][p..p + 1], &s.h[2][TILE + p..TILE + p + 1]], &mut s.dout, p, dy_row, &mut block_bits);
+            }
+            *bits += lanes::sum(&block_bits) as f64;
         }
-        *bits += lanes::sum(&block_bits) as f64;
         mlp.backward::<I>(&s.x, &s.h, &s.dout, &mut s.d, g, &mut s.dx);
         scatter_tile(dctx_row, &s.dx, lwp, at);
     }
+}
+
+/// The Laplace rate of the `N` latents of row `r` from `at` on, given the ARM's `[μ, log b]`
+/// for them (`N / LANES` lane vectors each, from vector `p` of the tile): bits into
+/// `block_bits`, ∂bits/∂(μ, log b) into the tile's `dout`, ∂bits/∂ŷ into `dy_row`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn laplace_lanes<const N: usize>(level: &PaddedLevel, r: usize, at: usize, scale: f32, [mu, log_scale]: [&[V]; 2], dout: &mut [V], p: usize, dy_row: &mut [f32], block_bits: &mut [f32; N]) {
+    let (smin, smax) = (SCALE_MIN as f32, SCALE_MAX as f32);
+    let y: &[f32; N] = level.y[level.at(r, at, (0, 0))..][..N].try_into().unwrap();
+    let (mu, log_scale): (&[f32; N], &[f32; N]) = (mu.as_flattened().try_into().unwrap(), log_scale.as_flattened().try_into().unwrap());
+    let (mut dmu, mut dls, mut dy) = ([0f32; N], [0f32; N], [0f32; N]);
+    for l in 0..N {
+        let raw = lanes::exp(log_scale[l]);
+        let inv = 1.0 / raw.clamp(smin, smax);
+        let e = y[l] - mu[l];
+        let v = e.abs();
+        let (hi, lo) = ((0.5 - v) * inv, (-0.5 - v) * inv);
+        // p = F(hi) − F(lo) (F the Laplace CDF) through upper tails (lo < 0), which
+        // keeps far tails accurate.
+        // The tails are also the densities (e^−|x|/2), so they serve the backward too.
+        let (t_hi, t_lo) = (lanes::laplace_upper_tail(hi.abs()), lanes::laplace_upper_tail(-lo));
+        let f_hi = if hi > 0.0 { 1.0 - t_hi } else { t_hi };
+        let p = f_hi - t_lo;
+        let valid = at + l < level.lw;
+        let counted = if valid { p.max(1e-9) } else { 1.0 };
+        block_bits[l] -= lanes::log2(counted);
+        let live = valid && p >= 1e-9;
+        // ∂bits/∂v and ∂bits/∂σ through p.
+        let db_dp = if live { -scale / (p * std::f32::consts::LN_2) } else { 0.0 };
+        let (pdf_hi, pdf_lo) = (t_hi, t_lo);
+        let dv = db_dp * (pdf_lo - pdf_hi) * inv;
+        let dsigma = db_dp * (lo * pdf_lo - hi * pdf_hi) * inv;
+        let sign = if e > 0.0 {
+            1.0
+        } else if e < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        dy[l] = dv * sign;
+        dmu[l] = -dv * sign;
+        dls[l] = if raw > smin && raw < smax { dsigma * raw } else { 0.0 };
+    }
+    let m = N / LANES;
+    dout[p..p + m].as_flattened_mut().copy_from_slice(&dmu);
+    dout[TILE + p..TILE + p + m].as_flattened_mut().copy_from_slice(&dls);
+    dy_row[at..at + N].copy_from_slice(&dy);
 }
 
 /// Slope of the leaky ReLU between the residual layers at `x`: its output is `x·slope(x)`,
