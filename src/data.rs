@@ -116,6 +116,9 @@ pub fn write_subset(src: &Path, dest: &Path, opts: &SubsetOptions) -> Result<(us
 
 pub struct TrainSet {
     images: Vec<RgbImage>,
+    /// Running sums of the images' areas when photos are drawn in proportion to them
+    /// ([`TrainSet::by_area`]); empty: uniformly.
+    cumulative_area: Vec<u64>,
 }
 
 impl TrainSet {
@@ -126,7 +129,37 @@ impl TrainSet {
         if images.is_empty() {
             return Err(Error::Unsupported(format!("no training images of at least {crop}x{crop} under {}", dir.display())));
         }
-        Ok(Self { images })
+        Ok(Self { images, cumulative_area: Vec::new() })
+    }
+
+    /// Draw each photo in proportion to its area, so that every pixel of the set is about as
+    /// likely to be trained on as any other, instead of every photo as likely as any other
+    /// (which gives the small photos of a mixed set most of the crops: the 481x321 BSDS photos
+    /// of ours are 79 % of the photos and 46 % of the pixels). A draw still takes one random
+    /// number, so the crops' positions and flips follow the same draws.
+    pub fn by_area(mut self) -> Self {
+        let mut total = 0u64;
+        self.cumulative_area = self
+            .images
+            .iter()
+            .map(|im| {
+                total += im.width() as u64 * im.height() as u64;
+                total
+            })
+            .collect();
+        self
+    }
+
+    /// The photo a crop comes from: one `u64` of `rng` either way.
+    fn draw(&self, rng: &mut impl Rng) -> &RgbImage {
+        let i = match self.cumulative_area.last() {
+            Some(&total) => {
+                let at = below(rng, total as usize) as u64;
+                self.cumulative_area.partition_point(|&c| c <= at)
+            }
+            None => below(rng, self.images.len()),
+        };
+        &self.images[i]
     }
 
     pub fn len(&self) -> usize {
@@ -150,7 +183,7 @@ impl TrainSet {
     pub fn batch(&self, rng: &mut impl Rng, batch: usize, crop: usize, rescale_min: f64, device: &Device) -> Tensor<4> {
         let mut v = vec![0f32; batch * 3 * crop * crop];
         for b in 0..batch {
-            let im = &self.images[below(rng, self.images.len())];
+            let im = self.draw(rng);
             let (w, h) = (im.width() as usize, im.height() as usize);
             let lowest = rescale_min.max(crop as f64 / w.min(h) as f64);
             let u: f64 = rng.r#gen();
@@ -403,7 +436,7 @@ mod tests {
     /// A horizontal ramp 2 levels per pixel: a patch's span of values is twice its source
     /// window's width.
     fn ramp_set(width: u32, height: u32) -> TrainSet {
-        TrainSet { images: vec![RgbImage::from_fn(width, height, |x, _| image::Rgb([(2 * x) as u8; 3]))] }
+        TrainSet { images: vec![RgbImage::from_fn(width, height, |x, _| image::Rgb([(2 * x) as u8; 3]))], cumulative_area: Vec::new() }
     }
 
     fn spans(set: &TrainSet, rescale_min: f64, seed: u64) -> Vec<f32> {
@@ -428,6 +461,29 @@ mod tests {
         assert!(short.iter().all(|&s| s < 2.0 * 40.0), "{short:?}");
     }
 
+    /// Photos drawn by area come in proportion to it; uniform draws do not look at size. Each
+    /// photo is one flat grey, so a crop names its photo.
+    #[test]
+    fn photos_drawn_by_area_come_in_proportion_to_their_crop_positions() {
+        // Areas 1 : 4 : 16.
+        let sides = [16u32, 32, 64];
+        let grey = |i: usize| RgbImage::from_pixel(sides[i], sides[i], image::Rgb([10 + 50 * i as u8; 3]));
+        let set = TrainSet { images: (0..3).map(grey).collect(), cumulative_area: Vec::new() };
+        let counts = |set: &TrainSet| {
+            let x = to_host(set.batch(&mut StdRng::seed_from_u64(5), 910, 16, 1.0, &Device::flex()));
+            let mut n = [0usize; 3];
+            for patch in x.chunks(3 * 16 * 16) {
+                n[((patch[0] * 255.0).round() as usize - 10) / 50] += 1;
+            }
+            n
+        };
+        let uniform = counts(&set);
+        assert!(uniform.iter().all(|&c| c.abs_diff(303) < 60), "{uniform:?}");
+        let by_area = counts(&set.by_area());
+        // Expected 43, 173 and 693 of 910.
+        assert!(by_area[0].abs_diff(43) < 20 && by_area[1].abs_diff(173) < 35 && by_area[2].abs_diff(693) < 40, "{by_area:?}");
+    }
+
     #[test]
     fn indices_are_uniform() {
         let mut rng = StdRng::seed_from_u64(1);
@@ -441,7 +497,7 @@ mod tests {
     #[test]
     fn rescaling_draws_the_same_images() {
         // A constant image per index shows which image each patch came from.
-        let set = TrainSet { images: (0..5).map(|i| RgbImage::from_pixel(64, 48, image::Rgb([40 * i as u8; 3]))).collect() };
+        let set = TrainSet { images: (0..5).map(|i| RgbImage::from_pixel(64, 48, image::Rgb([40 * i as u8; 3]))).collect(), cumulative_area: Vec::new() };
         let device = Device::flex();
         let firsts = |rescale_min| to_host(set.batch(&mut StdRng::seed_from_u64(3), 12, 16, rescale_min, &device)).chunks(3 * 16 * 16).map(|p| (p[0] * 255.0).round() as u8).collect::<Vec<_>>();
         assert_eq!(firsts(1.0), firsts(0.4));

@@ -64,6 +64,7 @@ pub fn quick_train_options(config: ModelConfig, data: PathBuf, ckpt_dir: PathBuf
         decay_from: None,
         decay_floor: 0.1,
         rescale_min: 1.0,
+        sample_by_area: false,
     }
 }
 

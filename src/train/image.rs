@@ -292,6 +292,7 @@ pub fn throughput(opts: &TrainOptions, warmup: usize, steps: usize) -> Result<Th
     }
     let device = crate::backend::device().autodiff();
     let set = TrainSet::load(&opts.data, opts.crop)?;
+    let set = if opts.sample_by_area { set.by_area() } else { set };
     let mut model = opts.config.init(&device);
     let mut optim = optimizer();
     device.seed(opts.seed);

@@ -50,6 +50,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
     if opts.config.architecture == Architecture::Stem && opts.rescale_min < 1.0 {
         return Err(Error::Unsupported("--rescale-min rescales the crops of image and vq training; stem renders its own sequences".into()));
     }
+    if opts.config.architecture == Architecture::Stem && opts.sample_by_area {
+        return Err(Error::Unsupported("--sample-by-area draws the photos of image and vq training; stem renders its own sequences".into()));
+    }
     match opts.config.architecture {
         Architecture::Vq => vq::train(opts),
         Architecture::Stem => stem::train(opts),

@@ -73,6 +73,9 @@ pub struct TrainOptions {
     /// Image crops only: shrink each crop by a random factor down to this (1: no rescaling;
     /// see [`crate::data::TrainSet::batch`]).
     pub rescale_min: f64,
+    /// Image crops only: draw photos in proportion to their area, not uniformly (see
+    /// [`crate::data::TrainSet::by_area`]).
+    pub sample_by_area: bool,
 }
 
 /// What the decoder is trained to minimise.
@@ -226,6 +229,7 @@ pub(crate) fn start_run(opts: &TrainOptions) -> Result<(TrainSet, TrainState)> {
     }
     std::fs::create_dir_all(&opts.ckpt_dir).map_err(|e| Error::io(&opts.ckpt_dir, e))?;
     let set = TrainSet::load(&opts.data, opts.crop)?;
+    let set = if opts.sample_by_area { set.by_area() } else { set };
     let state = TrainState {
         config: opts.config.clone(),
         step: 0,

@@ -96,6 +96,10 @@ pub struct Args {
     /// large photos. 1: crops at the photos' own scale. Not for stem.
     #[arg(long, default_value_t = 1.0)]
     pub rescale_min: f64,
+    /// Draw training photos in proportion to their area (every pixel about equally likely to
+    /// be trained on) instead of uniformly (every photo equally likely). Not for stem.
+    #[arg(long)]
+    pub sample_by_area: bool,
     /// Where training runs: cpu, wgpu, vulkan, cuda, auto (default: $NCODEC_DEVICE, else cpu).
     #[arg(long, value_parser = ncodec::cli::parse_backend)]
     pub backend: Option<ncodec::backend::Backend>,
@@ -145,6 +149,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         decay_from: a.decay_from,
         decay_floor: a.decay_floor,
         rescale_min: a.rescale_min,
+        sample_by_area: a.sample_by_area,
     };
     if let Some(steps) = a.bench {
         let t = train::throughput(&opts, a.warmup, steps)?;
