@@ -181,6 +181,9 @@ fn scatter_tile(planes: &mut [f32], tile: &[V], wp: usize, at: usize) {
     }
 }
 
+/// Lanes of two vectors: what the [`Isa::PAIRS`] kernels take per step.
+const PAIR: usize = 2 * LANES;
+
 simd_kernel!(
     /// `out += Σ_t w[t]·src[offset[t]..][..len]`: one output row of a 3x3 convolution.
     fn conv_row(out: &mut [f32], w: &[f32], src: &[f32], offsets: &[usize]) => conv_row_kernel
@@ -388,9 +391,6 @@ simd_kernel!(
     /// `dctx_row` (`[tap][lwp]`); all gradients scaled by `scale`.
     fn rate_row(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_row: &mut [f32], dctx_row: &mut [f32], bits: &mut f64, g: &mut LaneGrads, s: &mut Scratch) => rate_kernel
 );
-
-/// Lanes of two vectors.
-const PAIR: usize = 2 * LANES;
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
