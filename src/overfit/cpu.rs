@@ -407,13 +407,13 @@ fn rate_kernel<I: Isa>(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_
         if I::PAIRS {
             let mut block_bits = [0f32; PAIR];
             for p in (0..TILE).step_by(2) {
-                laplace_lanes(level, r, at + p * LANES, scale, [&s.h[2][p..p + 2], &s.h[2][TILE + p..TILE + p + 2]], &mut s.dout, p, dy_row, &mut block_bits);
+                laplace_lanes(level, r, at, scale, &s.h[2], p, &mut s.dout, dy_row, &mut block_bits);
             }
             *bits += block_bits.iter().sum::<f32>() as f64;
         } else {
             let mut block_bits = [0f32; LANES];
             for p in 0..TILE {
-                laplace_lanes(level, r, at + p * LANES, scale, [&s.h[2][p..p + 1], &s.h[2][TILE + p..TILE + p + 1]], &mut s.dout, p, dy_row, &mut block_bits);
+                laplace_lanes(level, r, at, scale, &s.h[2], p, &mut s.dout, dy_row, &mut block_bits);
             }
             *bits += lanes::sum(&block_bits) as f64;
         }
@@ -422,15 +422,18 @@ fn rate_kernel<I: Isa>(mlp: &Mlp, level: &PaddedLevel, r: usize, scale: f32, dy_
     }
 }
 
-/// The Laplace rate of the `N` latents of row `r` from `at` on, given the ARM's `[μ, log b]`
-/// for them (`N / LANES` lane vectors each, from vector `p` of the tile): bits into
-/// `block_bits`, ∂bits/∂(μ, log b) into the tile's `dout`, ∂bits/∂ŷ into `dy_row`.
+/// The Laplace rate of `N` latents of row `r`: those of the tile's vectors `p..p + N/LANES`,
+/// the tile starting at latent `tile_at`, given the ARM's output tile `arm_out` (`[μ, log b]`,
+/// channel-major): bits into `block_bits`, ∂bits/∂(μ, log b) into the same places of the
+/// tile's `dout`, ∂bits/∂ŷ into `dy_row`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn laplace_lanes<const N: usize>(level: &PaddedLevel, r: usize, at: usize, scale: f32, [mu, log_scale]: [&[V]; 2], dout: &mut [V], p: usize, dy_row: &mut [f32], block_bits: &mut [f32; N]) {
+fn laplace_lanes<const N: usize>(level: &PaddedLevel, r: usize, tile_at: usize, scale: f32, arm_out: &[V], p: usize, dout: &mut [V], dy_row: &mut [f32], block_bits: &mut [f32; N]) {
     let (smin, smax) = (SCALE_MIN as f32, SCALE_MAX as f32);
+    let (m, at) = (N / LANES, tile_at + p * LANES);
     let y: &[f32; N] = level.y[level.at(r, at, (0, 0))..][..N].try_into().unwrap();
-    let (mu, log_scale): (&[f32; N], &[f32; N]) = (mu.as_flattened().try_into().unwrap(), log_scale.as_flattened().try_into().unwrap());
+    let mu: &[f32; N] = arm_out[p..p + m].as_flattened().try_into().unwrap();
+    let log_scale: &[f32; N] = arm_out[TILE + p..TILE + p + m].as_flattened().try_into().unwrap();
     let (mut dmu, mut dls, mut dy) = ([0f32; N], [0f32; N], [0f32; N]);
     for l in 0..N {
         let raw = lanes::exp(log_scale[l]);
@@ -464,7 +467,6 @@ fn laplace_lanes<const N: usize>(level: &PaddedLevel, r: usize, at: usize, scale
         dmu[l] = -dv * sign;
         dls[l] = if raw > smin && raw < smax { dsigma * raw } else { 0.0 };
     }
-    let m = N / LANES;
     dout[p..p + m].as_flattened_mut().copy_from_slice(&dmu);
     dout[TILE + p..TILE + p + m].as_flattened_mut().copy_from_slice(&dls);
     dy_row[at..at + N].copy_from_slice(&dy);

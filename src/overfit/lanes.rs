@@ -302,10 +302,14 @@ pub fn has_avx2_fma() -> bool {
 #[inline]
 pub fn has_avx512() -> bool {
     static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WIDE.get_or_init(|| {
-        let cpu = has_avx2_fma() && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl");
-        cpu && std::env::var("NCODEC_SIMD").map_or(true, |v| !v.eq_ignore_ascii_case("avx2"))
-    })
+    *WIDE.get_or_init(|| cpu_has_avx512() && std::env::var("NCODEC_SIMD").map_or(true, |v| !v.eq_ignore_ascii_case("avx2")))
+}
+
+/// Whether this CPU has what [`Wide`] kernels are compiled for (AVX-512 F and VL, AVX2, FMA).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn cpu_has_avx512() -> bool {
+    has_avx2_fma() && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl")
 }
 
 #[inline(always)]
@@ -682,7 +686,7 @@ mod tests {
                 // SAFETY: the CPU has AVX2 and FMA.
                 same(unsafe { layer_fused(&x, &w, &wt, &b, &d) }, "avx2");
             }
-            if has_avx2_fma() && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
+            if cpu_has_avx512() {
                 // SAFETY: the CPU has AVX-512 F and VL.
                 same(unsafe { layer_wide(&x, &w, &wt, &b, &d) }, "avx512");
             } else {
