@@ -137,7 +137,8 @@ fn weight_files_reject_corruption() {
     assert!(ncodec::weights::from_bytes(&extra, &device).is_err());
 }
 
-/// A model with residual transforms saves, loads and codes like the others; a weight file
+/// A model with residual transforms (and one with an auxiliary linear path beside them) saves,
+/// loads and codes like the others; a weight file
 /// whose header claims transforms its tensors do not have is refused, as is an unknown kind.
 #[test]
 fn residual_transforms_round_trip_and_headers_are_checked() {
@@ -146,18 +147,25 @@ fn residual_transforms_round_trip_and_headers_are_checked() {
     let dir = common::tempdir();
     let device = ncodec::backend::device();
     device.seed(8);
-    let config = ModelConfig { architecture: Architecture::MultiReference, n: 8, m: 12, lambdas: vec![0.003, 0.03], vq: None, transforms: Transforms::GdnResidual };
-    let model = config.init(&device);
-    let path = dir.path().join("residual.ncw");
-    weights::save(&path, &config, &model, &model.export_tables(), Precision::F16).unwrap();
-    let codec = Codec::from_weights("mlic", &path).unwrap();
     let img = test_image(90, 70, 2);
-    for q in 1..=2 {
-        let (bytes, y_enc) = codec.encode_with_latent(&img, q).unwrap();
-        let c = Container::parse(&bytes).unwrap();
-        assert_eq!(codec.decode_latent(&c).unwrap(), y_enc);
-        assert_eq!(codec.decode(&c).unwrap().dimensions(), (90, 70));
+    let mut sizes = Vec::new();
+    for transforms in [Transforms::GdnResidualAuxT, Transforms::GdnResidual] {
+        let config = ModelConfig { architecture: Architecture::MultiReference, n: 8, m: 12, lambdas: vec![0.003, 0.03], vq: None, transforms };
+        let model = config.init(&device);
+        let path = dir.path().join("residual.ncw");
+        weights::save(&path, &config, &model, &model.export_tables(), Precision::F16).unwrap();
+        sizes.push(std::fs::metadata(&path).unwrap().len());
+        assert_eq!(weights::load(&path, &device).unwrap().config.transforms, transforms);
+        let codec = Codec::from_weights("mlic", &path).unwrap();
+        for q in 1..=2 {
+            let (bytes, y_enc) = codec.encode_with_latent(&img, q).unwrap();
+            let c = Container::parse(&bytes).unwrap();
+            assert_eq!(codec.decode_latent(&c).unwrap(), y_enc);
+            assert_eq!(codec.decode(&c).unwrap().dimensions(), (90, 70));
+        }
     }
+    assert!(sizes[0] > sizes[1], "the auxiliary path's weights are in the file");
+    let path = dir.path().join("residual.ncw");
 
     // Rewrites the JSON header of a weight file.
     let with_header = |bytes: &[u8], edit: &dyn Fn(String) -> String| {
@@ -169,6 +177,8 @@ fn residual_transforms_round_trip_and_headers_are_checked() {
     assert!(weights::from_bytes(&residual, &device).is_ok());
     let unknown = with_header(&residual, &|h| h.replace("gdn-residual", "gdn-transformer"));
     assert!(weights::from_bytes(&unknown, &device).is_err(), "unknown transforms");
+    let claims_aux = with_header(&residual, &|h| h.replace("gdn-residual", "gdn-residual-auxt"));
+    assert!(weights::from_bytes(&claims_aux, &device).is_err(), "header claims an auxiliary path the file lacks");
     let gdn = std::fs::read(tiny_weights(dir.path(), Architecture::MultiReference, 8)).unwrap();
     let claims_residual = with_header(&gdn, &|h| h.replacen("\"lambdas\"", "\"transforms\":\"gdn-residual\",\"lambdas\"", 1));
     assert_ne!(claims_residual, gdn);

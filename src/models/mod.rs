@@ -17,6 +17,7 @@
 //! scale the latent before quantization, so one set of transforms serves all rate points and
 //! training compute is shared between them.
 
+pub mod auxt;
 pub mod latent;
 pub mod multiref;
 pub mod tables;
@@ -383,6 +384,12 @@ impl ImageModel {
         self.g_a = self.g_a.with_residual_stages(device);
         self.g_s = self.g_s.with_residual_stages(device);
         self
+    }
+
+    /// Σ of the auxiliary paths' distances to orthogonal projections ([`auxt`]); `None`
+    /// without them.
+    pub(crate) fn ortho_penalty(&self) -> Option<Tensor<1>> {
+        Some(self.g_a.auxiliary_path()?.ortho_penalty() + self.g_s.auxiliary_path()?.ortho_penalty())
     }
 
     /// The residual stages of g_a and g_s ([`Transforms::GdnResidual`] models).

@@ -10,12 +10,15 @@
 //! token mixing (MLIC++), at 1/4 and 1/8 resolution where they cost 16–64× less than at full
 //! resolution. Each stage's last layer starts at zero, so adding the stages to a trained
 //! model leaves its function unchanged and fine-tuning only has to improve on it.
+//! [`Transforms::GdnResidualAuxT`] adds a linear path beside both transforms, its output added
+//! after each stride-2 stage ([`super::auxt`]).
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, relu};
 use serde::{Deserialize, Serialize};
 
+use super::auxt::{AuxAnalysis, AuxSynthesis};
 use crate::entropy::GaussianParams;
 use crate::nn::attention::linear_attention;
 use crate::nn::fixed::{Activation, FixedConv};
@@ -32,6 +35,11 @@ pub enum Transforms {
     /// The GDN transforms plus residual bottlenecks at 1/4 and 1/8 and a linear-attention
     /// block at 1/8 (see the module diagram).
     GdnResidual,
+    /// [`Transforms::GdnResidual`] plus an auxiliary linear path beside each transform
+    /// ([`super::auxt`]).
+    #[serde(rename = "gdn-residual-auxt")]
+    #[cfg_attr(feature = "tools", value(name = "gdn-residual-auxt"))]
+    GdnResidualAuxT,
 }
 
 impl Transforms {
@@ -39,11 +47,22 @@ impl Transforms {
         *self == Transforms::Gdn
     }
 
+    /// Whether these transforms have the residual and attention stages.
+    pub fn has_residual_stages(self) -> bool {
+        self != Transforms::Gdn
+    }
+
+    /// Whether these transforms have the auxiliary linear path.
+    pub fn has_auxiliary_path(self) -> bool {
+        self == Transforms::GdnResidualAuxT
+    }
+
     /// The `--transforms` value that selects these transforms.
     pub fn flag(self) -> String {
         match self {
             Transforms::Gdn => "gdn",
             Transforms::GdnResidual => "gdn-residual",
+            Transforms::GdnResidualAuxT => "gdn-residual-auxt",
         }
         .to_string()
     }
@@ -52,6 +71,7 @@ impl Transforms {
         match self {
             Transforms::Gdn => "GDN transforms",
             Transforms::GdnResidual => "GDN transforms with residual and attention blocks",
+            Transforms::GdnResidualAuxT => "GDN transforms with residual and attention blocks and an auxiliary linear path",
         }
     }
 }
@@ -147,6 +167,8 @@ pub struct Analysis {
     c4: Conv2d,
     /// Last, so GDN models' parameters keep their order in weight files.
     stages: Option<ResidualStages>,
+    /// After the stages, for the same reason.
+    aux: Option<AuxAnalysis>,
 }
 
 impl Analysis {
@@ -159,21 +181,31 @@ impl Analysis {
             c3: conv(n, n, 5, 2, device),
             n3: Gdn::new(n, false, device),
             c4: conv(n, m, 5, 2, device),
-            stages: (transforms == Transforms::GdnResidual).then(|| ResidualStages::new(n, device)),
+            stages: transforms.has_residual_stages().then(|| ResidualStages::new(n, device)),
+            aux: transforms.has_auxiliary_path().then(|| AuxAnalysis::new(n, m, device)),
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.n1.forward(self.c1.forward(x));
-        let mut x = self.n2.forward(self.c2.forward(x));
+        let mut aux = self.aux.as_ref().map(|a| a.forward(x.clone())).unwrap_or_default().into_iter();
+        let mut plus_aux = |t: Tensor<4>| match aux.next() {
+            Some(a) => t + a,
+            None => t,
+        };
+        let x = plus_aux(self.n1.forward(self.c1.forward(x)));
+        let mut x = plus_aux(self.n2.forward(self.c2.forward(x)));
         if let Some(s) = &self.stages {
             x = run(&s.quarter, x);
         }
-        let mut x = self.n3.forward(self.c3.forward(x));
+        let mut x = plus_aux(self.n3.forward(self.c3.forward(x)));
         if let Some(s) = &self.stages {
             x = s.attention.forward(run(&s.eighth, x));
         }
-        self.c4.forward(x)
+        plus_aux(self.c4.forward(x))
+    }
+
+    pub fn auxiliary_path(&self) -> Option<&AuxAnalysis> {
+        self.aux.as_ref()
     }
 
     pub fn residual_stages(&self) -> Option<&ResidualStages> {
@@ -200,6 +232,8 @@ pub struct Synthesis {
     d4: ConvTranspose2d,
     /// Last, so GDN models' parameters keep their order in weight files.
     stages: Option<ResidualStages>,
+    /// After the stages, for the same reason.
+    aux: Option<AuxSynthesis>,
 }
 
 impl Synthesis {
@@ -212,21 +246,31 @@ impl Synthesis {
             d3: deconv(n, n, 5, 2, device),
             n3: Gdn::new(n, true, device),
             d4: deconv(n, 3, 5, 2, device),
-            stages: (transforms == Transforms::GdnResidual).then(|| ResidualStages::new(n, device)),
+            stages: transforms.has_residual_stages().then(|| ResidualStages::new(n, device)),
+            aux: transforms.has_auxiliary_path().then(|| AuxSynthesis::new(n, m, device)),
         }
     }
 
     pub fn forward(&self, y: Tensor<4>) -> Tensor<4> {
-        let mut x = self.n1.forward(self.d1.forward(y));
+        let mut aux = self.aux.as_ref().map(|a| a.forward(y.clone())).unwrap_or_default().into_iter();
+        let mut plus_aux = |t: Tensor<4>| match aux.next() {
+            Some(a) => t + a,
+            None => t,
+        };
+        let mut x = plus_aux(self.n1.forward(self.d1.forward(y)));
         if let Some(s) = &self.stages {
             x = run(&s.eighth, s.attention.forward(x));
         }
-        let mut x = self.n2.forward(self.d2.forward(x));
+        let mut x = plus_aux(self.n2.forward(self.d2.forward(x)));
         if let Some(s) = &self.stages {
             x = run(&s.quarter, x);
         }
-        let x = self.n3.forward(self.d3.forward(x));
-        self.d4.forward(x)
+        let x = plus_aux(self.n3.forward(self.d3.forward(x)));
+        plus_aux(self.d4.forward(x))
+    }
+
+    pub fn auxiliary_path(&self) -> Option<&AuxSynthesis> {
+        self.aux.as_ref()
     }
 
     pub fn residual_stages(&self) -> Option<&ResidualStages> {

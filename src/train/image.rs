@@ -2,7 +2,8 @@
 //!
 //! Loss per sample: λ_q·255²·MSE(x, x̂) + bpp, with the quality level q drawn per sample so one
 //! gain-conditioned model learns every rate point at once (uniformly, or as `--quality-weights`
-//! says: [`super::quality`]).
+//! says: [`super::quality`]). Models with an auxiliary linear path add 0.1 × its distance to
+//! orthogonal projections ([`crate::models::auxt`]).
 //!
 //! With `freeze_transforms` (multi-reference models started from a mean-scale model) only the
 //! context model trains, on latents computed once: y = g_a(x) does not change, so a step skips
@@ -36,6 +37,9 @@ pub struct StepStats {
     pub reference_bpp: f64,
 }
 
+/// Weight of the auxiliary path's orthogonality penalty in the loss (AuxT's `--ortho 0.1`).
+const ORTHO_WEIGHT: f64 = 0.1;
+
 /// One optimization step; returns the batch statistics.
 pub fn train_step(model: ImageModel, optim: &mut ModuleOptimizer, x: Tensor<4>, q: &[usize], lambdas: &[f64], lr: f64, residual_lr: f64) -> (ImageModel, StepStats) {
     let device = x.device();
@@ -50,7 +54,10 @@ pub fn train_step(model: ImageModel, optim: &mut ModuleOptimizer, x: Tensor<4>, 
         rate = rate + lik.log().reshape([b as i32, -1]).sum_dim(1).reshape([b]);
     }
     let bpp = rate.neg().div_scalar(std::f64::consts::LN_2 * (h * w) as f64);
-    let loss = (lam * mse.clone() + bpp.clone()).mean();
+    let mut loss = (lam * mse.clone() + bpp.clone()).mean();
+    if let Some(penalty) = model.ortho_penalty() {
+        loss = loss + penalty.mul_scalar(ORTHO_WEIGHT);
+    }
     let stats = StepStats { loss: loss.clone().into_scalar_f64(), bpp: bpp.detach().mean().into_scalar_f64(), mse: mse.detach().mean().into_scalar_f64(), reference_bpp: 0.0 };
     let mut grads = loss.backward();
     let stages = model.residual_stages().map(|[a, s]| [GradientsParams::from_module(&mut grads, a), GradientsParams::from_module(&mut grads, s)]);
