@@ -63,6 +63,7 @@ pub fn quick_train_options(config: ModelConfig, data: PathBuf, ckpt_dir: PathBuf
         quality_weights: vec![],
         decay_from: None,
         decay_floor: 0.1,
+        warmup_steps: 0,
         rescale_min: 1.0,
         sample_by_area: false,
     }

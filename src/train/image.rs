@@ -155,7 +155,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         let p: Vec<String> = qualities.probabilities().iter().map(|p| format!("{:.3}", p)).collect();
         eprintln!("quality levels drawn with probabilities {}", p.join(", "));
     }
-    let schedule = LrSchedule::new(opts.decay_from, opts.steps, opts.decay_floor)?;
+    let schedule = LrSchedule::new(opts.decay_from, opts.steps, opts.decay_floor)?.with_warmup(opts.warmup_steps);
     let emas = opts.ema.iter().map(|&d| if was_resumed { Ema::resume(&opts.ckpt_dir, &opts.config, &model, d, &device) } else { Ema::new(&model, d) }).collect();
 
     let source = if opts.freeze_transforms {

@@ -42,6 +42,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
             ("--ema averages the weights", !opts.ema.is_empty()),
             ("--quality-weights weights the λ levels", !opts.quality_weights.is_empty()),
             ("--decay-from decays the learning rate", opts.decay_from.is_some()),
+            ("--warmup-steps ramps up the learning rate", opts.warmup_steps > 0),
         ];
         if let Some((what, _)) = image_only.iter().find(|(_, given)| *given) {
             return Err(Error::Unsupported(format!("{what} of image-codec training (factorized, hyperprior, mean-scale, mlic)")));

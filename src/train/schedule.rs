@@ -1,12 +1,12 @@
-//! The learning rate over a run (`--decay-from STEP`, `--decay-floor F`).
+//! The learning rate over a run (`--warmup-steps W`, `--decay-from STEP`, `--decay-floor F`).
 //!
 //! ```text
-//!  lr ▲ ──────────────┐
-//!     │                ╲   cosine
-//!     │                 ╲___
-//!     │                     ────  floor × lr
-//!     └───────────────┬──────────┬──► global step
-//!                    from       --steps
+//!  lr ▲    ───────────┐
+//!     │  ╱             ╲   cosine
+//!     │ ╱ linear        ╲___
+//!     │╱                    ────  floor × lr
+//!     └──┬────────────┬──────────┬──► global step
+//!        W           from       --steps
 //! ```
 //!
 //! A function of the global step alone, so a run resumed anywhere continues on the same curve
@@ -21,6 +21,8 @@ pub struct LrSchedule {
     /// Where the decay starts and ends (global steps); `None`: constant.
     decay: Option<(usize, usize)>,
     floor: f64,
+    /// Steps of the linear ramp from a fresh start (0: none).
+    warmup: usize,
 }
 
 impl LrSchedule {
@@ -35,11 +37,22 @@ impl LrSchedule {
         {
             return Err(Error::Unsupported(format!("--decay-from {from} must come before --steps {to}, where the decay ends")));
         }
-        Ok(Self { decay: decay_from.map(|from| (from, to)), floor })
+        Ok(Self { decay: decay_from.map(|from| (from, to)), floor, warmup: 0 })
+    }
+
+    /// This schedule ramped up linearly over the first `steps` global steps: a fresh model's
+    /// first updates, made from Adam's first noisy moment estimates, stay small.
+    pub fn with_warmup(self, steps: usize) -> Self {
+        Self { warmup: steps, ..self }
     }
 
     /// The multiplier of the learning rate for the step that follows `step` steps.
     pub fn factor(&self, step: usize) -> f64 {
+        let ramp = if step < self.warmup { (step + 1) as f64 / self.warmup as f64 } else { 1.0 };
+        ramp * self.decay_factor(step)
+    }
+
+    fn decay_factor(&self, step: usize) -> f64 {
         let Some((from, to)) = self.decay else { return 1.0 };
         if step <= from {
             return 1.0;
@@ -67,6 +80,17 @@ mod tests {
             assert!(f <= previous && f >= 0.1, "falls monotonically to the floor (step {step}: {f})");
             previous = f;
         }
+    }
+
+    #[test]
+    fn the_warmup_ramps_linearly_then_hands_over() {
+        let s = LrSchedule::new(Some(100), 200, 0.1).unwrap().with_warmup(10);
+        assert!((s.factor(0) - 0.1).abs() < 1e-12);
+        assert!((s.factor(4) - 0.5).abs() < 1e-12);
+        assert_eq!(s.factor(9), 1.0);
+        assert_eq!(s.factor(50), 1.0);
+        assert_eq!(s.factor(150), LrSchedule::new(Some(100), 200, 0.1).unwrap().factor(150));
+        assert!((0..100).all(|step| LrSchedule::new(None, 10, 0.1).unwrap().with_warmup(0).factor(step) == 1.0));
     }
 
     #[test]

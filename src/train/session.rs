@@ -70,6 +70,9 @@ pub struct TrainOptions {
     /// `decay_floor` × `lr` at `steps` (see [`super::schedule`]); `None`: constant.
     pub decay_from: Option<usize>,
     pub decay_floor: f64,
+    /// Image codecs only: the learning rate ramps up linearly over the first this many global
+    /// steps (0: none; a resumed or initialised run past them is unaffected).
+    pub warmup_steps: usize,
     /// Image crops only: shrink each crop by a random factor down to this (1: no rescaling;
     /// see [`crate::data::TrainSet::batch`]).
     pub rescale_min: f64,

@@ -91,6 +91,10 @@ pub struct Args {
     /// Where the --decay-from cosine ends, as a multiple of --lr.
     #[arg(long, default_value_t = 0.1)]
     pub decay_floor: f64,
+    /// Ramp the learning rate up linearly over the first this many global steps (a fresh
+    /// start; 0: none). Image codecs only.
+    #[arg(long, default_value_t = 0, value_name = "STEPS")]
+    pub warmup_steps: usize,
     /// Shrink each training crop by a random factor between this and 1 (area filter; never
     /// below the crop over the photo's shorter side): more and differently sharp views of
     /// large photos. 1: crops at the photos' own scale. Not for stem.
@@ -148,6 +152,7 @@ pub fn run(a: Args) -> ncodec::Result<()> {
         quality_weights: a.quality_weights,
         decay_from: a.decay_from,
         decay_floor: a.decay_floor,
+        warmup_steps: a.warmup_steps,
         rescale_min: a.rescale_min,
         sample_by_area: a.sample_by_area,
     };
