@@ -240,3 +240,33 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// A model with the auxiliary linear path trains from scratch (its orthogonality penalty in
+/// the loss), checkpoints, exports and codes; a warm-up of the learning rate changes where
+/// the same draws take it.
+#[test]
+fn auxiliary_path_trains_from_scratch_and_the_warmup_takes_smaller_steps() {
+    use ncodec::models::Transforms;
+    let dir = common::tempdir();
+    let data = photos(dir.path());
+    let config = ModelConfig { architecture: Architecture::MultiReference, n: 8, m: 12, lambdas: vec![0.01, 0.05], vq: None, transforms: Transforms::GdnResidualAuxT };
+    let mut plain = TrainOptions { steps: 1, ..quick_options(config.clone(), data, dir.path().join("ckpt")) };
+    assert_eq!(train(&plain).unwrap().step, 1);
+    // Both go on from the same step-1 checkpoint on the same draws; the warm-up's rate at
+    // steps 1 and 2 is 2/3 and 3/3 of --lr.
+    copy_dir(&plain.ckpt_dir, &dir.path().join("ckpt-warm"));
+    plain.resume = true;
+    plain.steps = 3;
+    let warm = TrainOptions { warmup_steps: 3, ckpt_dir: dir.path().join("ckpt-warm"), ..plain.clone() };
+    assert_eq!(train(&plain).unwrap().step, 3);
+    assert_eq!(train(&warm).unwrap().step, 3);
+    let device = ncodec::backend::device();
+    let params = |d: &std::path::Path| {
+        let m = load_checkpoint(d, &device).unwrap().1;
+        ncodec::weights::to_bytes(&config, &m, &m.export_tables(), ncodec::weights::Precision::F32)
+    };
+    assert!(params(&plain.ckpt_dir) != params(&warm.ckpt_dir), "the warm-up changed the steps");
+    let (state, model) = load_checkpoint(&plain.ckpt_dir, &device).unwrap();
+    let out = export_and_round_trip(&model, &state, "mlic", &plain.ckpt_dir);
+    assert_eq!(ncodec::weights::load(&out, &device).unwrap().config.transforms, Transforms::GdnResidualAuxT);
+}
