@@ -269,4 +269,22 @@ fn auxiliary_path_trains_from_scratch_and_the_warmup_takes_smaller_steps() {
     let (state, model) = load_checkpoint(&plain.ckpt_dir, &device).unwrap();
     let out = export_and_round_trip(&model, &state, "mlic", &plain.ckpt_dir);
     assert_eq!(ncodec::weights::load(&out, &device).unwrap().config.transforms, Transforms::GdnResidualAuxT);
+
+    // Grafting: a model without the path starts one that has it (the path added at zero, the
+    // step count going on); the way back is refused.
+    let residual = TrainOptions {
+        config: ModelConfig { transforms: Transforms::GdnResidual, ..config.clone() },
+        ckpt_dir: dir.path().join("ckpt-res"),
+        steps: 1,
+        ..quick_options(config.clone(), plain.data.clone(), dir.path().join("x"))
+    };
+    train(&residual).unwrap();
+    let (rstate, rmodel) = load_checkpoint(&residual.ckpt_dir, &device).unwrap();
+    let rout = export_and_round_trip(&rmodel, &rstate, "mlic", &residual.ckpt_dir);
+    let graft = TrainOptions { init_from: Some(rout), ckpt_dir: dir.path().join("ckpt-graft"), steps: 2, ..plain.clone() };
+    let graft = TrainOptions { resume: false, ..graft };
+    assert_eq!(train(&graft).unwrap().step, 2, "1 step from the weights + 1 more");
+    assert_eq!(load_checkpoint(&graft.ckpt_dir, &device).unwrap().0.config.transforms, Transforms::GdnResidualAuxT);
+    let back = TrainOptions { init_from: Some(out), ckpt_dir: dir.path().join("ckpt-back"), ..residual.clone() };
+    assert!(train(&back).is_err_and(|e| e.to_string().contains("different model configuration")));
 }

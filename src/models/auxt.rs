@@ -15,6 +15,9 @@
 //! convergence. Its 1x1 projections are pulled towards orthogonal matrices by
 //! [`ortho_penalty`](AuxAnalysis::ortho_penalty), which the trainer adds to the loss.
 //! The path stays in the model: encoder and decoder run it like every other layer.
+//! [`AuxAnalysis::grafted`] starts it with zero projections, so adding it to trained
+//! transforms (`--init-from` a model without it) keeps their function; at zero the penalty's
+//! gradient is zero too, and the projections grow only as the rate-distortion loss asks.
 
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
@@ -22,6 +25,7 @@ use burn::prelude::*;
 use burn::tensor::module::{conv_transpose2d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
+use super::transforms::zero_conv;
 use crate::nn::conv;
 
 /// The four orthonormal 2x2 Haar filters (LL, LH, HL, HH), row-major.
@@ -80,6 +84,11 @@ impl WaveletShortcut {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.projection.forward(dwt(x) * self.log_scale.val().exp())
     }
+
+    fn zeroed(self, device: &Device) -> Self {
+        let [out, inp, _, _] = self.projection.weight.dims();
+        Self { projection: zero_conv(inp, out, 1, device), ..self }
+    }
 }
 
 /// The mirror of [`WaveletShortcut`]: 1x1 projection to 4·`out`, scale⁻¹, inverse DWT.
@@ -97,6 +106,11 @@ impl InverseWaveletShortcut {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         inverse_dwt(self.projection.forward(x) * self.log_scale.val().neg().exp())
     }
+
+    fn zeroed(self, device: &Device) -> Self {
+        let [out, inp, _, _] = self.projection.weight.dims();
+        Self { projection: zero_conv(inp, out, 1, device), ..self }
+    }
 }
 
 /// The linear path beside g_a: one shortcut per stride-2 stage, each fed by the last.
@@ -109,6 +123,12 @@ impl AuxAnalysis {
     /// 3 → n → n → n → m channels, as g_a's stages.
     pub fn new(n: usize, m: usize, device: &Device) -> Self {
         Self { stages: [(3, n), (n, n), (n, n), (n, m)].into_iter().map(|(i, o)| WaveletShortcut::new(i, o, device)).collect() }
+    }
+
+    /// The same path with its projections at zero: it adds nothing until trained, so it can
+    /// be grafted onto a trained g_a.
+    pub fn grafted(n: usize, m: usize, device: &Device) -> Self {
+        Self { stages: Self::new(n, m, device).stages.into_iter().map(|s| s.zeroed(device)).collect() }
     }
 
     /// The four stages' outputs (at /2, /4, /8 and /16) for input `x`.
@@ -138,6 +158,11 @@ impl AuxSynthesis {
     /// m → n → n → n → 3 channels, as g_s's stages.
     pub fn new(n: usize, m: usize, device: &Device) -> Self {
         Self { stages: [(m, n), (n, n), (n, n), (n, 3)].into_iter().map(|(i, o)| InverseWaveletShortcut::new(i, o, device)).collect() }
+    }
+
+    /// See [`AuxAnalysis::grafted`].
+    pub fn grafted(n: usize, m: usize, device: &Device) -> Self {
+        Self { stages: Self::new(n, m, device).stages.into_iter().map(|s| s.zeroed(device)).collect() }
     }
 
     /// The four stages' outputs (at ×2, ×4, ×8 and ×16 the latent's size) for latent `y`.
@@ -176,6 +201,24 @@ mod tests {
         let back = host(inverse_dwt(d));
         let worst = xv.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(worst < 1e-5, "round trip off by {worst}");
+    }
+
+    #[test]
+    fn a_grafted_path_keeps_the_transforms_function() {
+        use crate::models::transforms::{Analysis, Synthesis, Transforms};
+        let device = Device::flex();
+        let (n, m) = (8, 12);
+        let x = Tensor::<4>::random([1, 3, 32, 48], burn::tensor::Distribution::Default, &device);
+        let y = Tensor::<4>::random([1, m, 2, 3], burn::tensor::Distribution::Normal(0.0, 2.0), &device);
+        let g_a = Analysis::new(n, m, Transforms::GdnResidual, &device);
+        let g_s = Synthesis::new(n, m, Transforms::GdnResidual, &device);
+        let (before_a, before_s) = (host(g_a.forward(x.clone())), host(g_s.forward(y.clone())));
+        let (g_a, g_s) = (g_a.with_auxiliary_path(&device), g_s.with_auxiliary_path(&device));
+        assert!(g_a.auxiliary_path().is_some() && g_s.auxiliary_path().is_some());
+        assert_eq!(host(g_a.forward(x.clone())), before_a);
+        assert_eq!(host(g_s.forward(y)), before_s);
+        // A fresh (random) path changes it.
+        assert_ne!(host(Analysis::new(n, m, Transforms::GdnResidualAuxT, &device).forward(x)), before_a);
     }
 
     #[test]

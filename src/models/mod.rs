@@ -392,6 +392,14 @@ impl ImageModel {
         Some(self.g_a.auxiliary_path()?.ortho_penalty() + self.g_s.auxiliary_path()?.ortho_penalty())
     }
 
+    /// This model with the auxiliary linear paths added at zero ([`auxt`]): the same
+    /// function, now of a [`Transforms::GdnResidualAuxT`] configuration.
+    pub(crate) fn with_auxiliary_paths(mut self, device: &Device) -> Self {
+        self.g_a = self.g_a.with_auxiliary_path(device);
+        self.g_s = self.g_s.with_auxiliary_path(device);
+        self
+    }
+
     /// The residual stages of g_a and g_s ([`Transforms::GdnResidual`] models).
     pub(crate) fn residual_stages(&self) -> Option<[&transforms::ResidualStages; 2]> {
         Some([self.g_a.residual_stages()?, self.g_s.residual_stages()?])

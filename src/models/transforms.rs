@@ -87,7 +87,7 @@ fn zeroed<const D: usize>(t: Tensor<D>) -> Tensor<D> {
 }
 
 /// `conv` whose weights and bias start at zero: the last layer of a residual branch.
-fn zero_conv(cin: usize, cout: usize, k: usize, device: &Device) -> Conv2d {
+pub(crate) fn zero_conv(cin: usize, cout: usize, k: usize, device: &Device) -> Conv2d {
     let mut c = conv(cin, cout, k, 1, device);
     c.weight = c.weight.map(zeroed);
     c.bias = c.bias.take().map(|b| b.map(zeroed));
@@ -208,6 +208,14 @@ impl Analysis {
         self.aux.as_ref()
     }
 
+    /// These transforms with an auxiliary path added, its projections at zero: the same
+    /// function, to be grafted onto trained weights.
+    pub fn with_auxiliary_path(mut self, device: &Device) -> Self {
+        let (n, m) = (self.c2.weight.dims()[0], self.c4.weight.dims()[0]);
+        self.aux.get_or_insert_with(|| AuxAnalysis::grafted(n, m, device));
+        self
+    }
+
     pub fn residual_stages(&self) -> Option<&ResidualStages> {
         self.stages.as_ref()
     }
@@ -271,6 +279,13 @@ impl Synthesis {
 
     pub fn auxiliary_path(&self) -> Option<&AuxSynthesis> {
         self.aux.as_ref()
+    }
+
+    /// See [`Analysis::with_auxiliary_path`].
+    pub fn with_auxiliary_path(mut self, device: &Device) -> Self {
+        let (m, n) = (self.d1.weight.dims()[0], self.d2.weight.dims()[0]);
+        self.aux.get_or_insert_with(|| AuxSynthesis::grafted(n, m, device));
+        self
     }
 
     pub fn residual_stages(&self) -> Option<&ResidualStages> {

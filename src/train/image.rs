@@ -134,10 +134,17 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         if transplant(&loaded.config, &opts.config) {
             model = weights::init_prefix(&loaded.model, opts.config.init(&device)).map_err(|e| Error::Format(format!("{}: {e}", init.display())))?;
             eprintln!("initialised transforms and hyperprior from {}", init.display());
-        } else if loaded.config != opts.config && !adds_residual_stages(&loaded.config, &opts.config) {
+        } else if loaded.config != opts.config && !upgrades_transforms(&loaded.config, &opts.config) {
             return Err(Error::Unsupported(format!("{} has a different model configuration", init.display())));
         } else {
-            model = if loaded.config == opts.config { loaded.model } else { loaded.model.with_residual_transforms(&device) };
+            let mut m = loaded.model;
+            if opts.config.transforms.has_residual_stages() && !loaded.config.transforms.has_residual_stages() {
+                m = m.with_residual_transforms(&device);
+            }
+            if opts.config.transforms.has_auxiliary_path() && !loaded.config.transforms.has_auxiliary_path() {
+                m = m.with_auxiliary_paths(&device);
+            }
+            model = m;
             // Continue the step count of the weights, so cards report the total training.
             if let Some(p) = loaded.provenance {
                 state.step = p.steps;
@@ -346,8 +353,11 @@ fn transplant(from: &ModelConfig, to: &ModelConfig) -> bool {
         && (from.n, from.m, &from.lambdas, from.transforms) == (to.n, to.m, &to.lambdas, to.transforms)
 }
 
-/// `--init-from` a GDN model into the same model with residual transforms (new stages start
-/// as the identity, see [`crate::models::transforms`]).
-fn adds_residual_stages(from: &ModelConfig, to: &ModelConfig) -> bool {
-    from.transforms == Transforms::Gdn && to.transforms == Transforms::GdnResidual && ModelConfig { transforms: to.transforms, ..from.clone() } == *to
+/// `--init-from` a model into the same model with more transforms: residual stages, an
+/// auxiliary path or both, each added so that the function does not change (see
+/// [`crate::models::transforms`] and [`crate::models::auxt`]).
+fn upgrades_transforms(from: &ModelConfig, to: &ModelConfig) -> bool {
+    let (a, b) = (from.transforms, to.transforms);
+    let more = |has: fn(Transforms) -> bool| has(b) || !has(a);
+    a != b && more(Transforms::has_residual_stages) && more(Transforms::has_auxiliary_path) && ModelConfig { transforms: b, ..from.clone() } == *to
 }
