@@ -400,6 +400,11 @@ impl ImageModel {
         self
     }
 
+    /// The auxiliary paths beside g_a and g_s ([`Transforms::GdnResidualAuxT`] models).
+    pub(crate) fn auxiliary_paths(&self) -> Option<(&auxt::AuxAnalysis, &auxt::AuxSynthesis)> {
+        Some((self.g_a.auxiliary_path()?, self.g_s.auxiliary_path()?))
+    }
+
     /// The residual stages of g_a and g_s ([`Transforms::GdnResidual`] models).
     pub(crate) fn residual_stages(&self) -> Option<[&transforms::ResidualStages; 2]> {
         Some([self.g_a.residual_stages()?, self.g_s.residual_stages()?])

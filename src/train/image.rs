@@ -60,10 +60,16 @@ pub fn train_step(model: ImageModel, optim: &mut ModuleOptimizer, x: Tensor<4>, 
     }
     let stats = StepStats { loss: loss.clone().into_scalar_f64(), bpp: bpp.detach().mean().into_scalar_f64(), mse: mse.detach().mean().into_scalar_f64(), reference_bpp: 0.0 };
     let mut grads = loss.backward();
-    let stages = model.residual_stages().map(|[a, s]| [GradientsParams::from_module(&mut grads, a), GradientsParams::from_module(&mut grads, s)]);
+    // The residual stages and the auxiliary paths learn at --residual-lr-scale × lr: both may
+    // have been added at zero to trained weights and have further to move.
+    let mut stages: Vec<GradientsParams> = model.residual_stages().into_iter().flatten().map(|m| GradientsParams::from_module(&mut grads, m)).collect();
+    if let Some((a, s)) = model.auxiliary_paths() {
+        stages.push(GradientsParams::from_module(&mut grads, a));
+        stages.push(GradientsParams::from_module(&mut grads, s));
+    }
     let rest = GradientsParams::from_grads(grads, &model);
     let mut model = optim.step(lr, model, rest);
-    for g in stages.into_iter().flatten() {
+    for g in stages {
         model = optim.step(residual_lr, model, g);
     }
     (model, stats)

@@ -51,8 +51,9 @@ pub struct TrainOptions {
     pub init_from: Option<PathBuf>,
     /// Train only the context model of a multi-reference model (see the module comment).
     pub freeze_transforms: bool,
-    /// Learning rate of the residual transform stages, as a multiple of `lr`: stages added to
-    /// a trained model start at zero and need to move further than the weights around them.
+    /// Learning rate of the residual transform stages and the auxiliary paths, as a multiple of
+    /// `lr`: parts added to a trained model start at zero and need to move further than the
+    /// weights around them.
     pub residual_lr_scale: f64,
     pub seed: u64,
     pub progress: bool,

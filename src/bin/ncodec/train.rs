@@ -50,8 +50,9 @@ pub struct Args {
     /// with --init-from a GDN model of the same codec they start as the identity.
     #[arg(long, value_enum, default_value = "gdn")]
     pub transforms: ncodec::models::Transforms,
-    /// gdn-residual: learning rate of the residual stages as a multiple of --lr (new stages
-    /// start at zero and have further to move than the trained layers around them).
+    /// gdn-residual(-auxt): learning rate of the residual stages and the auxiliary paths as a
+    /// multiple of --lr (grafted ones start at zero and have further to move than the trained
+    /// layers around them).
     #[arg(long, default_value_t = 1.0)]
     pub residual_lr_scale: f64,
     #[arg(long, default_value_t = 1)]
