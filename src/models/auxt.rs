@@ -69,6 +69,28 @@ fn ortho_penalty(projection: &Conv2d) -> Tensor<1> {
     (gram - eye).powi_scalar(2).mean()
 }
 
+/// `projection` with its weights and bias at zero (the same shape).
+fn zeroed(projection: Conv2d, device: &Device) -> Conv2d {
+    let [out, inp, _, _] = projection.weight.dims();
+    zero_conv(inp, out, 1, device)
+}
+
+/// Each stage fed by the last, starting from `x`: every stage's output, in order.
+fn chain<S>(stages: &[S], x: Tensor<4>, forward: impl Fn(&S, Tensor<4>) -> Tensor<4>) -> Vec<Tensor<4>> {
+    stages
+        .iter()
+        .scan(x, |a, s| {
+            *a = forward(s, a.clone());
+            Some(a.clone())
+        })
+        .collect()
+}
+
+/// Σ of [`ortho_penalty`] over a path's projections.
+fn path_penalty<'a>(projections: impl Iterator<Item = &'a Conv2d>) -> Tensor<1> {
+    projections.map(ortho_penalty).reduce(|a, b| a + b).expect("four stages")
+}
+
 /// Wavelet linear shortcut: DWT, per-subband scale, 1x1 projection to `out` channels.
 #[derive(Module, Debug)]
 pub struct WaveletShortcut {
@@ -86,8 +108,7 @@ impl WaveletShortcut {
     }
 
     fn zeroed(self, device: &Device) -> Self {
-        let [out, inp, _, _] = self.projection.weight.dims();
-        Self { projection: zero_conv(inp, out, 1, device), ..self }
+        Self { projection: zeroed(self.projection, device), ..self }
     }
 }
 
@@ -108,8 +129,7 @@ impl InverseWaveletShortcut {
     }
 
     fn zeroed(self, device: &Device) -> Self {
-        let [out, inp, _, _] = self.projection.weight.dims();
-        Self { projection: zero_conv(inp, out, 1, device), ..self }
+        Self { projection: zeroed(self.projection, device), ..self }
     }
 }
 
@@ -133,18 +153,12 @@ impl AuxAnalysis {
 
     /// The four stages' outputs (at /2, /4, /8 and /16) for input `x`.
     pub fn forward(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
-        let mut outs = Vec::with_capacity(self.stages.len());
-        let mut a = x;
-        for s in &self.stages {
-            a = s.forward(a);
-            outs.push(a.clone());
-        }
-        outs
+        chain(&self.stages, x, WaveletShortcut::forward)
     }
 
     /// Σ over the projections of their distance to orthogonality.
     pub fn ortho_penalty(&self) -> Tensor<1> {
-        self.stages.iter().map(|s| ortho_penalty(&s.projection)).reduce(|a, b| a + b).expect("four stages")
+        path_penalty(self.stages.iter().map(|s| &s.projection))
     }
 }
 
@@ -167,17 +181,11 @@ impl AuxSynthesis {
 
     /// The four stages' outputs (at ×2, ×4, ×8 and ×16 the latent's size) for latent `y`.
     pub fn forward(&self, y: Tensor<4>) -> Vec<Tensor<4>> {
-        let mut outs = Vec::with_capacity(self.stages.len());
-        let mut a = y;
-        for s in &self.stages {
-            a = s.forward(a);
-            outs.push(a.clone());
-        }
-        outs
+        chain(&self.stages, y, InverseWaveletShortcut::forward)
     }
 
     pub fn ortho_penalty(&self) -> Tensor<1> {
-        self.stages.iter().map(|s| ortho_penalty(&s.projection)).reduce(|a, b| a + b).expect("four stages")
+        path_penalty(self.stages.iter().map(|s| &s.projection))
     }
 }
 

@@ -389,7 +389,8 @@ impl ImageModel {
     /// Σ of the auxiliary paths' distances to orthogonal projections ([`auxt`]); `None`
     /// without them.
     pub(crate) fn ortho_penalty(&self) -> Option<Tensor<1>> {
-        Some(self.g_a.auxiliary_path()?.ortho_penalty() + self.g_s.auxiliary_path()?.ortho_penalty())
+        let (a, s) = self.auxiliary_paths()?;
+        Some(a.ortho_penalty() + s.ortho_penalty())
     }
 
     /// This model with the auxiliary linear paths added at zero ([`auxt`]): the same

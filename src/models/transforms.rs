@@ -155,6 +155,16 @@ fn run(blocks: &[ResidualBottleneck], x: Tensor<4>) -> Tensor<4> {
     blocks.iter().fold(x, |x, b| b.forward(x))
 }
 
+/// Adds an auxiliary path's outputs, one per call in stage order, to the stages' outputs;
+/// without a path (`None`) it returns them as they are.
+fn adder(outputs: Option<Vec<Tensor<4>>>) -> impl FnMut(Tensor<4>) -> Tensor<4> {
+    let mut outputs = outputs.unwrap_or_default().into_iter();
+    move |t| match outputs.next() {
+        Some(a) => t + a,
+        None => t,
+    }
+}
+
 /// x (3, H, W) → y (M, H/16, W/16): four stride-2 5x5 convolutions with GDN between them.
 #[derive(Module, Debug)]
 pub struct Analysis {
@@ -187,11 +197,7 @@ impl Analysis {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut aux = self.aux.as_ref().map(|a| a.forward(x.clone())).unwrap_or_default().into_iter();
-        let mut plus_aux = |t: Tensor<4>| match aux.next() {
-            Some(a) => t + a,
-            None => t,
-        };
+        let mut plus_aux = adder(self.aux.as_ref().map(|a| a.forward(x.clone())));
         let x = plus_aux(self.n1.forward(self.c1.forward(x)));
         let mut x = plus_aux(self.n2.forward(self.c2.forward(x)));
         if let Some(s) = &self.stages {
@@ -260,11 +266,7 @@ impl Synthesis {
     }
 
     pub fn forward(&self, y: Tensor<4>) -> Tensor<4> {
-        let mut aux = self.aux.as_ref().map(|a| a.forward(y.clone())).unwrap_or_default().into_iter();
-        let mut plus_aux = |t: Tensor<4>| match aux.next() {
-            Some(a) => t + a,
-            None => t,
-        };
+        let mut plus_aux = adder(self.aux.as_ref().map(|a| a.forward(y.clone())));
         let mut x = plus_aux(self.n1.forward(self.d1.forward(y)));
         if let Some(s) = &self.stages {
             x = run(&s.eighth, s.attention.forward(x));

@@ -143,11 +143,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainState> {
         } else if loaded.config != opts.config && !upgrades_transforms(&loaded.config, &opts.config) {
             return Err(Error::Unsupported(format!("{} has a different model configuration", init.display())));
         } else {
+            // Each adds its part only where the loaded model lacks it.
             let mut m = loaded.model;
-            if opts.config.transforms.has_residual_stages() && !loaded.config.transforms.has_residual_stages() {
+            if opts.config.transforms.has_residual_stages() {
                 m = m.with_residual_transforms(&device);
             }
-            if opts.config.transforms.has_auxiliary_path() && !loaded.config.transforms.has_auxiliary_path() {
+            if opts.config.transforms.has_auxiliary_path() {
                 m = m.with_auxiliary_paths(&device);
             }
             model = m;
